@@ -58,3 +58,17 @@ class MethodResult:
     seed: int
     pictures: list[Picture]
     numbers: dict[str, Any] = field(default_factory=dict)  # summary numbers (e.g. heterogeneity)
+
+
+def method_module(name: str):
+    """The module implementing method `name` (imported lazily: methods pull in the engine)."""
+    import importlib
+
+    if name not in METHOD_NAMES:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
+    return importlib.import_module(f"generator.methods.{name}")
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """A copy of the method's DEFAULTS (what the catalog may set under `methods.<name>`)."""
+    return dict(method_module(name).DEFAULTS)
