@@ -1,0 +1,117 @@
+"""Engine speed: image-iterations per second of `solve` against the bare model, in one run.
+
+    python -m benchmarks.speed [--quick] [--batch 16] [--iterations 40]
+
+On torchvision's AlexNet (random init: speed does not depend on the weights), at the batch a
+class uses. Reports, all measured here and now (the machine is shared, so only ratios from one
+run mean anything):
+  - bare:     forward + backward to the input of the batch (the floor any engine pays)
+  - solve:    the engine without the prior (L2 + TV + jitter + clamp + NaN guard)
+  - prior:    the engine with every problem using a patch prior (class images as database)
+  - single:   the same problems solved one at a time (what batching buys)
+Targets: prior / bare >= 0.85 and batched / single >= 1.5. Writes benchmarks/out/speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json  # noqa: E402
+from generator.methods.classviz import DEFAULTS as CLASSVIZ  # noqa: E402
+from generator.optimize import Problem, Settings, solve  # noqa: E402
+from generator.pathway import Pathway  # noqa: E402
+from generator.prior import PatchDatabase  # noqa: E402
+
+
+def bare_rate(pathway: Pathway, batch: int, steps: int) -> float:
+    """Image-iterations/s of forward + backward to the input, nothing else."""
+    images = torch.rand(batch, 3, pathway.input_size, pathway.input_size, generator=torch.Generator().manual_seed(0))
+    images.requires_grad_(True)
+    targets = torch.arange(batch) % pathway.num_classes
+    pathway(images).fc8.gather(1, targets[:, None]).sum().backward()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        images.grad = None
+        pathway(images).fc8.gather(1, targets[:, None]).sum().backward()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def solve_rate(pathway: Pathway, problems: list[Problem], settings: Settings) -> float:
+    start = time.perf_counter()
+    solve(pathway, problems, settings, progress=False)
+    return len(problems) * settings.iterations / (time.perf_counter() - start)
+
+
+def prior_database(size: int) -> PatchDatabase:
+    """The database a class would use: its images if ../shared exists, else smooth random images."""
+    n = CLASSVIZ["prior_images"]
+    if (SHARED / "data" / "imagenette").is_dir():
+        images = class_images(IMAGENETTE[4], n, size=size)
+    else:
+        coarse = torch.rand(n, 3, 14, 14, generator=torch.Generator().manual_seed(0))
+        images = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
+    return PatchDatabase.from_images(
+        images, patch=CLASSVIZ["patch"], stride=CLASSVIZ["stride"], max_patches=CLASSVIZ["max_patches"]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations, small single-problem run")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=None, help="solve iterations per measurement")
+    args = parser.parse_args()
+    iterations = args.iterations or (20 if args.quick else 40)
+    singles = 2 if args.quick else 4
+
+    pathway = Pathway(torchvision.models.alexnet(weights=None))
+    settings = Settings(iterations=iterations)
+    database = prior_database(pathway.input_size)
+    plain = [Problem(target_class=i, seed=i) for i in range(args.batch)]
+    with_prior = [Problem(target_class=i, seed=i, prior=database) for i in range(args.batch)]
+
+    bare_before = bare_rate(pathway, args.batch, iterations // 2)
+    rates = {
+        "solve": solve_rate(pathway, plain, settings),
+        "prior": solve_rate(pathway, with_prior, settings),
+    }
+    bare_after = bare_rate(pathway, args.batch, iterations // 2)
+    rates["bare"] = (bare_before + bare_after) / 2
+    single_times = [solve_rate(pathway, [problem], settings) for problem in plain[:singles]]
+    rates["single"] = len(single_times) / sum(1 / r for r in single_times)
+
+    rows = [
+        {"run": name, "image_it_per_s": rate, "ms_per_image_it": 1000 / rate, "vs_bare": rate / rates["bare"]}
+        for name, rate in rates.items()
+    ]
+    print(f"torchvision AlexNet (random init), batch {args.batch}, {iterations} iterations, "
+          f"{torch.get_num_threads()} threads; prior: {database.size} patches, "
+          f"re-match every {settings.rematch_every} steps, query stride {settings.prior_stride or database.stride}")
+    print_table(rows, ["run", "image_it_per_s", "ms_per_image_it", "vs_bare"])
+    ratios = {
+        "solve_vs_bare": rates["solve"] / rates["bare"],
+        "prior_vs_bare": rates["prior"] / rates["bare"],
+        "batched_vs_single": rates["solve"] / rates["single"],
+    }
+    targets = {"prior_vs_bare": 0.85, "batched_vs_single": 1.5}
+    for name, value in ratios.items():
+        verdict = "" if name not in targets else ("  (target >= %.2f: %s)" % (targets[name], "met" if value >= targets[name] else "MISSED"))
+        print(f"{name}: {value:.2f}{verdict}")
+    path = write_json("speed", {
+        "model": "torchvision alexnet (random init)", "batch": args.batch, "iterations": iterations,
+        "threads": torch.get_num_threads(), "quick": args.quick, "rates": rates, "ratios": ratios,
+        "targets": targets, "prior": {"patches": database.size, "rematch_every": settings.rematch_every,
+                                      "query_stride": settings.prior_stride or database.stride},
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,517 @@
+"""`atlas build`: decide what is stale, run it class by class, write manifests last.
+
+A class's artifacts live in their own folder, `<output>/classes/<slug>/`; its `manifest.json`
+is the only record of what is there. For every enabled method the build computes the
+artifact key (`generator.store.Inputs`) from the catalog and file stats alone and compares it
+with the manifest: same key and all files present means fresh. Only classes with something
+stale load their images, and only classes with a stale method load the model and run it.
+
+Crash safety comes from the write order: pictures go to content-addressed names
+(`<method>/<key16>-<picture>.png`) that no older manifest points at, and the manifest is
+replaced last, atomically. A build killed at any moment leaves the old manifest describing old,
+complete files; the next build sees the missing key and redoes only that class's stale methods.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm import tqdm
+
+from generator import store
+from generator.catalog import Catalog, ClassEntry
+from generator.methods import METHOD_NAMES, ClassContext, method_module
+from generator.store import Inputs
+
+SCHEMA = 1
+MANIFEST = "manifest.json"
+IMAGES_DIR = "images"
+
+
+# ---------------------------------------------------------------------------------------------
+# The pieces the build drives (module-level so tests can swap in small fakes)
+
+
+def _load_pathway(spec, device):
+    from generator.models import load_pathway
+
+    return load_pathway(spec, device)
+
+
+def _class_images(spec, class_id: str, n: int, seed: int, size: int):
+    from generator.images import class_images
+
+    return class_images(spec, class_id, n, seed, size)
+
+
+def _extract(pathway, images, cache_dir: Path | None, progress: bool):
+    from generator.features import extract
+
+    return extract(pathway, images, cache_dir=cache_dir, progress=progress)
+
+
+def _class_folder(spec, class_id: str) -> Path | None:
+    """Where a class's image files are, without downloading or decoding anything."""
+    from generator.images import class_folder
+
+    try:
+        return class_folder(spec, class_id, download=False)
+    except Exception:  # the source itself is missing: the build will say so when it loads images
+        return None
+
+
+_method_module = method_module
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class BuildReport:
+    """What a build did. `ok` is False when anything failed (the CLI's exit code)."""
+
+    ran: list[tuple[str, str]] = field(default_factory=list)  # (class id, method)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # fresh (class id, method)
+    failed: list[tuple[str, str | None, str]] = field(default_factory=list)  # (class id, method|None, message)
+    planned: list[tuple[str, str, str]] = field(default_factory=list)  # (class id, method, why stale)
+    images_skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (class id, file, reason)
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """A plain-text table of what ran / was fresh / failed, then failures and skipped images."""
+        classes = list(dict.fromkeys([c for c, _ in self.ran] + [c for c, _ in self.skipped]
+                                     + [c for c, _, _ in self.planned] + [c for c, _, _ in self.failed]))
+        ran_title = "would run" if self.dry_run else "ran"
+        rows = [("class", ran_title, "fresh", "failed")]
+        for c in classes:
+            did = [m for k, m, *_ in (self.planned if self.dry_run else self.ran) if k == c]
+            fresh = [m for k, m in self.skipped if k == c]
+            bad = [m or "(class)" for k, m, _ in self.failed if k == c]
+            rows.append((c, ", ".join(did) or "-", ", ".join(fresh) or "-", ", ".join(bad) or "-"))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        if self.dry_run and self.planned:
+            lines += ["", "why:"] + [f"  {c} {m}: {why}" for c, m, why in self.planned]
+        if self.failed:
+            lines += ["", "failed:"] + [f"  {c}{' ' + m if m else ''}: {msg}" for c, m, msg in self.failed]
+        if self.images_skipped:
+            lines += ["", f"images skipped ({len(self.images_skipped)}):"]
+            lines += [f"  {c} {Path(path).name}: {reason}" for c, path, reason in self.images_skipped]
+        total = len(self.planned) if self.dry_run else len(self.ran)
+        lines += ["", f"{total} {ran_title}, {len(self.skipped)} fresh, {len(self.failed)} failed"]
+        return "\n".join(lines)
+
+    def add(self, outcome: "ClassOutcome") -> None:
+        self.ran += [(outcome.class_id, m) for m in outcome.ran]
+        self.failed += [(outcome.class_id, m, msg) for m, msg in outcome.failed]
+        self.images_skipped += [(outcome.class_id, p, r) for p, r in outcome.images_skipped]
+        self.seconds.update({(outcome.class_id, m): s for m, s in outcome.seconds.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans: what is stale and why, from the catalog and file stats only
+
+
+@dataclass
+class MethodPlan:
+    method: str
+    params: dict[str, Any]  # what run() gets (no "enabled")
+    inputs: Inputs
+    reasons: list[str]  # empty: fresh
+
+    @property
+    def key(self) -> str:
+        return self.inputs.key()
+
+
+@dataclass
+class ClassPlan:
+    entry: ClassEntry
+    methods: list[MethodPlan]  # selected and enabled, catalog order
+    manifest: dict | None  # the one on disk (None: none or unreadable)
+    keep: list[str]  # enabled methods outside this build's selection: kept as they are
+    images_missing: bool  # thumbnails of the class's images are gone
+
+    @property
+    def stale(self) -> list[MethodPlan]:
+        return [m for m in self.methods if m.reasons]
+
+    @property
+    def needs_work(self) -> bool:
+        dropped = set((self.manifest or {}).get("methods", {})) - {m.method for m in self.methods} - set(self.keep)
+        return bool(self.stale or self.images_missing or dropped or self.manifest is None)
+
+
+class KeyMaker:
+    """The per-build parts of artifact keys, each computed once (the weights digest is cached)."""
+
+    def __init__(self, catalog: Catalog, digests: store.FileDigests) -> None:
+        self.catalog = catalog
+        self.model = model_identity(catalog.model, digests)
+        self.model_digest = store.digest(self.model)
+        self.engine_digest = store.digest(catalog.engine)
+        self.versions: dict[str, int] = {}
+
+    def images_digest(self, entry: ClassEntry) -> str:
+        spec = self.catalog.images
+        folder = _class_folder(spec, entry.id)
+        listing = store.file_listing_digest(folder) if folder is not None else "no source"
+        # The listing, not the folder's path: the same files under another mount are the same images.
+        return store.digest({"source": spec.source, "split": spec.split, "per_class": spec.per_class,
+                             "size": self.catalog.model.input_size, "listing": listing})
+
+    def version(self, method: str) -> int:
+        if method not in self.versions:
+            self.versions[method] = int(_method_module(method).VERSION)
+        return self.versions[method]
+
+    def inputs(self, entry: ClassEntry, method: str, params: dict, images: str) -> Inputs:
+        return Inputs(method=method, params=store.digest(params), version=self.version(method),
+                      model=self.model_digest,
+                      class_=store.digest({"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug}),
+                      images=images, seed=self.catalog.seed, engine=self.engine_digest)
+
+
+def model_identity(spec, digests: store.FileDigests) -> dict[str, Any]:
+    """What makes a model the model: its code and weight *bytes*, not where the files are.
+
+    Copying the weights to another path (or a cluster node's mount) keeps every key; changing one
+    byte of them, or of a factory's .py file, changes all of them.
+    """
+    target, _, factory = spec.name.rpartition(":")
+    code_file = Path(target) if target.endswith(".py") else None
+    weights_file = Path(spec.weights) if spec.weights and Path(spec.weights).is_file() else None
+    return {
+        "arch": factory if code_file else spec.name,
+        "code_sha256": digests.sha256(code_file) if code_file and code_file.is_file() else None,
+        "weights": None if weights_file else spec.weights,
+        "weights_sha256": digests.sha256(weights_file) if weights_file else None,
+        "num_classes": spec.num_classes, "labels": spec.labels,
+        "input_size": spec.input_size, "mean": list(spec.mean), "std": list(spec.std),
+    }
+
+
+def method_params(entry: ClassEntry, method: str) -> dict[str, Any]:
+    """The params run() gets: the class's effective params without the `enabled` switch."""
+    return {k: v for k, v in entry.methods.get(method, {}).items() if k != "enabled"}
+
+
+def enabled_methods(entry: ClassEntry) -> list[str]:
+    return [m for m in METHOD_NAMES if m in entry.methods and entry.methods[m].get("enabled", True)]
+
+
+def class_dir(output: Path, entry: ClassEntry) -> Path:
+    return Path(output) / "classes" / entry.slug
+
+
+def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set[str] | None,
+               force: bool) -> ClassPlan:
+    folder = class_dir(catalog.output, entry)
+    manifest = store.read_json(folder / MANIFEST)
+    if manifest is not None and manifest.get("schema") != SCHEMA:
+        manifest = None
+    recorded = (manifest or {}).get("methods", {})
+    images = keys.images_digest(entry)
+    plans, keep = [], []
+    for method in enabled_methods(entry):
+        if methods is not None and method not in methods:
+            keep.append(method)
+            continue
+        params = method_params(entry, method)
+        inputs = keys.inputs(entry, method, params, images)
+        record = recorded.get(method)
+        if force:
+            reasons = ["forced (--force)"]
+        elif record is None:
+            reasons = ["not built yet" if manifest is None else "not in the manifest"]
+        elif record.get("key") != inputs.key():
+            changed = inputs.changed(record.get("inputs"))
+            reasons = [f"{name} changed" for name in changed] or ["key changed"]
+        else:
+            missing = [p for p in _files_of(record) if not (folder / p).is_file()]
+            reasons = [f"missing files ({missing[0]}{', ...' if len(missing) > 1 else ''})"] if missing else []
+        plans.append(MethodPlan(method=method, params=params, inputs=inputs, reasons=reasons))
+    images_missing = manifest is not None and any(
+        not (folder / image["thumb"]).is_file() for image in manifest.get("images", []))
+    return ClassPlan(entry=entry, methods=plans, manifest=manifest, keep=keep, images_missing=images_missing)
+
+
+def _files_of(record: dict) -> list[str]:
+    return [path for picture in record.get("pictures", []) for path in (picture["file"], picture["thumb"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one class
+
+
+@dataclass
+class ClassOutcome:
+    class_id: str
+    ran: list[str] = field(default_factory=list)
+    failed: list[tuple[str | None, str]] = field(default_factory=list)
+    images_skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+_PATHWAYS: dict[tuple[str, str], Any] = {}  # (model digest, device) -> Pathway or the error loading it
+
+
+def _pathway(catalog: Catalog, model_digest: str):
+    """The model, loaded once per process (a failure is remembered, not retried per class)."""
+    slot = (model_digest, catalog.device)
+    if slot not in _PATHWAYS:
+        try:
+            _PATHWAYS[slot] = _load_pathway(catalog.model, catalog.device)
+        except Exception as exc:
+            _PATHWAYS[slot] = exc
+    value = _PATHWAYS[slot]
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip() or repr(exc)
+    ours = isinstance(exc, store.StoreError) or type(exc).__name__ in ("ImageSourceError", "ModelError", "CatalogError")
+    return text if ours else f"{type(exc).__name__}: {text}"
+
+
+def _safe_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "picture"
+
+
+def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bool = True) -> ClassOutcome:
+    """Build one class's stale methods and rewrite its manifest; never raises for the class's own errors."""
+    entry = plan.entry
+    outcome = ClassOutcome(class_id=entry.id)
+    folder = class_dir(catalog.output, entry)
+    store.sweep_temp_files(folder)
+    old_methods = (plan.manifest or {}).get("methods", {})
+    methods: dict[str, dict] = {m.method: old_methods[m.method] for m in plan.methods
+                                if not m.reasons and m.method in old_methods}
+    methods.update({m: old_methods[m] for m in plan.keep if m in old_methods})
+    try:
+        loaded = _class_images(catalog.images, entry.id, catalog.images.per_class, catalog.seed,
+                               catalog.model.input_size)
+        outcome.images_skipped = [(str(p), str(r)) for p, r in loaded.skipped]
+        if len(loaded.names) == 0:
+            raise ValueError("no usable images")
+        images = [{"index": i, "name": name, "thumb": f"{IMAGES_DIR}/{i:03d}.jpg"} for i, name in enumerate(loaded.names)]
+        for image, tensor in zip(images, loaded.images):
+            store.write_jpeg(tensor, folder / image["thumb"])
+        stale = plan.stale
+        ctx = _context(catalog, entry, loaded, model_digest, progress) if stale else None
+    except Exception as exc:
+        outcome.failed.append((None, _message(exc)))
+        return outcome
+    for method in stale:
+        try:
+            methods[method.method] = _run_method(ctx, method, folder)
+            outcome.ran.append(method.method)
+            outcome.seconds[method.method] = methods[method.method]["seconds"]
+        except Exception as exc:
+            methods.pop(method.method, None)
+            outcome.failed.append((method.method, _message(exc)))
+    manifest = {
+        "schema": SCHEMA,
+        "class": {"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug},
+        "model": {"name": catalog.model.name, "weights": catalog.model.weights, "digest": model_digest},
+        "images": images,
+        "skipped_images": [{"path": p, "reason": r} for p, r in outcome.images_skipped],
+        "methods": {m: methods[m] for m in METHOD_NAMES if m in methods},
+    }
+    try:
+        store.write_json(manifest, folder / MANIFEST)
+    except Exception as exc:
+        outcome.failed.append((None, _message(exc)))
+        outcome.ran = []
+    return outcome
+
+
+def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, progress: bool) -> ClassContext:
+    """The model (loaded on first need) and the class's features: what every method reads."""
+    pathway = _pathway(catalog, model_digest)
+    cache = Path(catalog.output) / store.CACHE_DIR / "features"
+    features = _extract(pathway, loaded.images, cache, progress)
+    return ClassContext(pathway=pathway, class_index=entry.index, class_id=entry.id, class_name=entry.name,
+                        images=loaded.images, image_names=list(loaded.names), features=features,
+                        engine=dict(catalog.engine), seed=catalog.seed, device=pathway.mean.device)
+
+
+def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, Any]:
+    """Run one method and write its pictures; returns its manifest entry."""
+    module = _method_module(plan.method)
+    start = time.perf_counter()
+    result = module.run(ctx, dict(plan.params))
+    seconds = time.perf_counter() - start
+    stems = [_safe_stem(picture.key) for picture in result.pictures]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"method {plan.method} returned pictures with duplicate keys: {stems}")
+    prefix = plan.key[:16]
+    pictures = []
+    for picture, stem in zip(result.pictures, stems):
+        file = f"{plan.method}/{prefix}-{stem}.png"
+        thumb = f"{plan.method}/{prefix}-{stem}.thumb.jpg"
+        width, height = store.write_png(picture.image, folder / file)
+        store.write_jpeg(picture.image, folder / thumb)
+        pictures.append({"key": picture.key, "file": file, "thumb": thumb, "width": width, "height": height,
+                         "caption": picture.caption, "alt": picture.alt,
+                         "numbers": dict(picture.numbers), "meta": dict(picture.meta)})
+    return {"key": plan.key, "version": plan.inputs.version, "params": plan.params, "seed": ctx.seed,
+            "numbers": dict(result.numbers), "seconds": round(seconds, 3), "inputs": plan.inputs.as_dict(),
+            "pictures": pictures}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_run(catalog: Catalog, plan: ClassPlan, model_digest: str) -> ClassOutcome:
+    return run_class(catalog, plan, model_digest, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+
+
+def select(catalog: Catalog, only: Iterable[str] | None, shard: tuple[int, int] | None
+           ) -> tuple[list[ClassEntry], set[str] | None, list[str]]:
+    """Classes and methods this build covers, plus `only` items that match nothing.
+
+    `only` mixes method names (`topics`) and classes (id, slug or name); with no class named,
+    every class is in, with no method named, every enabled method. `shard=(i, n)` keeps the
+    classes whose position in the catalog is i mod n — deterministic, so n array tasks cover
+    the catalog exactly once.
+    """
+    entries = list(catalog.classes)
+    if shard is not None:
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+        entries = [e for position, e in enumerate(entries) if position % n == i]
+    if not only:
+        return entries, None, []
+    items = [str(item) for item in only]
+    methods = {item for item in items if item in METHOD_NAMES}
+    names = [item for item in items if item not in METHOD_NAMES]
+    matches = {name: [e for e in catalog.classes if name in (e.id, e.slug) or name.lower() == e.name.lower()]
+               for name in names}
+    unknown = [name for name, found in matches.items() if not found]
+    wanted = {e.slug for found in matches.values() for e in found}
+    if names:
+        entries = [e for e in entries if e.slug in wanted]
+    return entries, (methods or None), unknown
+
+
+def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = False, dry_run: bool = False,
+          shard: tuple[int, int] | None = None, workers: int = 1, progress: bool = True) -> BuildReport:
+    """Bring `catalog.output` up to date with the catalog; see the module docstring.
+
+    Raises store.StoreError when the output folder cannot be used at all (not writable, another
+    build holds it); everything that goes wrong inside one class is in the report instead.
+    """
+    report = BuildReport(dry_run=dry_run)
+    entries, methods, unknown = select(catalog, only, shard)
+    report.failed += [(name, None, "not a class of the catalog nor a method name") for name in unknown]
+    output = Path(catalog.output)
+    lock = None if dry_run else store.BuildLock(output, shard).acquire()
+    try:
+        digests = store.FileDigests(output / store.CACHE_DIR / "digests.json" if output.is_dir() else None)
+        keys = KeyMaker(catalog, digests)
+        plans = [plan_class(catalog, entry, keys, methods, force) for entry in entries]
+        if not dry_run:
+            digests.save()
+        for plan in plans:
+            report.skipped += [(plan.entry.id, m.method) for m in plan.methods if not m.reasons]
+            report.planned += [(plan.entry.id, m.method, "; ".join(m.reasons)) for m in plan.stale]
+            if plan.needs_work and not plan.stale:
+                report.planned.append((plan.entry.id, "(images)", "image thumbnails or manifest out of date"))
+        if dry_run:
+            return report
+        todo = [plan for plan in plans if plan.needs_work]
+        for outcome in _run_all(catalog, todo, keys.model_digest, workers, progress):
+            report.add(outcome)
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
+
+
+def _run_all(catalog: Catalog, plans: list[ClassPlan], model_digest: str, workers: int, progress: bool):
+    bar = tqdm(total=len(plans), desc="classes", unit="class", disable=not progress)
+    try:
+        if workers <= 1 or len(plans) <= 1:
+            for plan in plans:
+                bar.set_postfix_str(plan.entry.id)
+                yield run_class(catalog, plan, model_digest, progress)
+                bar.update()
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_worker_run, catalog, plan, model_digest): plan for plan in plans}
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # the worker process itself died
+                    plan = futures[future]
+                    yield ClassOutcome(class_id=plan.entry.id, failed=[(None, f"worker failed: {_message(exc)}")])
+                bar.update()
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Clean
+
+
+def clean(catalog: Catalog) -> list[Path]:
+    """Remove what no manifest refers to: old method files, folders of classes no longer in the
+    catalog, leftover temp files, and the feature cache (one forward pass per class to redo).
+    Files the site renders (index.html, ...) are left alone."""
+    output = Path(catalog.output)
+    classes = output / "classes"
+    if not classes.is_dir():
+        return []
+    removed: list[Path] = []
+    slugs = {entry.slug for entry in catalog.classes}
+    with store.BuildLock(output):
+        features = output / store.CACHE_DIR / "features"
+        if features.is_dir():
+            shutil.rmtree(features)
+            removed.append(features)
+        for folder in sorted(p for p in classes.iterdir() if p.is_dir()):
+            if folder.name not in slugs:
+                removed.append(folder)
+                shutil.rmtree(folder)
+                continue
+            removed += store.sweep_temp_files(folder)
+            manifest = store.read_json(folder / MANIFEST) or {}
+            keep = {image["thumb"] for image in manifest.get("images", [])}
+            keep |= {path for record in manifest.get("methods", {}).values() for path in _files_of(record)}
+            for sub in [folder / IMAGES_DIR] + [folder / m for m in METHOD_NAMES]:
+                if not sub.is_dir():
+                    continue
+                for path in sorted(sub.rglob("*")):
+                    if path.is_file() and path.relative_to(folder).as_posix() not in keep:
+                        path.unlink()
+                        removed.append(path)
+                if not any(sub.iterdir()):
+                    sub.rmdir()
+    return removed

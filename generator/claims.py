@@ -1,0 +1,217 @@
+"""The paper's intra-class claims (Sec. 4.1-4.4), measured from a built atlas's manifests.
+
+Everything here reads only `classes/*/manifest.json` (what `generator.build` wrote), so the
+claims page can be refreshed without rerunning a single optimization. Two claims need planted
+truth (which style each image has, where each class keeps its parts): the demo world has it
+(`truth_from_demo`); for real data we say "not measurable" and add a truth-free proxy.
+
+Output (rendered by `generator.site`; keep the schema):
+    {"model": str, "images": str, "classes": int,
+     "claims": [{"id", "section", "statement", "metric", "value", "threshold", "holds", "per_class"}]}
+`holds` is value > threshold, or null when there is no value or no threshold (proxies).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any, Mapping
+
+from sklearn.metrics import normalized_mutual_info_score
+
+NMI_THRESHOLD = 0.7
+LOCATION_THRESHOLD = 0.5  # a majority of classes
+LEVELS = ("m7", "m6-7", "m5-7")
+
+
+@dataclass
+class Truth:
+    """Planted facts about an image world."""
+
+    styles: dict[str, int] = field(default_factory=dict)  # image file name -> style index
+    layouts: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # class id -> pool5 cells (row, col)
+
+
+def truth_from_demo(world) -> Truth:
+    """The demo world's planted styles and layouts (`generator.demo.DemoWorld`)."""
+    return Truth(styles=dict(world.styles), layouts={c: world.layout(c) for c in world.class_ids})
+
+
+def as_truth(truth: Truth | Mapping[str, int] | None) -> Truth | None:
+    """A `Truth`; a plain mapping is read as image name -> style (layouts unknown)."""
+    if truth is None or isinstance(truth, Truth):
+        return truth
+    return Truth(styles=dict(truth))
+
+
+def read_manifests(output_dir: str | Path) -> list[dict[str, Any]]:
+    """Every class manifest under output_dir/classes, sorted by class id."""
+    manifests = [json.loads(p.read_text()) for p in sorted(Path(output_dir).glob("classes/*/manifest.json"))]
+    return sorted(manifests, key=lambda m: m["class"]["id"])
+
+
+def _claim(id: str, section: str, statement: str, metric: str, per_class: dict[str, float],
+           threshold: float | None, value: float | None = None) -> dict[str, Any]:
+    if value is None and per_class:
+        value = mean(per_class.values())
+    holds = None if value is None or threshold is None else bool(value > threshold)
+    return {"id": id, "section": section, "statement": statement, "metric": metric, "value": value,
+            "threshold": threshold, "holds": holds, "per_class": per_class}
+
+
+def _method(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return manifest.get("methods", {}).get(name)
+
+
+# --------------------------------------------------------------------------- 4.1 location
+
+def window_on_layout(meta: Mapping[str, Any], cells: set[tuple[int, int]]) -> bool:
+    """A window lies on the planted parts when at least half of its pool5 cells are parts."""
+    size, top, left = meta["size"], meta["top"], meta["left"]
+    inside = sum((top + i, left + j) in cells for i in range(size) for j in range(size))
+    return 2 * inside >= size * size
+
+
+def location_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[dict[str, Any]]:
+    statement = "Opening one pool5 window, a class is drawn best where it keeps its parts (Sec. 4.1)."
+    hits: dict[str, float] = {}
+    spread: dict[str, float] = {}
+    for manifest in manifests:
+        class_id, method = manifest["class"]["id"], _method(manifest, "location")
+        if method is None:
+            continue
+        spread[class_id] = float(method["numbers"]["heterogeneity"])
+        if truth is not None and class_id in truth.layouts and method["numbers"].get("strongest"):
+            best = next(p for p in method["pictures"] if p["key"] == method["numbers"]["strongest"][0])
+            hits[class_id] = float(window_on_layout(best["meta"], truth.layouts[class_id]))
+    claims = []
+    if truth is not None and truth.layouts:
+        claims.append(_claim("location-layout", "4.1", statement,
+                             "fraction of classes whose top-scoring window lies on the planted parts",
+                             hits, LOCATION_THRESHOLD))
+    else:
+        claims.append(_claim("location-layout", "4.1", statement,
+                             "not measurable: needs planted part layouts", {}, LOCATION_THRESHOLD))
+    values = list(spread.values())
+    claims.append(_claim(
+        "location-heterogeneity", "4.1",
+        "Classes differ in how much their picture changes across windows (monastery vs terrier) "
+        "(truth-free proxy).",
+        "per class: mean pairwise fc7 cosine distance between window pictures; value: max - min over classes",
+        spread, None, value=(max(values) - min(values)) if values else None))
+    return claims
+
+
+# --------------------------------------------------------------------------- 4.2 topics
+
+def topic_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[dict[str, Any]]:
+    statement = "NMF topics of a class's fc7 recover its styles (Sec. 4.2)."
+    nmi: dict[str, float] = {}
+    distinct: dict[str, float] = {}
+    for manifest in manifests:
+        class_id, method = manifest["class"]["id"], _method(manifest, "topics")
+        if method is None:
+            continue
+        numbers = method["numbers"]
+        distinct[class_id] = float(numbers["distinctness"])
+        if truth is None:
+            continue
+        assigned = numbers["assignments"]
+        names = [image["name"] for image in manifest["images"]][: len(assigned)]
+        labelled = [(truth.styles[n], a) for n, a in zip(names, assigned) if n in truth.styles]
+        if len(labelled) >= 2:
+            nmi[class_id] = float(normalized_mutual_info_score([s for s, _ in labelled], [a for _, a in labelled]))
+    claims = []
+    if truth is not None and truth.styles:
+        claims.append(_claim("topics-styles", "4.2", statement,
+                             "NMI between each image's strongest topic and its planted style, mean over classes",
+                             nmi, NMI_THRESHOLD))
+    else:
+        claims.append(_claim("topics-styles", "4.2", statement,
+                             "not measurable: needs planted styles", {}, NMI_THRESHOLD))
+    claims.append(_claim(
+        "topics-distinct", "4.2",
+        "A class's topics open different fc7 units (truth-free proxy).",
+        "mean pairwise Jaccard distance between a class's topic masks m7 (0: identical, 1: disjoint)",
+        distinct, None))
+    return claims
+
+
+# --------------------------------------------------------------------------- 4.3 ensemble
+
+def ensemble_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    claims = []
+    for space, label in (("fc7", "fc7 cosine distance (unmasked net)"), ("pixel", "RMS pixel difference")):
+        masks: dict[str, float] = {}
+        inits: dict[str, float] = {}
+        for manifest in manifests:
+            method = _method(manifest, "ensemble")
+            numbers = method["numbers"] if method else {}
+            if numbers.get(f"{space}_across_masks") is not None and numbers.get(f"{space}_across_inits") is not None:
+                masks[manifest["class"]["id"]] = float(numbers[f"{space}_across_masks"])
+                inits[manifest["class"]["id"]] = float(numbers[f"{space}_across_inits"])
+        ratios = {c: masks[c] / inits[c] for c in masks if inits[c] > 0}
+        value = mean(masks.values()) / mean(inits.values()) if inits and mean(inits.values()) > 0 else None
+        claims.append(_claim(
+            f"ensemble-{space}", "4.3",
+            "Different dropout masks (m6-7) change a class's picture more than different random inits (Sec. 4.3).",
+            f"mean {label} across masks / across inits, over classes (per class: the ratio)",
+            ratios, 1.0, value=value))
+    return claims
+
+
+# --------------------------------------------------------------------------- 4.4 hierarchy
+
+def smallest_drop(errors: Mapping[str, float]) -> float:
+    """min(err[m7] - err[m6-7], err[m6-7] - err[m5-7]): positive iff the error falls at each step."""
+    return min(errors[a] - errors[b] for a, b in zip(LEVELS, LEVELS[1:]))
+
+
+def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    claims = []
+    for space, label in (("pixel", "||I0 - I|| / ||I0||"), ("fc7", "||fc7(I0) - fc7(I)|| / ||fc7(I0)||")):
+        per_class: dict[str, dict[str, float]] = {}
+        for manifest in manifests:
+            method = _method(manifest, "hierarchy")
+            if method is not None:
+                per_class[manifest["class"]["id"]] = {lv: float(method["numbers"][f"{space}_{lv}"]) for lv in LEVELS}
+        averaged = {lv: mean(e[lv] for e in per_class.values()) for lv in LEVELS} if per_class else None
+        claims.append(_claim(
+            f"hierarchy-{space}", "4.4",
+            "Inverting an image's binary code with more constraints (m7, m6-7, m5-7) comes closer to the image (Sec. 4.4).",
+            f"smallest fall of the class-averaged error {label} along m7 -> m6-7 -> m5-7 (> 0: falls at every step)",
+            {c: smallest_drop(e) for c, e in per_class.items()}, 0.0,
+            value=smallest_drop(averaged) if averaged else None))
+    return claims
+
+
+# --------------------------------------------------------------------------- all
+
+def claims_from_manifests(output_dir: str | Path, truth: Truth | Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The four claims (plus truth-free proxies) measured from output_dir's manifests."""
+    truth = as_truth(truth)
+    manifests = read_manifests(output_dir)
+    models = sorted({m["model"]["name"] for m in manifests})
+    counts = [len(m.get("images", [])) for m in manifests]
+    images = f"{sum(counts)} images, {min(counts)}-{max(counts)} per class" if counts else "no images"
+    return {
+        "model": ", ".join(models),
+        "images": images,
+        "classes": len(manifests),
+        "claims": [
+            *location_claims(manifests, truth),
+            *topic_claims(manifests, truth),
+            *ensemble_claims(manifests),
+            *hierarchy_claims(manifests),
+        ],
+    }
+
+
+def write_claims(output_dir: str | Path, truth: Truth | Mapping[str, int] | None = None) -> Path:
+    """Measure the claims and write output_dir/claims.json atomically; returns its path."""
+    from generator.store import write_json
+
+    path = Path(output_dir) / "claims.json"
+    write_json(claims_from_manifests(output_dir, truth), path)
+    return path

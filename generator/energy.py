@@ -1,0 +1,80 @@
+"""The energies of Sec. 3 as small composable pieces, each returning one value per sample (B,).
+
+Images are in [0, 1]. Regularizers are *means* over pixels (or patch entries) rather than
+sums, so a weight means the same thing at 64 px and at 224 px; the authors' weights were
+sums on a 0-255 scale divided by the init's variance, so ours are re-tuned (see
+`generator.optimize.Settings`). Per-sample energies let the optimizer sum a whole batch for
+one backward pass and still watch (and freeze) each problem on its own.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def class_score(fc8: Tensor, targets: Tensor) -> Tensor:
+    """-fc8[t] per sample: E_class's data term [10]. Pre-softmax, because maximizing the
+    softmax can be done by pushing the *other* classes down instead of making a better t."""
+    return -fc8.gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def feature_inversion(pred: Tensor, target: Tensor) -> Tensor:
+    """||phi(I) - phi0||^2 / ||phi0||^2 per sample: E_inv's data term [8], at pool5 or any
+    trunk layer. Normalizing by ||phi0||^2 makes one weight fit every image and layer."""
+    dims = tuple(range(1, pred.dim()))
+    return (pred - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(1e-12)
+
+
+def feature_error(pred: Tensor, target: Tensor) -> Tensor:
+    """||phi(I) - phi0|| / ||phi0|| per sample: the number reported for inversions (not squared)."""
+    return feature_inversion(pred, target).sqrt()
+
+
+def l2(images: Tensor, weight: float) -> Tensor:
+    """R_alpha ||I||^2 (mean over pixels, centred at mid-grey): keeps pixels in range and
+    the image from drifting to saturated colours the data term does not care about."""
+    return weight * (images - 0.5).pow(2).flatten(1).mean(1)
+
+
+def alpha_norm(images: Tensor, weight: float, alpha: float = 6.0) -> Tensor:
+    """Mahendran & Vedaldi's alpha-norm (alpha = 6): like L2 but nearly flat inside the range
+    and steep at its ends, so it bounds the pixels without dimming the whole image."""
+    return weight * (images - 0.5).abs().pow(alpha).flatten(1).mean(1)
+
+
+def tv(images: Tensor, weight: float, beta: float = 2.0) -> Tensor:
+    """R_beta ||grad I||^beta (beta = 2, mean over pixels): suppresses the high-frequency
+    patterns a CNN responds to but natural images lack."""
+    dx = images[..., :, 1:] - images[..., :, :-1]
+    dy = images[..., 1:, :] - images[..., :-1, :]
+    grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)
+    return weight * grad_sq.pow(beta / 2).flatten(1).mean(1)
+
+
+def patch_prior(patches: Tensor, matched: Tensor, weight: float) -> Tensor:
+    """R_gamma sum_p ||I~_p - D~_p||^2 (mean over patch entries): the data-driven prior.
+
+    `patches` are the globally normalized patches of the current image (B, P, D), differentiable;
+    `matched` their nearest natural patches (held fixed between re-matches). Normalizing by the
+    image's own mean/std lets patches match natural ones even while the global colour is wrong,
+    and the gradient then pulls the colours toward the database's statistics (PAPER.md)."""
+    return weight * (patches - matched).pow(2).flatten(1).mean(1)
+
+
+def colour_stats(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean (3,) and 3x3 covariance of all pixels of a set of images (N,3,H,W)."""
+    pixels = images.permute(1, 0, 2, 3).reshape(3, -1).double()
+    mean = pixels.mean(1)
+    centred = pixels - mean[:, None]
+    return mean, centred @ centred.T / max(pixels.shape[1] - 1, 1)
+
+
+def colour_distance(image: Tensor, references: Tensor) -> float:
+    """Distance between the colour statistics of an image (3,H,W) and of reference images
+    (N,3,H,W): ||mu_a - mu_b||_2 + ||Sigma_a - Sigma_b||_F over RGB pixels in [0, 1].
+
+    The paper's claim is that the patch prior fixes the *global colour* L2+TV gets wrong; the
+    first two moments of the pixel distribution are the simplest number that sees that."""
+    mean_a, cov_a = colour_stats(image.unsqueeze(0) if image.dim() == 3 else image)
+    mean_b, cov_b = colour_stats(references)
+    return float((mean_a - mean_b).norm() + (cov_a - cov_b).norm())

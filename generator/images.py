@@ -1,0 +1,196 @@
+"""A class's own images: where they come from, how they become tensors, what we skip.
+
+Three sources share one layout, an ImageNet-style folder `<root>/<class id>/*.{jpg,jpeg,png}`:
+a user's folder, Imagenette (downloaded by torchvision on first use; its folders are already
+wnids) and the offline demo world. Real photo collections hold CMYK JPEGs, 16-bit PNGs,
+truncated downloads and HTML pages saved as .jpg; such a file is skipped and recorded with
+its reason, never fatal, so one bad file does not cost a class.
+"""
+from __future__ import annotations
+
+import socket
+import urllib.error
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from generator.catalog import ImageSpec
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGENETTE_SIZE = "320px"  # torchvision's smaller Imagenette archive (~330 MB): plenty for 224 crops
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class ImageSourceError(RuntimeError):
+    """Images that cannot be found or fetched; the message names the folder or the download."""
+
+
+@dataclass
+class LoadedImages:
+    images: Tensor  # (N, 3, S, S) in [0, 1]
+    names: list[str]  # file names, same order
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def source_root(spec: ImageSpec, download: bool = True) -> Path:
+    """The ImageNet-layout folder of the source (downloading Imagenette if asked and needed)."""
+    if spec.source == "folder":
+        if spec.root is None or not spec.root.is_dir():
+            raise ImageSourceError(f"image folder {spec.root} not found (images.root / --images)")
+        return spec.root
+    if spec.source == "demo":
+        from generator.demo import ensure_demo
+
+        return Path(ensure_demo().image_root)
+    if spec.source == "imagenette":
+        return _imagenette_root(spec, download)
+    raise ImageSourceError(f"unknown image source {spec.source!r}")
+
+
+def _imagenette_root(spec: ImageSpec, download: bool) -> Path:
+    root = Path(spec.root or "~/.cache/atlas/imagenette").expanduser()
+    folder = root / f"imagenette2-{IMAGENETTE_SIZE}" / spec.split
+    if folder.is_dir() or not download:
+        return folder
+    import torchvision.datasets
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.Imagenette(str(root), split=spec.split, size=IMAGENETTE_SIZE, download=True)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.error, RuntimeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImageSourceError(
+            f"downloading Imagenette into {root} failed ({reason}): the first use needs network access. "
+            "Offline, point the catalog at a local ImageNet-layout folder (<root>/<wnid>/*.JPEG): "
+            "images: {source: folder, root: /path/to/imagenette/train}, or --images /path/to/folder"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    if not folder.is_dir():
+        raise ImageSourceError(f"Imagenette download finished but {folder} is missing; delete {root} and retry")
+    return folder
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files of one class folder, sorted by name (extensions in any case)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def class_folder(spec: ImageSpec, class_id: str, download: bool = True) -> Path:
+    return source_root(spec, download) / class_id
+
+
+def count_images(spec: ImageSpec, class_id: str) -> int:
+    """How many image files a class has (0 when its folder, or an undownloaded Imagenette, is missing)."""
+    folder = class_folder(spec, class_id, download=False)
+    return len(image_files(folder)) if folder.is_dir() else 0
+
+
+def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -> LoadedImages:
+    """n images of a class, chosen deterministically by `seed` from its sorted files.
+
+    Bad files are skipped (and recorded) and the next files of the seeded order take their
+    place, so a class still gets n images when it has n good ones. The result keeps file order.
+    """
+    folder = class_folder(spec, class_id)
+    if not folder.is_dir():
+        raise ImageSourceError(f"class folder {folder} not found (expected <images.root>/{class_id}/*.JPEG)")
+    files = image_files(folder)
+    if not files:
+        raise ImageSourceError(f"class folder {folder} has no .jpg/.jpeg/.png images")
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(class_id.encode())) % (2**63))
+    order = torch.randperm(len(files), generator=generator).tolist()
+    chosen: dict[int, Tensor] = {}
+    skipped: list[tuple[str, str]] = []
+    for i in order:
+        if len(chosen) == n:
+            break
+        try:
+            chosen[i] = load_image(files[i], size)
+        except BadImage as exc:
+            skipped.append((str(files[i]), str(exc)))
+    if not chosen:
+        raise ImageSourceError(f"class folder {folder}: none of its {len(files)} files could be read "
+                               f"(first problem: {skipped[0][1]})")
+    keep = sorted(chosen)
+    return LoadedImages(images=torch.stack([chosen[i] for i in keep]), names=[files[i].name for i in keep],
+                        skipped=skipped)
+
+
+class BadImage(ValueError):
+    """One file that is not a readable image (reason in the message)."""
+
+
+def load_image(path: Path, size: int) -> Tensor:
+    """(3, size, size) in [0, 1]: decode, convert to RGB, resize the shorter side, centre-crop."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                rgb = to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage(f"too large, refused as a possible decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image (unidentified format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise BadImage(f"unreadable: {exc}") from None
+    return to_tensor(resize_crop(rgb, size))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for any mode: transparency on white, 16/32-bit integers scaled, CMYK/grey/palette converted."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I") and values.max(initial=0) > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(values.max(initial=0)), 1e-12)
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
+def resize_crop(image: Image.Image, size: int) -> Image.Image:
+    """Scale the shorter side to `size`, then take the centre size x size square."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_tensor(image: Image.Image) -> Tensor:
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def thumbnail(image_tensor: Tensor, size: int) -> Image.Image:
+    """A PIL image of a (3, H, W) [0, 1] tensor, shrunk so its longer side is `size`."""
+    array = image_tensor.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    image = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
+    if max(image.size) != size:
+        scale = size / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return image
+
+
+def to_pil(image_tensor: Tensor) -> Image.Image:
+    """Full-size PIL image of a (3, H, W) [0, 1] tensor."""
+    return thumbnail(image_tensor, max(image_tensor.shape[-2:]))

@@ -1,0 +1,111 @@
+"""Dropout ensemble (paper Sec. 4.3, masks m6-7): which style does one ensemble member keep?
+
+Dropout trains a net as an ensemble: each training step sees a random half of fc6 and fc7.
+Fixing one such 50% mask pair picks one member; visualizing the class through it shows that
+member's style. The paper samples 2 mask pairs x 2 random inits and sees that the mask decides
+the style (pose, species, layout, scale) more than the init does. We measure it: the mean
+distance between pictures from different masks (same init) vs from different inits (same
+mask), in fc7 of the unmasked net and in pixels.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods.location import class_database, cosine_distances, fc7_of
+from generator.optimize import Problem, settings_from, solve
+
+VERSION = 1
+DEFAULTS: dict[str, Any] = {
+    "masks": 2,  # mask pairs (m6, m7) sampled (authors: 2)
+    "inits": 2,  # random inits per mask pair (authors: 2)
+    "keep": 0.5,  # fraction of units each mask keeps (dropout rate 0.5)
+    "prior": True,
+}
+MASK_SEED_OFFSET = 1000  # mask seeds never coincide with init seeds
+
+
+def dropout_mask(units: int, keep: float, seed: int) -> Tensor:
+    """A 0/1 mask that keeps exactly round(keep * units) units, drawn from `seed` alone
+    (so anyone can rebuild the mask of a picture from its recorded mask_seed)."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(units)
+    mask[torch.randperm(units, generator=generator)[: round(keep * units)]] = 1.0
+    return mask
+
+
+def mask_pair(fc6_dim: int, fc7_dim: int, keep: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(m6, m7) of one ensemble member; m7 uses the next seed so the two are independent."""
+    return dropout_mask(fc6_dim, keep, seed), dropout_mask(fc7_dim, keep, seed + 1)
+
+
+def mean_distance(distances: Tensor, pairs: list[tuple[int, int]]) -> float | None:
+    """Mean of distances[i, j] over the given index pairs (None when there are none, e.g. one
+    mask only: JSON has no NaN)."""
+    if not pairs:
+        return None
+    return float(torch.stack([distances[i, j] for i, j in pairs]).mean())
+
+
+def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
+    params = {**DEFAULTS, **params}
+    pathway = ctx.pathway
+    n_masks, n_inits, keep = int(params["masks"]), int(params["inits"]), float(params["keep"])
+    prior = class_database(ctx, params)
+    # mask seed 2 apart: each pair uses (seed, seed + 1) for m6 and m7.
+    cells = [
+        {"mask": m, "init": i, "mask_seed": ctx.seed + MASK_SEED_OFFSET + 2 * m, "init_seed": ctx.seed + i}
+        for m in range(n_masks)
+        for i in range(n_inits)
+    ]
+    problems = []
+    for cell in cells:
+        m6, m7 = mask_pair(pathway.fc6_dim, pathway.fc7_dim, keep, cell["mask_seed"])
+        problems.append(
+            Problem(
+                target_class=ctx.class_index,
+                m6=m6,
+                m7=m7,
+                prior=prior,
+                seed=cell["init_seed"],
+                label=f"mask {cell['mask']} init {cell['init']}",
+            )
+        )
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+
+    pictures = [
+        Picture(
+            key=f"mask{c['mask']}-init{c['init']}",
+            image=s.image,
+            caption=(
+                f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of fc6 and fc7), "
+                f"random init {c['init'] + 1}, patch prior"
+            ),
+            alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
+            numbers={"score": s.score, "prob": s.prob},
+            meta={**c, "keep": keep, "diverged": s.diverged},
+        )
+        for c, s in zip(cells, solutions)
+    ]
+
+    images = torch.stack([s.image for s in solutions])
+    across_masks = [(a, b) for a, b in combinations(range(len(cells)), 2)
+                    if cells[a]["init"] == cells[b]["init"] and cells[a]["mask"] != cells[b]["mask"]]
+    across_inits = [(a, b) for a, b in combinations(range(len(cells)), 2)
+                    if cells[a]["mask"] == cells[b]["mask"] and cells[a]["init"] != cells[b]["init"]]
+    fc7_distances = cosine_distances(fc7_of(pathway, images))
+    flat = images.flatten(1)
+    pixel_distances = torch.cdist(flat, flat) / flat.shape[1] ** 0.5  # RMS pixel difference
+    numbers = {
+        "fc7_across_masks": mean_distance(fc7_distances, across_masks),
+        "fc7_across_inits": mean_distance(fc7_distances, across_inits),
+        "pixel_across_masks": mean_distance(pixel_distances, across_masks),
+        "pixel_across_inits": mean_distance(pixel_distances, across_inits),
+        "fc7_metric": "mean fc7 cosine distance (unmasked net)",
+        "pixel_metric": "mean RMS pixel difference in [0, 1]",
+    }
+    return MethodResult(method="ensemble", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)

@@ -1,0 +1,191 @@
+"""Topic styles (paper Sec. 4.2, mask m7): the styles a class keeps in fc7.
+
+fc8 is linear in fc7, so the fc7 vectors of one class's images live in a cone; non-negative
+matrix factorization of them, fc7 ~ loadings x basis, splits the cone into K directions
+("topics": scale, angle, colour, status, content). Topic k is visualized by opening only the
+fc7 units it uses, m7 = basis[k] > tau, and shown beside the images that load on it most.
+The same basis ranks any image collection by style (Sec. 5.1: `style_loadings`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+from sklearn.decomposition import NMF
+from torch import Tensor
+
+from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods.location import class_database
+from generator.optimize import Problem, settings_from, solve
+from generator.pathway import Pathway
+
+VERSION = 1
+DEFAULTS: dict[str, Any] = {
+    "k": 5,  # topics (authors: 5)
+    "images": 50,  # class images factorized (authors: 50)
+    "threshold": 1.0,  # tau on the basis (authors: 1.0, keeping ~500-1800 of 4096 units)
+    "min_fraction": 0.05,  # fewer units than this fraction pass tau -> quantile fallback
+    "keep_fraction": 0.25,  # fallback: keep the top quarter of the topic's units
+    "retrieved": 5,  # images shown per topic
+    "prior": True,
+}
+
+
+@dataclass
+class TopicModel:
+    """NMF of a class's fc7: fc7 (N, D) ~ loadings.T (N, K) @ basis (K, D), plus the m7 masks.
+
+    `rule[k]` says how mask k was made ("threshold" = the authors' tau, or "quantile" when
+    fc7's scale on this model left too few units above tau) and `cutoff[k]` the value used."""
+
+    basis: Tensor  # (K, D) >= 0: the topics as fc7 directions
+    loadings: Tensor  # (K, N) >= 0: how much each image uses each topic
+    masks: Tensor  # (K, D) 0/1: m7 per topic
+    rule: list[str]
+    cutoff: list[float]
+
+    @property
+    def assignments(self) -> list[int]:
+        """Each image's strongest topic (argmax of its loadings)."""
+        return self.loadings.argmax(0).tolist()
+
+
+def fit_nmf(fc7: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """basis (K, D), loadings (K, N) with fc7 ~ loadings.T @ basis. Deterministic: nndsvda
+    init (SVD-based, no randomness for a given input) and a fixed random_state."""
+    data = fc7.detach().double().cpu().numpy()
+    if data.shape[0] < k:
+        raise ValueError(f"topics: {k} topics need at least {k} images, got {data.shape[0]}")
+    if not np.isfinite(data).all() or (data < 0).any():
+        raise ValueError("topics: fc7 must be finite and non-negative (post-ReLU) for NMF")
+    model = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=1000, tol=1e-5)
+    loadings = model.fit_transform(data)  # (N, K)
+    return torch.from_numpy(model.components_).float(), torch.from_numpy(loadings.T.copy()).float()
+
+
+def topic_mask(
+    basis_row: Tensor, threshold: float, min_units: int, keep_fraction: float
+) -> tuple[Tensor, str, float]:
+    """m7 for one topic: basis > threshold, or (too few units pass on this model's fc7 scale)
+    the top `keep_fraction` of the topic's non-zero units. Returns (mask, rule, cutoff)."""
+    mask = basis_row > threshold
+    if int(mask.sum()) >= min_units:
+        return mask.float(), "threshold", float(threshold)
+    cutoff = float(torch.quantile(basis_row.float(), 1.0 - keep_fraction))
+    mask = (basis_row >= cutoff) & (basis_row > 0)
+    return mask.float(), "quantile", cutoff
+
+
+def topic_masks_for(
+    pathway: Pathway,
+    class_fc7: Tensor,
+    k: int = DEFAULTS["k"],
+    threshold: float = DEFAULTS["threshold"],
+    min_fraction: float = DEFAULTS["min_fraction"],
+    keep_fraction: float = DEFAULTS["keep_fraction"],
+    seed: int = 0,
+) -> TopicModel:
+    """The class's topics and their m7 masks from the fc7 of its images (N, D)."""
+    if class_fc7.dim() != 2 or class_fc7.shape[1] != pathway.fc7_dim:
+        raise ValueError(f"topics: fc7 must be (N, {pathway.fc7_dim}), got {tuple(class_fc7.shape)}")
+    basis, loadings = fit_nmf(class_fc7, k, seed)
+    min_units = max(1, int(round(min_fraction * pathway.fc7_dim)))
+    made = [topic_mask(row, threshold, min_units, keep_fraction) for row in basis]
+    return TopicModel(
+        basis=basis,
+        loadings=loadings,
+        masks=torch.stack([m for m, _, _ in made]),
+        rule=[r for _, r, _ in made],
+        cutoff=[c for _, _, c in made],
+    )
+
+
+def style_loadings(basis: Tensor, collection_fc7: Tensor) -> Tensor:
+    """Loadings (M, K) of any images' fc7 (M, D) on a class's topic basis (K, D): the
+    non-negative least-squares projection min_h>=0 ||fc7 - h @ basis||, one image at a time.
+    Ranking a collection by column k is style-based retrieval (Sec. 5.1)."""
+    a = basis.detach().double().cpu().numpy().T  # (D, K)
+    rows = collection_fc7.detach().double().cpu().numpy()
+    return torch.tensor(np.stack([nnls(a, row)[0] for row in rows]), dtype=torch.float32)
+
+
+def style_retrieval(basis: Tensor, collection_fc7: Tensor, topic: int, top: int = 5) -> list[tuple[int, float]]:
+    """The `top` images of a collection that load most on `topic`: [(index, loading), ...]."""
+    loadings = style_loadings(basis, collection_fc7)[:, topic]
+    order = torch.argsort(loadings, descending=True)[:top]
+    return [(int(i), float(loadings[i])) for i in order]
+
+
+def mask_distinctness(masks: Tensor) -> float:
+    """Mean pairwise Jaccard distance between topic masks: 0 when every topic opens the same
+    fc7 units (the topics are one style), 1 when they share none. A truth-free check that
+    the factorization found different styles."""
+    k = masks.shape[0]
+    if k < 2:
+        return 0.0
+    m = masks.bool()
+    distances = [
+        1.0 - float((m[i] & m[j]).sum()) / max(float((m[i] | m[j]).sum()), 1.0)
+        for i in range(k)
+        for j in range(i + 1, k)
+    ]
+    return float(np.mean(distances))
+
+
+def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
+    params = {**DEFAULTS, **params}
+    pathway = ctx.pathway
+    used = min(int(params["images"]), ctx.features.fc7.shape[0])
+    topics = topic_masks_for(
+        pathway,
+        ctx.features.fc7[:used],
+        k=int(params["k"]),
+        threshold=float(params["threshold"]),
+        min_fraction=float(params["min_fraction"]),
+        keep_fraction=float(params["keep_fraction"]),
+        seed=ctx.seed,
+    )
+    prior = class_database(ctx, params)
+    problems = [
+        Problem(target_class=ctx.class_index, m7=mask, prior=prior, seed=ctx.seed, label=f"topic {k}")
+        for k, mask in enumerate(topics.masks)
+    ]
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+
+    pictures = []
+    for k, solution in enumerate(solutions):
+        order = torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])]
+        retrieved = [{"image": int(i), "loading": float(topics.loadings[k, i])} for i in order]
+        units = int(topics.masks[k].sum())
+        pictures.append(
+            Picture(
+                key=f"topic-{k}",
+                image=solution.image,
+                caption=(
+                    f"{ctx.class_name}, fc7 topic {k + 1} of {len(solutions)}: only its {units} fc7 units "
+                    f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g}), patch prior"
+                ),
+                alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
+                numbers={"score": solution.score, "prob": solution.prob, "units": units},
+                meta={
+                    "topic": k,
+                    "units": units,
+                    "rule": topics.rule[k],
+                    "cutoff": topics.cutoff[k],
+                    "retrieved": retrieved,
+                    "diverged": solution.diverged,
+                },
+            )
+        )
+    numbers = {
+        "assignments": topics.assignments,  # per image index (ctx.images[:images]): argmax topic
+        "images": used,
+        "units": [int(m.sum()) for m in topics.masks],
+        "rules": topics.rule,
+        "distinctness": mask_distinctness(topics.masks),
+    }
+    return MethodResult(method="topics", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)
+

@@ -1,0 +1,359 @@
+"""Content-addressed artifact keys, atomic writes and the build lock (DESIGN.md "Incremental builds").
+
+An artifact's key is the sha256 of everything that produced it: the method, its parameters and
+code version, the model and a digest of its weights, the class entry, the list of image files,
+the seed and the engine settings. Every input is reduced to a small JSON-able *component*
+(`Inputs`), so the build can say which one changed, and the key is computable from the catalog
+and file stats alone — a no-op rebuild never loads the model or decodes an image.
+
+Every file goes to disk through `atomic_write` (temp file in the same folder, fsync, os.replace),
+so a killed build leaves either the old file or the new one, never half of one. Temp files are
+named `.<name>.tmp-<pid>-<random>` so a later build can sweep the leftovers of a killed one.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+TEMP_MARK = ".tmp-"
+LOCK_NAME = ".atlas.lock"
+CACHE_DIR = ".atlas-cache"  # digests and feature caches, beside the site (hidden from static hosts' indexes)
+THUMB_SIZE = 160
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+class StoreError(RuntimeError):
+    """The output folder cannot be used (not writable, disk full, locked by another build)."""
+
+
+class BuildLockedError(StoreError):
+    """Another `atlas build` holds the lock on the output folder."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value: sorted keys, no spaces, tuples as lists, paths as strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if hasattr(value, "tolist"):  # tensors and arrays in a method's numbers
+        return value.tolist()
+    raise TypeError(f"cannot put {type(value).__name__} into an artifact key")
+
+
+def digest(value: Any) -> str:
+    """sha256 hex of the canonical JSON of `value`."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What produced one (class, method) artifact, one short digest per input.
+
+    The manifest stores these next to the key so `atlas build --dry-run` can name the input that
+    changed ("params", "version", "model", "class", "images", "seed", "engine").
+    """
+
+    method: str
+    params: str
+    version: int
+    model: str
+    class_: str
+    images: str
+    seed: int
+    engine: str
+
+    def key(self) -> str:
+        return digest(self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "params": self.params, "version": self.version, "model": self.model,
+                "class": self.class_, "images": self.images, "seed": self.seed, "engine": self.engine}
+
+    def changed(self, recorded: dict[str, Any] | None) -> list[str]:
+        """Names of the inputs that differ from a manifest's record (all, if there is none)."""
+        now = self.as_dict()
+        if not recorded:
+            return list(now)
+        return [name for name, value in now.items() if recorded.get(name) != value]
+
+
+class FileDigests:
+    """sha256 of big files (weights are 27 MB-500 MB), cached by (path, size, mtime_ns).
+
+    The cache lives in a JSON file so that a no-op rebuild only stats the weights file. It is a
+    cache: a missing or unreadable file just means hashing again.
+    """
+
+    def __init__(self, cache_file: Path | None = None) -> None:
+        self.cache_file = cache_file
+        self.entries: dict[str, dict[str, Any]] = {}
+        if cache_file is not None:
+            try:
+                self.entries = json.loads(cache_file.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+        self.dirty = False
+
+    def sha256(self, path: Path) -> str:
+        path = Path(path).resolve()
+        stat = path.stat()
+        entry = self.entries.get(str(path))
+        if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+            return entry["sha256"]
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        value = hasher.hexdigest()
+        self.entries[str(path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        """Write the cache back (best effort: a cache that cannot be written costs only time)."""
+        if self.cache_file is None or not self.dirty:
+            return
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.entries, self.cache_file)
+            self.dirty = False
+        except OSError:
+            pass
+
+
+def file_listing_digest(folder: Path) -> str:
+    """Digest of an image folder's listing (names, sizes, mtimes) — cheap: stats, no decoding.
+
+    A class's images are chosen from its folder deterministically (seed, per_class), so the
+    listing plus those two numbers pins the chosen files without opening any of them.
+    """
+    try:
+        entries = sorted(
+            (e.name, e.stat().st_size, e.stat().st_mtime_ns)
+            for e in os.scandir(folder)
+            if e.is_file() and not e.name.startswith(".")
+        )
+    except FileNotFoundError:
+        return digest({"missing": str(folder)})
+    except NotADirectoryError:
+        return digest({"not a folder": str(folder)})
+    return digest(entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and TEMP_MARK in path.name
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the whole new one, never a part.
+
+    Temp file in the same folder (same filesystem, so os.replace is atomic), fsync before the
+    rename so a power cut cannot leave a renamed-but-empty file. On any error the temp file is
+    removed and the error re-raised as StoreError naming the path.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise StoreError(f"cannot write {path}: {_describe(exc)}") from exc
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device (disk full)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied (is the output folder writable?)"
+    return exc.strerror or str(exc)
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove temp files a killed build left under `folder`; returns what was removed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob(f".*{TEMP_MARK}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def to_pil(image: Any) -> Image.Image:
+    """A (3, H, W) float tensor/array in [0, 1] (or a PIL image) as an 8-bit RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if array.ndim != 3 or array.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (3, H, W) image, got shape {tuple(array.shape)}")
+    array = np.nan_to_num(array.astype(np.float32), nan=0.0)
+    pixels = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return Image.fromarray(pixels, mode="RGB")
+
+
+def write_png(image: Any, path: Path) -> tuple[int, int]:
+    """Full-size lossless PNG; returns (width, height)."""
+    pil = to_pil(image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+    return pil.size
+
+
+def write_jpeg(image: Any, path: Path, size: int = THUMB_SIZE, quality: int = 85) -> tuple[int, int]:
+    """A JPEG thumbnail whose longer side is at most `size` px; returns (width, height)."""
+    pil = to_pil(image)
+    pil.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="JPEG", quality=quality)
+    atomic_write(path, buffer.getvalue())
+    return pil.size
+
+
+def write_json(value: Any, path: Path) -> None:
+    """Strict JSON (NaN/inf become null, so browsers' JSON.parse reads our manifests too)."""
+    text = json.dumps(_finite(json.loads(json.dumps(value, default=_jsonable))), indent=1, sort_keys=True,
+                      allow_nan=False)
+    atomic_write(path, (text + "\n").encode())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it is missing or not valid JSON (treated as never written)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The build lock
+
+
+class BuildLock:
+    """An exclusive, non-blocking lock on an output folder (fcntl.flock on <output>/.atlas.lock).
+
+    A whole build takes it exclusively. Shards of one array job (`--shard i/n`) write disjoint
+    class folders, so they take it *shared* plus an exclusive lock of their own shard: shards
+    run side by side, but a shard and a whole build (or two copies of one shard) do not.
+    The kernel drops flock locks when a process dies, so a killed build never leaves it stuck.
+    """
+
+    def __init__(self, output: Path, shard: tuple[int, int] | None = None) -> None:
+        self.output = Path(output)
+        self.shard = shard
+        self.handles: list[Any] = []
+
+    def _paths(self) -> list[tuple[Path, int]]:
+        main = self.output / LOCK_NAME
+        if self.shard is None:
+            return [(main, fcntl.LOCK_EX)]
+        i, n = self.shard
+        return [(main, fcntl.LOCK_SH), (self.output / f".atlas-shard-{i}-of-{n}.lock", fcntl.LOCK_EX)]
+
+    def acquire(self) -> "BuildLock":
+        ensure_writable(self.output)
+        try:
+            for path, mode in self._paths():
+                handle = open(path, "a+")
+                try:
+                    fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    handle.close()
+                    raise BuildLockedError(f"another atlas build is writing to {self.output} (pid {holder})") from None
+                self.handles.append(handle)
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        for handle in reversed(self.handles):
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            finally:
+                handle.close()
+        self.handles = []
+
+    def __enter__(self) -> "BuildLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create `folder` and prove we can write into it, or raise StoreError saying why."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path(folder / "write-probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a file is in the way of the folder"
+        else:
+            reason = _describe(exc)
+        raise StoreError(f"cannot write to the output folder {folder}: {reason}") from exc
+
+

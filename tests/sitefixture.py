@@ -1,0 +1,192 @@
+"""A fake but schema-exact atlas output folder, for testing the site without running a build.
+
+It writes what `generator.build` writes (ARCHITECTURE.md "Build and site"): per class a
+`manifest.json`, one PNG per picture (+ a JPEG thumbnail), JPEG thumbnails of the class's own
+images, and optionally `claims.json` and `inversion.json`. The pictures are small procedural
+PIL drawings, so the site can be rendered and checked in a browser in seconds. Some classes
+deliberately stress the renderer: a hostile name, a disabled method, an unknown method, a
+picture without a thumbnail.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+HOSTILE_NAME = "<script>alert(1)</script>"
+
+CLASS_NAMES = [
+    "tench", "English springer", "cassette player", "chain saw", "church",
+    "French horn", "garbage truck", "gas pump", "golf ball", "parachute",
+]
+
+
+def fake_picture(path: Path, size: int, seed: int) -> None:
+    """A smooth gradient with a few ellipses: cheap to make, small as PNG, clearly an image."""
+    rng = random.Random(seed)
+    base = [rng.randrange(40, 220) for _ in range(3)]
+    gradient = Image.linear_gradient("L").resize((size, size))
+    image = Image.merge("RGB", [gradient.point(lambda v, b=b: (b + v // 3) % 256) for b in base])
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x, y = rng.randrange(size), rng.randrange(size)
+        r = rng.randrange(size // 10 + 1, size // 3 + 2)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def _thumb(src: Path, dst: Path, size: int) -> None:
+    with Image.open(src) as image:
+        image.convert("RGB").resize((size, size)).save(dst, quality=80)
+
+
+class _ClassWriter:
+    """Writes one class's pictures and collects its manifest entries."""
+
+    def __init__(self, folder: Path, size: int, thumb: int, seed: int):
+        self.folder, self.size, self.thumb, self.seed = folder, size, thumb, seed
+
+    def picture(self, method: str, key: str, caption: str, numbers: dict | None = None,
+                meta: dict | None = None, with_thumb: bool = True) -> dict:
+        file = f"{method}/{key}.png"
+        self.seed += 1
+        fake_picture(self.folder / file, self.size, self.seed)
+        entry = {"key": key, "file": file, "width": self.size, "height": self.size,
+                 "caption": caption, "alt": f"{caption} (synthetic test picture)",
+                 "numbers": numbers or {}, "meta": meta or {}}
+        if with_thumb:
+            entry["thumb"] = f"{method}/{key}.thumb.jpg"
+            _thumb(self.folder / file, self.folder / entry["thumb"], self.thumb)
+        return entry
+
+
+def _record(pictures: list[dict], params: dict, numbers: dict, seed: int) -> dict:
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return {"key": digest, "version": 1,
+            "params": params, "seed": seed, "numbers": numbers, "seconds": 1.5,
+            "pictures": pictures}
+
+
+def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> dict:
+    """All six methods of the paper for one class, with the meta and numbers the build writes."""
+    classviz = [
+        w.picture("classviz", "baseline", f"{name}: E_class with L2 + TV only",
+                  {"prob": 0.91, "score": 18.2, "colour_distance": 0.41}),
+        w.picture("classviz", "prior", f"{name}: E_class with the patch prior",
+                  {"prob": 0.88, "score": 16.9, "colour_distance": 0.12}),
+    ]
+    location = [
+        w.picture("location", f"window-r{r}-c{c}", f"pool5 window rows {2 * r}-{2 * r + 1}, cols {2 * c}-{2 * c + 1}",
+                  {"prob": round(rng.random(), 3), "score": round(10 * rng.random(), 2)},
+                  {"row": r, "col": c, "top": 2 * r, "left": 2 * c, "size": 2, "diverged": r == 2 and c == 0})
+        for r in range(3) for c in range(3)
+    ]
+    topics = [
+        w.picture("topics", f"topic-{k}", f"topic {k}: m7 keeps fc7 units with W[:, {k}] > 1",
+                  {"prob": round(rng.random(), 3)},
+                  {"topic": k, "units": rng.randrange(500, 1800),
+                   "retrieved": [{"image": (k + j) % n_images, "loading": round(1 - 0.1 * j, 3)}
+                                 for j in range(4)]})
+        for k in range(3)
+    ]
+    ensemble = [
+        w.picture("ensemble", f"mask{m}-init{i}", f"dropout mask {m}, random init {i}",
+                  {"prob": round(rng.random(), 3)},
+                  {"mask": m, "init": i, "mask_seed": 100 + m, "init_seed": 200 + i})
+        for m in range(2) for i in range(2)
+    ]
+    levels = ["input", "m7", "m6-7", "m5-7"]
+    hierarchy = [
+        w.picture("hierarchy", f"image0-{level}", f"image 0, code {level}" if level != "input" else "image 0 (input)",
+                  {"pixel_error": round(0.8 - 0.2 * n, 3), "fc7_error": round(0.5 - 0.1 * n, 3)} if level != "input" else {},
+                  {"image": 0, "level": level, "masks": ["m7", "m6", "m5"][:n]})
+        for n, level in enumerate(levels)
+    ]
+    inversion = [
+        w.picture("inversion", f"img{i}-{variant}", f"pool5 inversion of image {i}, {variant}",
+                  {"image_error": round(0.6 - 0.1 * v, 3), "feature_error": round(0.05 + 0.01 * v, 3)},
+                  {"image": i, "variant": variant})
+        for i in range(2) for v, variant in enumerate(["rand", "avg", "prior"])
+    ]
+    # image 0 has its own "original" picture, as the build writes; image 1 falls back to its thumbnail
+    inversion.insert(0, w.picture("inversion", "img0-original", "image 0 at the model's input size", {},
+                                  {"image": 0, "variant": "original"}))
+    return {
+        "classviz": _record(classviz, {"iterations": 200, "tv": 100.0, "prior": 0.01}, {}, 0),
+        "location": _record(location, {"window": 2, "stride": 2},
+                            {"heterogeneity": round(rng.random(), 3),
+                             "heterogeneity_metric": "mean pairwise fc7 cosine distance between window images",
+                             "strongest": ["window-r1-c1", "window-r0-c0"], "grid": [3, 3]}, 0),
+        "topics": _record(topics, {"k": 3, "threshold": 1.0, "retrieved": 4}, {"nmf_error": 0.21}, 0),
+        "ensemble": _record(ensemble, {"masks": 2, "inits": 2, "keep": 0.5},
+                            {"across_mask_distance": 0.31, "across_init_distance": 0.12}, 0),
+        "hierarchy": _record(hierarchy, {"images": 1}, {"monotone": True}, 0),
+        "inversion": _record(inversion, {"images": 2, "iterations": 800}, {}, 0),
+    }
+
+
+def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: int = 48,
+                     n_images: int = 6, claims: bool = True, hostile: bool = True) -> list[str]:
+    """Write a fake atlas into `output`; returns the class slugs in index order.
+
+    Class 0 is named `HOSTILE_NAME` when `hostile`; class 1 lacks the ensemble method (disabled)
+    and has an unknown method plus a completion; the last class's prior picture has no thumb.
+    """
+    rng = random.Random(0)
+    slugs = []
+    for index in range(n_classes):
+        slug = f"n{index:08d}"
+        name = HOSTILE_NAME if hostile and index == 0 else CLASS_NAMES[index % len(CLASS_NAMES)]
+        folder = output / "classes" / slug
+        writer = _ClassWriter(folder, size, thumb, seed=1000 * index)
+        images = []
+        for i in range(n_images):
+            thumb_file = folder / "images" / f"{i:03d}.jpg"
+            fake_picture(thumb_file, thumb, seed=50_000 + 100 * index + i)
+            images.append({"index": i, "name": f"{slug}_{i}.JPEG", "thumb": f"images/{i:03d}.jpg"})
+        methods = _methods(writer, name, n_images, rng)
+        if index == 1:
+            del methods["ensemble"]
+            methods["caricature"] = _record(
+                [writer.picture("caricature", "fc7", "fc7 caricature", {"gain": 2.0}, {"layer": "fc7"})],
+                {"layer": "fc7"}, {"note": "unknown to the site"}, 3)
+            methods["completion"] = _record(
+                [writer.picture("completion", "scene0-topic1", "completion of scene 0 under topic 1",
+                                {"prob": 0.7}, {"topic": 1, "scene": 0})],
+                {"topic": 1}, {}, 0)
+        if index == n_classes - 1 and index > 1:
+            prior = methods["classviz"]["pictures"][1]
+            (folder / prior.pop("thumb")).unlink()
+        manifest = {"schema": 1,
+                    "class": {"id": slug, "name": name, "index": index, "slug": slug},
+                    "model": {"name": "fake-alexnet", "weights": "none", "digest": "0" * 16},
+                    "images": images, "methods": methods}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        slugs.append(slug)
+    if claims:
+        _write_claims(output, slugs)
+    return slugs
+
+
+def _write_claims(output: Path, slugs: list[str]) -> None:
+    per_class = {slug: round(0.1 + 0.05 * i, 3) for i, slug in enumerate(slugs)}
+    data = {"model": "fake-alexnet", "images": 6, "classes": len(slugs), "claims": [
+        {"id": "prior-colour", "section": "3", "statement": "The patch prior gives more natural colour than L2 + TV alone.",
+         "metric": "colour distance, prior / baseline", "value": 0.29, "threshold": 1.0, "holds": True,
+         "per_class": per_class},
+        {"id": "ensemble-styles", "section": "4.3", "statement": "Different dropout masks differ more than different inits.",
+         "metric": "across-mask / across-init distance", "value": 0.8, "threshold": 1.0, "holds": False,
+         "per_class": {slug: round(1.2 - 0.1 * i, 3) for i, slug in enumerate(slugs)}},
+        {"id": "hierarchy-monotone", "section": "4.4", "statement": "More constraints bring the inversion closer to the image.",
+         "metric": "fraction of images with monotone error", "value": 1.0, "threshold": 0.9, "holds": True,
+         "per_class": {}},
+    ]}
+    (output / "claims.json").write_text(json.dumps(data, indent=1))
+    rows = [{"variant": v, "image_error_mean": m, "image_error_std": s, "feature_error_mean": f, "n": 20}
+            for v, m, s, f in [("rand", 0.62, 0.08, 0.05), ("avg", 0.48, 0.06, 0.06), ("prior", 0.41, 0.05, 0.06)]]
+    (output / "inversion.json").write_text(json.dumps({"rows": rows}, indent=1))

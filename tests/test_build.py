@@ -1,0 +1,413 @@
+"""`atlas build`: staleness, resumability, locking, shards and workers.
+
+Runs the real store, image loader, model loader and feature extractor on a tiny world (a
+32-px AlexNet-layout net saved as a state_dict, three classes of PIL-drawn images) with two
+small fake methods, so each test takes about a second and every "ran / did not run" claim is
+read from the BuildReport, not from timings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generator import build as build_module
+from generator import store
+from generator.build import build, clean
+from generator.catalog import Catalog, ClassEntry, ImageSpec, ModelSpec
+from generator.methods import MethodResult, Picture
+
+WNIDS = ("n01440764", "n02102040", "n02979186")
+TINY_NET = '''
+from torch import nn
+
+def build(num_classes=3):
+    net = nn.Module()
+    net.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+    net.avgpool = nn.AdaptiveAvgPool2d(2)
+    net.classifier = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, num_classes))
+    return net
+'''
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny world (also imported by test_bad_inputs.py and by the subprocess scripts below)
+
+
+def make_world(root: Path, images_per_class: int = 3) -> Catalog:
+    """A model file + weights, an ImageNet-layout image folder, and a catalog over them."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tiny_net.py").write_text(TINY_NET)
+    write_weights(root / "tiny.pt", seed=0)
+    rng = np.random.default_rng(0)
+    for c, wnid in enumerate(WNIDS):
+        folder = root / "images" / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(images_per_class):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            pixels[..., c] = 200  # a class colour
+            Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", quality=90)
+    return world_catalog(root, images_per_class)
+
+
+def world_catalog(root: Path, images_per_class: int = 3) -> Catalog:
+    """The catalog of a world made by make_world (writes nothing: keys depend on file stats)."""
+    classes = [ClassEntry(id=w, name=f"class {i}", index=i, slug=w,
+                          methods={"classviz": {"enabled": True, "level": 0.5},
+                                   "topics": {"enabled": True, "k": 2}})
+               for i, w in enumerate(WNIDS)]
+    return Catalog(path=None,
+                   model=ModelSpec(name=f"{root / 'tiny_net.py'}:build", weights=str(root / "tiny.pt"),
+                                   num_classes=3, labels=list(WNIDS), input_size=32),
+                   images=ImageSpec(source="folder", root=root / "images", per_class=images_per_class),
+                   classes=classes, methods={"classviz": {"enabled": True, "level": 0.5},
+                                             "topics": {"enabled": True, "k": 2}},
+                   engine={"iterations": 3}, output=root / "site", device="cpu", seed=0)
+
+
+def write_weights(path: Path, seed: int) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_net", path.parent / "tiny_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(seed)
+    torch.save(module.build().state_dict(), path)
+
+
+def _fake_classviz(ctx, params) -> MethodResult:
+    """Deterministic pictures that depend on the images, the features, the params and the seed."""
+    g = torch.Generator().manual_seed(ctx.seed + ctx.class_index)
+    mean = ctx.images.mean(0)
+    noisy = (mean * params["level"] + torch.rand(mean.shape, generator=g) * (1 - params["level"])).clamp(0, 1)
+    score = float(ctx.features.fc8[:, ctx.class_index].mean())
+    return MethodResult("classviz", params, ctx.seed,
+                        [Picture("baseline", noisy, "no prior", "noise"), Picture("prior", mean, "prior", "mean")],
+                        {"score": score})
+
+
+def _fake_topics(ctx, params) -> MethodResult:
+    pictures = [Picture(f"topic-{k}", ctx.images[k % len(ctx.images)], f"topic {k}", "an image")
+                for k in range(params["k"])]
+    return MethodResult("topics", params, ctx.seed, pictures, {"nan": float("nan")})
+
+
+FAKE_METHODS = {
+    "classviz": types.SimpleNamespace(VERSION=1, DEFAULTS={"level": 0.5}, run=_fake_classviz),
+    "topics": types.SimpleNamespace(VERSION=1, DEFAULTS={"k": 2}, run=_fake_topics),
+}
+
+
+def fake_method_module(name: str):
+    return FAKE_METHODS[name]
+
+
+def install_fakes(monkeypatch=None) -> None:
+    """Route the build's method lookup to the fakes (monkeypatch in tests, plain set in scripts)."""
+    if monkeypatch is None:
+        build_module._method_module = fake_method_module
+    else:
+        monkeypatch.setattr(build_module, "_method_module", fake_method_module)
+
+
+def artifacts(output: Path) -> dict[str, bytes]:
+    """Every file of the built classes; manifests without their wall-clock seconds."""
+    files = {}
+    for path in sorted((output / "classes").rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            for record in manifest["methods"].values():
+                record.pop("seconds")
+            data = json.dumps(manifest, sort_keys=True).encode()
+        files[path.relative_to(output).as_posix()] = data
+    return files
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch) -> Catalog:
+    install_fakes(monkeypatch)
+    monkeypatch.setattr(build_module, "_PATHWAYS", {})
+    return make_world(tmp_path / "world")
+
+
+def all_pairs(catalog: Catalog, methods=("classviz", "topics")) -> list[tuple[str, str]]:
+    return [(e.id, m) for e in catalog.classes for m in methods]
+
+
+def _forbid(*_args, **_kwargs):
+    raise AssertionError("a fresh build must not load the model or decode images")
+
+
+# ---------------------------------------------------------------------------------------------
+# Staleness
+
+
+def test_first_build_writes_manifests_pictures_and_thumbnails(world):
+    report = build(world, progress=False)
+    assert report.ok, report.summary()
+    assert sorted(report.ran) == sorted(all_pairs(world))
+    manifest = json.loads((world.output / "classes" / WNIDS[0] / "manifest.json").read_text())
+    assert manifest["class"] == {"id": WNIDS[0], "name": "class 0", "index": 0, "slug": WNIDS[0]}
+    assert [m for m in manifest["methods"]] == ["classviz", "topics"]
+    assert len(manifest["images"]) == 3
+    assert manifest["methods"]["topics"]["numbers"]["nan"] is None  # strict JSON
+    for record in manifest["methods"].values():
+        assert record["seconds"] >= 0
+        for picture in record["pictures"]:
+            folder = world.output / "classes" / WNIDS[0]
+            assert Image.open(folder / picture["file"]).size == (32, 32) == (picture["width"], picture["height"])
+            assert (folder / picture["thumb"]).is_file()
+    for image in manifest["images"]:
+        assert Image.open(world.output / "classes" / WNIDS[0] / image["thumb"]).format == "JPEG"
+
+
+def test_noop_rebuild_runs_nothing_and_loads_nothing(world, monkeypatch):
+    build(world, progress=False)
+    monkeypatch.setattr(build_module, "_PATHWAYS", {})
+    monkeypatch.setattr(build_module, "_load_pathway", _forbid)
+    monkeypatch.setattr(build_module, "_class_images", _forbid)
+    report = build(world, progress=False)
+    assert report.ok, report.summary()
+    assert report.ran == []
+    assert sorted(report.skipped) == sorted(all_pairs(world))
+
+
+def test_changing_one_parameter_reruns_only_that_method(world):
+    build(world, progress=False)
+    for entry in world.classes:
+        entry.methods["topics"]["k"] = 3
+    report = build(world, progress=False)
+    assert sorted(report.ran) == sorted(all_pairs(world, ("topics",)))
+    assert sorted(report.skipped) == sorted(all_pairs(world, ("classviz",)))
+    manifest = json.loads((world.output / "classes" / WNIDS[1] / "manifest.json").read_text())
+    assert len(manifest["methods"]["topics"]["pictures"]) == 3
+
+
+def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does_not(world):
+    build(world, progress=False)
+    weights = Path(world.model.weights)
+    os.utime(weights, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # same bytes, new mtime
+    assert build(world, progress=False).ran == []
+    moved = weights.with_name("copy-of-tiny.pt")
+    moved.write_bytes(weights.read_bytes())
+    world.model.weights = str(moved)  # same bytes elsewhere: the same model
+    assert build(world, progress=False).ran == []
+    write_weights(moved, seed=1)
+    report = build(world, progress=False)
+    assert sorted(report.ran) == sorted(all_pairs(world))
+
+
+def test_dry_run_names_the_changed_input_and_writes_nothing(world, monkeypatch):
+    build(world, progress=False)
+    before = artifacts(world.output)
+    world.classes[0].methods["classviz"]["level"] = 0.9
+    world.engine["iterations"] = 4
+    monkeypatch.setattr(build_module, "_load_pathway", _forbid)
+    monkeypatch.setattr(build_module, "_class_images", _forbid)
+    report = build(world, dry_run=True, progress=False)
+    why = {(c, m): reason for c, m, reason in report.planned}
+    assert why[(WNIDS[0], "classviz")] == "params changed; engine changed"
+    assert why[(WNIDS[1], "topics")] == "engine changed"
+    assert report.ran == [] and artifacts(world.output) == before
+    assert "would run" in report.summary() and "params changed" in report.summary()
+
+
+def test_dry_run_names_new_images_code_version_and_missing_files(world, monkeypatch):
+    build(world, progress=False)
+    Image.new("RGB", (40, 40), "red").save(world.images.root / WNIDS[0] / "new.JPEG")
+    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=2, DEFAULTS={"k": 2}, run=_fake_topics))
+    manifest = json.loads((world.output / "classes" / WNIDS[2] / "manifest.json").read_text())
+    (world.output / "classes" / WNIDS[2] / manifest["methods"]["classviz"]["pictures"][0]["file"]).unlink()
+    why = {(c, m): reason for c, m, reason in build(world, dry_run=True, progress=False).planned}
+    assert why[(WNIDS[0], "classviz")] == "images changed"
+    assert why[(WNIDS[1], "topics")] == "version changed"
+    assert why[(WNIDS[2], "classviz")].startswith("missing files (classviz/")
+    assert (WNIDS[1], "classviz") not in why
+
+
+def test_force_and_only_select_what_runs(world):
+    build(world, progress=False)
+    assert sorted(build(world, force=True, only=["topics"], progress=False).ran) == sorted(all_pairs(world, ("topics",)))
+    assert build(world, force=True, only=[WNIDS[1], "classviz"], progress=False).ran == [(WNIDS[1], "classviz")]
+    report = build(world, only=["no-such-class"], progress=False)
+    assert not report.ok and report.failed == [("no-such-class", None, "not a class of the catalog nor a method name")]
+
+
+def test_a_failing_method_is_reported_and_the_rest_is_built(world, monkeypatch):
+    def broken(ctx, params):
+        if ctx.class_id == WNIDS[1]:
+            raise RuntimeError("the optimizer diverged")
+        return _fake_topics(ctx, params)
+
+    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=broken))
+    report = build(world, progress=False)
+    assert not report.ok
+    assert report.failed == [(WNIDS[1], "topics", "RuntimeError: the optimizer diverged")]
+    assert len(report.ran) == 5
+    manifest = json.loads((world.output / "classes" / WNIDS[1] / "manifest.json").read_text())
+    assert list(manifest["methods"]) == ["classviz"]  # the good method is kept
+    assert "the optimizer diverged" in report.summary()
+    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=_fake_topics))
+    assert build(world, progress=False).ran == [(WNIDS[1], "topics")]  # only the failed one is retried
+
+
+def test_clean_removes_orphans_and_keeps_the_site(world):
+    build(world, progress=False)
+    folder = world.output / "classes" / WNIDS[0]
+    (folder / "index.html").write_text("<html></html>")
+    old = {p.name for p in (folder / "topics").iterdir()}
+    for entry in world.classes:
+        entry.methods["topics"]["k"] = 1
+    build(world, progress=False)
+    world.classes.pop()  # a class leaves the catalog
+    removed = clean(world)
+    assert world.output / "classes" / WNIDS[2] in removed
+    assert not (world.output / "classes" / WNIDS[2]).exists()
+    left = {p.name for p in (folder / "topics").iterdir()}
+    assert len(left) == 2 and not (left & old)  # one picture + its thumbnail, all from the new key
+    assert (folder / "index.html").is_file()
+    assert build(world, progress=False).ran == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Locking, shards, workers
+
+
+def test_the_lock_refuses_a_second_build(world):
+    with store.BuildLock(world.output):
+        with pytest.raises(store.BuildLockedError) as err:
+            build(world, progress=False)
+    assert str(err.value) == f"another atlas build is writing to {world.output} (pid {os.getpid()})"
+    assert build(world, progress=False).ok  # released
+
+
+def test_shards_share_the_lock_but_not_with_a_whole_build(world):
+    with store.BuildLock(world.output, shard=(0, 2)):
+        assert build(world, shard=(1, 2), progress=False).ok
+        with pytest.raises(store.BuildLockedError):
+            build(world, shard=(0, 2), progress=False)
+        with pytest.raises(store.BuildLockedError):
+            build(world, progress=False)
+
+
+def test_two_shards_equal_one_unsharded_build(world, tmp_path):
+    whole = build(world, progress=False)
+    expected = artifacts(world.output)
+    world.output = tmp_path / "sharded"
+    first = build(world, shard=(0, 2), progress=False)
+    second = build(world, shard=(1, 2), progress=False)
+    assert {c for c, _ in first.ran} == {WNIDS[0], WNIDS[2]} and {c for c, _ in second.ran} == {WNIDS[1]}
+    assert sorted(first.ran + second.ran) == sorted(whole.ran)
+    assert artifacts(world.output) == expected
+
+
+SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import test_build
+from generator import build as build_module, store
+test_build.install_fakes()  # at import: spawn workers re-import this script too
+real_replace = os.replace
+
+def replace_then_hang(src, dst):
+    # The kill point: a temp file fully written, the build stopped before renaming it.
+    if os.environ.get("HANG_ON") and os.environ["HANG_ON"] in str(dst):
+        open(os.environ["MARKER"], "w").close()
+        time.sleep(600)
+    real_replace(src, dst)
+
+os.replace = replace_then_hang
+
+if __name__ == "__main__":
+    catalog = test_build.world_catalog(__import__("pathlib").Path(sys.argv[1]))
+    catalog.output = __import__("pathlib").Path(sys.argv[2])
+    report = build_module.build(catalog, workers=int(sys.argv[3]), progress=False)
+    print(sorted(report.ran))
+    sys.exit(0 if report.ok else 1)
+"""
+
+
+def _script(tmp_path: Path) -> Path:
+    script = tmp_path / "run_build.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    return script
+
+
+@pytest.mark.slow
+def test_a_build_killed_mid_class_resumes_to_the_same_bytes(world, tmp_path):
+    build(world, progress=False)
+    expected = artifacts(world.output)
+    script, output, marker = _script(tmp_path), tmp_path / "killed", tmp_path / "marker"
+    env = {**os.environ, "HANG_ON": f"{WNIDS[1]}/topics/", "MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "world"), str(output), "1"], env=env)
+    try:
+        deadline = time.time() + 60
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the build never reached the kill point"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = output / "classes" / WNIDS[1]
+    assert (output / "classes" / WNIDS[0] / "manifest.json").is_file()  # class 0 was done
+    assert not (killed / "manifest.json").exists() and list(killed.glob("classviz/*.png"))
+    assert [p for p in killed.rglob("*") if store.is_temp(p)]  # the kill left a temp file
+
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "world"), str(output), "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([(w, m) for w in WNIDS[1:] for m in ("classviz", "topics")])
+    assert artifacts(output) == expected  # same seed, same bytes; no temp files, every JSON parses
+
+
+@pytest.mark.slow
+def test_workers_build_the_same_atlas(world, tmp_path):
+    build(world, progress=False)
+    expected = artifacts(world.output)
+    output = tmp_path / "workers"
+    done = subprocess.run([sys.executable, str(_script(tmp_path)), str(tmp_path / "world"), str(output), "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert artifacts(output) == expected
+
+
+def test_model_is_loaded_once_per_process(world, monkeypatch):
+    calls = []
+    real = build_module._load_pathway
+    monkeypatch.setattr(build_module, "_load_pathway", lambda spec, device: calls.append(1) or real(spec, device))
+    assert build(world, progress=False).ok
+    assert len(calls) == 1
+
+
+def test_real_methods_build_and_rebuild_incrementally(world, monkeypatch):
+    """The real classviz and location modules through the build (2 engine iterations)."""
+    from generator.methods import method_defaults, method_module
+
+    monkeypatch.setattr(build_module, "_method_module", method_module)
+    world.engine = {"iterations": 2}
+    entry = world.classes[0]
+    entry.methods = {name: {**method_defaults(name), "enabled": True} for name in ("classviz", "location")}
+    report = build(world, only=[entry.id], progress=False)
+    assert report.ok and report.ran == [(entry.id, "classviz"), (entry.id, "location")], report.summary()
+    manifest = json.loads((world.output / "classes" / entry.id / "manifest.json").read_text())
+    for record in manifest["methods"].values():
+        assert record["pictures"] and all((world.output / "classes" / entry.id / p["file"]).is_file()
+                                          for p in record["pictures"])
+    entry.methods["location"]["prior"] = False
+    assert build(world, only=[entry.id], progress=False).ran == [(entry.id, "location")]

@@ -1,0 +1,117 @@
+"""Claims from manifests: each claim's number from hand-made manifests, truth vs no truth,
+the exact output schema, and the atomic claims.json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from generator import claims
+
+
+def window(row: int, col: int, size: int = 2) -> dict:
+    return {"key": f"window-r{row}-c{col}", "meta": {"row": row, "col": col, "top": size * row,
+                                                      "left": size * col, "size": size}}
+
+
+def manifest(class_id: str, *, strongest: tuple[int, int], heterogeneity: float, assignments: list[int],
+             masks: float, inits: float, errors: tuple[float, float, float]) -> dict:
+    levels = dict(zip(claims.LEVELS, errors))
+    return {
+        "schema": 1,
+        "class": {"id": class_id, "name": class_id, "index": 0, "slug": class_id},
+        "model": {"name": "toy", "weights": None, "digest": "x"},
+        "images": [{"index": i, "name": f"{class_id}_{i}.png", "thumb": ""} for i in range(len(assignments))],
+        "methods": {
+            "location": {"numbers": {"heterogeneity": heterogeneity, "strongest": [f"window-r{strongest[0]}-c{strongest[1]}"]},
+                         "pictures": [window(r, c) for r in range(3) for c in range(3)]},
+            "topics": {"numbers": {"assignments": assignments, "distinctness": 0.5}, "pictures": []},
+            "ensemble": {"numbers": {"fc7_across_masks": masks, "fc7_across_inits": inits,
+                                     "pixel_across_masks": masks, "pixel_across_inits": inits}, "pictures": []},
+            "hierarchy": {"numbers": {**{f"pixel_{k}": v for k, v in levels.items()},
+                                      **{f"fc7_{k}": v for k, v in levels.items()}}, "pictures": []},
+        },
+    }
+
+
+@pytest.fixture
+def atlas(tmp_path: Path) -> Path:
+    rows = [
+        manifest("a", strongest=(0, 0), heterogeneity=0.4, assignments=[0, 0, 1, 1], masks=0.3, inits=0.1,
+                 errors=(0.9, 0.8, 0.7)),
+        manifest("b", strongest=(2, 2), heterogeneity=0.1, assignments=[1, 0, 1, 0], masks=0.2, inits=0.2,
+                 errors=(0.9, 0.95, 0.6)),
+    ]
+    for row in rows:
+        folder = tmp_path / "classes" / row["class"]["slug"]
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps(row))
+    return tmp_path
+
+
+def truth() -> claims.Truth:
+    styles = {"a_0.png": 0, "a_1.png": 0, "a_2.png": 1, "a_3.png": 1, "b_0.png": 0, "b_1.png": 0, "b_2.png": 1, "b_3.png": 1}
+    return claims.Truth(styles=styles, layouts={"a": {(0, 0), (0, 1), (1, 0), (1, 1)}, "b": {(0, 0)}})
+
+
+def by_id(result: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in result["claims"]}
+
+
+def test_schema_is_exact(atlas):
+    result = claims.claims_from_manifests(atlas, truth())
+    assert set(result) == {"model", "images", "classes", "claims"}
+    assert result["model"] == "toy" and result["classes"] == 2 and "8 images" in result["images"]
+    for claim in result["claims"]:
+        assert set(claim) == {"id", "section", "statement", "metric", "value", "threshold", "holds", "per_class"}
+        assert claim["section"] in {"4.1", "4.2", "4.3", "4.4"}
+
+
+def test_claims_with_planted_truth(atlas):
+    result = by_id(claims.claims_from_manifests(atlas, truth()))
+    assert result["location-layout"]["per_class"] == {"a": 1.0, "b": 0.0}
+    assert result["location-layout"]["value"] == 0.5 and result["location-layout"]["holds"] is False
+    assert result["topics-styles"]["per_class"]["a"] == pytest.approx(1.0)
+    assert result["topics-styles"]["per_class"]["b"] == pytest.approx(0.0, abs=1e-9)
+    assert result["topics-styles"]["holds"] is False  # mean 0.5 < 0.7
+    assert result["ensemble-fc7"]["value"] == pytest.approx(0.25 / 0.15)
+    assert result["ensemble-fc7"]["per_class"] == pytest.approx({"a": 3.0, "b": 1.0})
+    assert result["ensemble-fc7"]["holds"] is True
+    hierarchy = result["hierarchy-fc7"]
+    assert hierarchy["per_class"]["a"] == pytest.approx(0.1) and hierarchy["per_class"]["b"] == pytest.approx(-0.05)
+    # class averages 0.9 -> 0.875 -> 0.65: falls at every step (smallest fall 0.025)
+    assert hierarchy["value"] == pytest.approx(0.025) and hierarchy["holds"] is True
+
+
+def test_without_truth_the_truth_claims_are_not_measurable_but_proxies_are(atlas):
+    result = by_id(claims.claims_from_manifests(atlas))
+    for id in ("location-layout", "topics-styles"):
+        assert result[id]["value"] is None and result[id]["holds"] is None
+        assert "not measurable" in result[id]["metric"]
+    assert result["location-heterogeneity"]["value"] == pytest.approx(0.3)
+    assert result["topics-distinct"]["value"] == pytest.approx(0.5) and result["topics-distinct"]["holds"] is None
+
+
+def test_a_plain_style_mapping_is_accepted_as_truth(atlas):
+    result = by_id(claims.claims_from_manifests(atlas, truth().styles))
+    assert result["topics-styles"]["value"] == pytest.approx(0.5)
+    assert result["location-layout"]["value"] is None
+
+
+def test_window_on_layout_needs_half_the_cells():
+    meta = {"top": 0, "left": 0, "size": 2}
+    assert claims.window_on_layout(meta, {(0, 0), (1, 1)})
+    assert not claims.window_on_layout(meta, {(0, 0)})
+
+
+def test_write_claims_writes_strict_json(atlas):
+    path = claims.write_claims(atlas, truth())
+    assert path == atlas / "claims.json"
+    loaded = json.loads(path.read_text())
+    assert loaded["classes"] == 2 and not list(atlas.glob("*.tmp"))
+
+
+def test_empty_output_has_no_classes(tmp_path):
+    result = claims.claims_from_manifests(tmp_path)
+    assert result["classes"] == 0 and all(c["value"] is None for c in result["claims"])

@@ -1,0 +1,45 @@
+"""The energy pieces: values they must take on simple inputs."""
+import torch
+
+from generator import energy
+
+
+def test_class_score_is_minus_the_target_logit():
+    fc8 = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
+    assert torch.equal(energy.class_score(fc8, torch.tensor([1, 2])), torch.tensor([-5.0, -3.0]))
+
+
+def test_feature_inversion_is_normalized_squared_error():
+    target = torch.randn(2, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(energy.feature_inversion(target, target), torch.zeros(2))
+    assert torch.allclose(energy.feature_inversion(torch.zeros_like(target), target), torch.ones(2))
+    assert torch.allclose(energy.feature_error(2 * target, target), torch.ones(2))
+
+
+def test_regularizers_prefer_smooth_mid_grey_images():
+    generator = torch.Generator().manual_seed(0)
+    grey = torch.full((1, 3, 16, 16), 0.5)
+    noise = torch.rand(1, 3, 16, 16, generator=generator)
+    assert energy.tv(grey, 1.0).item() == 0.0 and energy.tv(noise, 1.0).item() > 0.1
+    assert energy.l2(grey, 1.0).item() == 0.0 and energy.l2(noise, 1.0).item() > 0.0
+    assert energy.alpha_norm(grey, 1.0).item() == 0.0
+    # alpha = 6 barely penalizes mid-range values but punishes the extremes
+    assert energy.alpha_norm(torch.full((1, 3, 4, 4), 0.6), 1.0) < 1e-5 < energy.alpha_norm(torch.ones(1, 3, 4, 4), 1.0)
+    assert torch.allclose(energy.tv(noise, 3.0), 3 * energy.tv(noise, 1.0))
+
+
+def test_patch_prior_is_zero_at_its_matches_and_per_sample():
+    patches = torch.randn(2, 10, 12, generator=torch.Generator().manual_seed(1))
+    matched = patches.clone()
+    matched[1] += 1.0
+    value = energy.patch_prior(patches, matched, 2.0)
+    assert value.shape == (2,) and value[0] == 0 and torch.isclose(value[1], torch.tensor(2.0))
+
+
+def test_colour_distance_sees_a_colour_cast():
+    generator = torch.Generator().manual_seed(2)
+    references = torch.rand(4, 3, 16, 16, generator=generator)
+    image = references[0]
+    tinted = (image + torch.tensor([0.3, 0.0, -0.3]).view(3, 1, 1)).clamp(0, 1)
+    assert energy.colour_distance(references.mean(0) * 0 + image, image.unsqueeze(0)) < 1e-9
+    assert energy.colour_distance(tinted, references) > energy.colour_distance(image, references) + 0.2

@@ -1,0 +1,50 @@
+"""Dropout ensemble (Sec. 4.3): reproducible 50% masks, the distance bookkeeping, and the claim
+that the mask changes the picture more than the random init does."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generator.methods import ensemble
+from test_location import demo_context, tiny_context
+
+
+def test_dropout_mask_keeps_exactly_half_and_is_reproducible_from_its_seed():
+    mask = ensemble.dropout_mask(100, 0.5, seed=7)
+    assert set(mask.unique().tolist()) == {0.0, 1.0} and int(mask.sum()) == 50
+    assert torch.equal(mask, ensemble.dropout_mask(100, 0.5, seed=7))
+    assert not torch.equal(mask, ensemble.dropout_mask(100, 0.5, seed=8))
+    m6, m7 = ensemble.mask_pair(64, 64, 0.5, seed=7)
+    assert not torch.equal(m6, m7)  # the two layers get independent masks
+
+
+def test_mean_distance_over_pairs():
+    d = torch.tensor([[0.0, 1.0, 3.0], [1.0, 0.0, 5.0], [3.0, 5.0, 0.0]])
+    assert ensemble.mean_distance(d, [(0, 1), (1, 2)]) == pytest.approx(3.0)
+    assert ensemble.mean_distance(d, []) is None
+
+
+def test_run_samples_masks_times_inits_with_recorded_seeds():
+    ctx = tiny_context()
+    result = ensemble.run(ctx, {"masks": 2, "inits": 2})
+    assert [p.key for p in result.pictures] == ["mask0-init0", "mask0-init1", "mask1-init0", "mask1-init1"]
+    metas = [p.meta for p in result.pictures]
+    assert metas[0]["mask_seed"] == metas[1]["mask_seed"] != metas[2]["mask_seed"]
+    assert metas[0]["init_seed"] == metas[2]["init_seed"] != metas[1]["init_seed"]
+    # the recorded seed rebuilds the mask: the picture's score is reached under exactly that mask
+    m6, m7 = ensemble.mask_pair(ctx.pathway.fc6_dim, ctx.pathway.fc7_dim, 0.5, metas[2]["mask_seed"])
+    with torch.no_grad():
+        fc8 = ctx.pathway(result.pictures[2].image[None], m6=m6, m7=m7).fc8
+    assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[2].numbers["score"], rel=1e-4, abs=1e-5)
+    for key in ("fc7_across_masks", "fc7_across_inits", "pixel_across_masks", "pixel_across_inits"):
+        assert result.numbers[key] >= 0.0
+
+
+@pytest.mark.slow
+def test_masks_change_the_picture_more_than_inits(demo_world):
+    across_masks, across_inits = [], []
+    for class_id in demo_world.class_ids:
+        result = ensemble.run(demo_context(demo_world, class_id), {})
+        across_masks.append(result.numbers["fc7_across_masks"])
+        across_inits.append(result.numbers["fc7_across_inits"])
+    assert sum(across_masks) > sum(across_inits), (across_masks, across_inits)

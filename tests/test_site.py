@@ -1,0 +1,250 @@
+"""The site renders a (fake, schema-exact) atlas into valid, self-contained, escaped HTML."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from generator import site
+from sitefixture import HOSTILE_NAME, write_fake_atlas
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class PageChecker(HTMLParser):
+    """Collects what the tests check: tag balance, links, images, ids and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.links: list[str] = []  # every href/src
+        self.images: list[dict[str, str | None]] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+        self.scripts_inline: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"])
+        for name in ("href", "src"):
+            if values.get(name) is not None:
+                self.links.append(values[name])
+        if tag == "img":
+            self.images.append(values)
+        if tag == "script":
+            self._in_script = values.get("src") is None
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"])
+        if tag == "img":
+            self.images.append(values)
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+        if tag in VOID:
+            self.errors.append(f"end tag for void element </{tag}>")
+        elif not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts_inline.append(data)
+        else:
+            self.text.append(data)
+
+
+def parse(path: Path) -> PageChecker:
+    checker = PageChecker()
+    checker.feed(path.read_text(encoding="utf-8"))
+    checker.close()
+    return checker
+
+
+def pages(output: Path) -> list[Path]:
+    return [output / "index.html", output / "methods.html", output / "claims.html",
+            *sorted((output / "classes").glob("*/index.html"))]
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("atlas")
+    write_fake_atlas(output, n_classes=4)
+    site.render(output)
+    return output
+
+
+def test_render_writes_every_page(atlas):
+    for path in pages(atlas):
+        assert path.is_file(), path
+    assert len(list((atlas / "classes").glob("*/index.html"))) == 4
+    assert (atlas / "static" / "atlas.css").is_file() and (atlas / "static" / "atlas.js").is_file()
+
+
+def test_every_page_is_balanced_html(atlas):
+    for path in pages(atlas):
+        checker = parse(path)
+        assert checker.errors == [], f"{path}: {checker.errors}"
+        assert checker.stack == [], f"{path}: unclosed {checker.stack}"
+        assert path.read_text().startswith("<!doctype html>")
+
+
+def test_every_relative_link_and_image_resolves(atlas):
+    for path in pages(atlas):
+        checker = parse(path)
+        for link in checker.links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc, f"{path}: non-relative link {link!r}"
+            assert not link.startswith("/"), f"{path}: absolute path {link!r}"
+            if parts.path:
+                target = (path.parent / unquote(parts.path)).resolve()
+                assert target.exists(), f"{path}: broken link {link!r}"
+                assert atlas.resolve() in target.parents or target == atlas.resolve()
+            if parts.fragment and not parts.path:
+                assert parts.fragment in checker.ids, f"{path}: no element with id {parts.fragment!r}"
+
+
+def test_every_image_has_alt_text_and_size(atlas):
+    for path in pages(atlas):
+        for image in parse(path).images:
+            assert (image.get("alt") or "").strip(), f"{path}: <img src={image.get('src')!r}> has no alt"
+            assert image.get("width") and image.get("height"), f"{path}: {image.get('src')!r} has no size"
+            assert image.get("loading") == "lazy"
+
+
+def test_hostile_class_name_is_escaped(atlas):
+    for path in [atlas / "index.html", atlas / "classes" / "n00000000" / "index.html",
+                 atlas / "classes" / "n00000001" / "index.html"]:
+        raw = path.read_text()
+        assert "<script>alert" not in raw, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw, path
+        assert HOSTILE_NAME in "".join(parse(path).text), path
+
+
+def test_no_network_and_no_inline_script(atlas):
+    for path in pages(atlas):
+        raw = path.read_text()
+        assert "http://" not in raw and "https://" not in raw, path
+        assert str(atlas) not in raw, f"{path} leaks an absolute file path"
+        assert parse(path).scripts_inline == [], path
+    for asset in (atlas / "static").iterdir():
+        text = asset.read_text()
+        assert "http://" not in text and "https://" not in text and "@import" not in text, asset
+
+
+def test_class_page_lays_out_each_method(atlas):
+    html = (atlas / "classes" / "n00000000" / "index.html").read_text()
+    for section in ("classviz", "location", "topics", "ensemble", "hierarchy", "inversion"):
+        assert f'id="{section}"' in html and f'href="#{section}"' in html
+    # baseline before prior, side by side
+    assert html.index("classviz/baseline") < html.index("classviz/prior")
+    # the location cell of window row 1, col 2 sits at grid row 2, column 3
+    cell = html.index("location/window-r1-c2")
+    assert "grid-row: 2; grid-column: 3" in html[html.rfind("<figure", 0, cell):cell]
+    # topics show the class's own images they retrieved; the ensemble is a 2 x 2 table
+    assert "images/000.jpg" in html and "loading" in html.lower()
+    start = html.index('class="grid-table"', html.index('id="ensemble"'))
+    ensemble = html[start:html.index("</table>", start)]
+    assert ensemble.count("<tr>") == 3 and ensemble.count("<figure") == 4
+    assert 'href="manifest.json"' in html and 'rel="next"' in html and 'rel="prev"' not in html
+    # inversions: image 0 shows its own "original" picture, image 1 the class image's thumbnail
+    inversion = html[html.index('id="inversion"'):]
+    assert inversion.index("inversion/img0-original") < inversion.index("inversion/img0-rand")
+    assert inversion.index("images/001.jpg") < inversion.index("inversion/img1-rand")
+    # a diverged picture is flagged; list-valued numbers stay out of the headline, in the details
+    location = html[html.index('id="location"'):html.index('id="topics"')]
+    assert location.count("badge warn") == 1
+    assert location.index("window-r1-c1, window-r0-c0") > location.index("<details")
+
+
+def test_disabled_unknown_and_thumbless_methods(atlas):
+    second = (atlas / "classes" / "n00000001" / "index.html").read_text()
+    assert 'id="ensemble"' not in second  # disabled: no section, no broken pictures
+    assert 'id="caricature"' in second and "caricature/fc7.thumb.jpg" in second  # unknown: generic
+    assert 'id="completion"' in second
+    last = (atlas / "classes" / "n00000003" / "index.html").read_text()
+    assert 'src="classviz/prior.png"' in last  # no thumb: the full picture stands in
+    index = (atlas / "index.html").read_text()
+    assert 'src="classes/n00000000/classviz/prior.thumb.jpg"' in index
+
+
+def test_claims_page_shows_claims_and_inversion(atlas):
+    html = (atlas / "claims.html").read_text()
+    assert html.count('class="verdict yes"') == 2 and html.count('class="verdict no"') == 1
+    assert "<svg" in html and "chart-threshold" in html
+    assert "prior-colour" in html and "image error" in html.lower()
+
+
+def test_site_without_claims(tmp_path):
+    write_fake_atlas(tmp_path, n_classes=1, claims=False)
+    site.render(tmp_path)
+    html = (tmp_path / "claims.html").read_text()
+    assert "No claims have been measured" in html and "<svg" not in html
+
+
+def test_unsafe_manifest_paths_are_dropped(tmp_path):
+    write_fake_atlas(tmp_path, n_classes=1, hostile=False)
+    manifest_path = tmp_path / "classes" / "n00000000" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    pictures = manifest["methods"]["classviz"]["pictures"]
+    pictures[0]["file"] = "/etc/passwd"
+    pictures[1]["file"] = "../../../secret.png"
+    pictures[1]["thumb"] = "javascript:alert(1)"
+    manifest_path.write_text(json.dumps(manifest))
+    site.render(tmp_path)
+    html = (tmp_path / "classes" / "n00000000" / "index.html").read_text()
+    assert "/etc/passwd" not in html and "secret.png" not in html and "javascript:" not in html
+
+
+def test_render_without_manifests_says_so(tmp_path):
+    with pytest.raises(site.SiteError, match="no classes/\\*/manifest.json"):
+        site.render(tmp_path)
+
+
+def test_index_transfer_under_two_megabytes(tmp_path):
+    write_fake_atlas(tmp_path, n_classes=10, size=224, thumb=128, n_images=2)
+    index = site.render(tmp_path)
+    checker = parse(index)
+    referenced = {(tmp_path / unquote(urlsplit(link).path)).resolve()
+                  for link in checker.links if urlsplit(link).path and not link.endswith(".html")}
+    # thumbnails only, except the one class whose build made no thumb for its card picture
+    assert len([p for p in referenced if p.suffix == ".jpg"]) == 9
+    assert [p.parts[-3] for p in referenced if p.suffix == ".png"] == ["n00000009"]
+    total = index.stat().st_size + sum(path.stat().st_size for path in referenced)
+    assert total < 2 * 1024 * 1024, total
+
+
+def test_format_number():
+    assert site.format_number(0.123456) == "0.123"
+    assert site.format_number(12) == "12"
+    assert site.format_number(1.5e-5) == "1.50e-05"
+    assert site.format_number(True) == "yes"
+    assert site.format_number([1, 2]) == "[1, 2]"
+
+
+def test_server_is_local_and_serves_the_site(atlas):
+    server = site.make_server(atlas, port=0)
+    host, port = server.server_address[:2]
+    assert host == "127.0.0.1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
+            assert b"Intra-class atlas" in response.read()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,93 @@
+"""fc7 topics (Sec. 4.2): NMF, the m7 masks and their fallback, retrieval, and the planted styles."""
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from generator.methods import topics
+from test_location import demo_context, tiny_context, tiny_pathway
+
+
+def two_style_fc7(n_per_style: int = 10, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """fc7-like data from two non-negative directions on disjoint units, plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.zeros(dim); a[: dim // 2] = 2.0
+    b = torch.zeros(dim); b[dim // 2 :] = 2.0
+    weights = 0.5 + torch.rand(2 * n_per_style, 1, generator=g)
+    rows = torch.cat([a.expand(n_per_style, dim), b.expand(n_per_style, dim)]) * weights
+    noise = 0.05 * torch.rand(2 * n_per_style, dim, generator=g)
+    return rows + noise, [0] * n_per_style + [1] * n_per_style
+
+
+def test_nmf_separates_two_planted_directions_deterministically():
+    fc7, styles = two_style_fc7()
+    basis, loadings = topics.fit_nmf(fc7, 2, seed=0)
+    assert basis.shape == (2, 32) and loadings.shape == (2, 20)
+    assert (basis >= 0).all() and (loadings >= 0).all()
+    assert normalized_mutual_info_score(styles, loadings.argmax(0).tolist()) == pytest.approx(1.0)
+    again, _ = topics.fit_nmf(fc7, 2, seed=0)
+    assert torch.equal(basis, again)
+
+
+def test_nmf_rejects_too_few_images_and_negative_features():
+    with pytest.raises(ValueError, match="at least 5 images"):
+        topics.fit_nmf(torch.rand(3, 8), 5)
+    with pytest.raises(ValueError, match="non-negative"):
+        topics.fit_nmf(-torch.rand(6, 8), 2)
+
+
+def test_mask_uses_threshold_or_records_the_quantile_fallback():
+    row = torch.linspace(0, 2, 101)
+    mask, rule, cutoff = topics.topic_mask(row, threshold=1.0, min_units=10, keep_fraction=0.25)
+    assert rule == "threshold" and cutoff == 1.0 and int(mask.sum()) == 50
+    small = row / 100  # fc7 on another scale: nothing passes tau = 1
+    mask, rule, cutoff = topics.topic_mask(small, threshold=1.0, min_units=10, keep_fraction=0.25)
+    assert rule == "quantile" and int(mask.sum()) == 26 and cutoff == pytest.approx(0.015)
+
+
+def test_topic_masks_for_checks_dimensions_and_keeps_a_mask_per_topic():
+    pathway = tiny_pathway()
+    fc7, _ = two_style_fc7()
+    model = topics.topic_masks_for(pathway, fc7, k=2, threshold=1.0)
+    assert model.masks.shape == (2, 32) and len(model.rule) == 2
+    assert all(int(m.sum()) >= 1 for m in model.masks)
+    # the two topics open the two planted halves of the units
+    assert topics.mask_distinctness(model.masks) > 0.9
+    with pytest.raises(ValueError, match=r"\(N, 32\)"):
+        topics.topic_masks_for(pathway, torch.rand(10, 7), k=2)
+
+
+def test_style_loadings_project_onto_the_basis():
+    fc7, styles = two_style_fc7()
+    basis, _ = topics.fit_nmf(fc7, 2)
+    loadings = topics.style_loadings(basis, fc7)
+    assert loadings.shape == (20, 2) and (loadings >= 0).all()
+    topic_of_first_style = int(loadings[0].argmax())
+    ranked = topics.style_retrieval(basis, fc7, topic_of_first_style, top=5)
+    assert len(ranked) == 5 and all(styles[i] == 0 for i, _ in ranked)
+    assert [x for _, x in ranked] == sorted((x for _, x in ranked), reverse=True)
+
+
+def test_run_reports_topics_retrieved_images_and_assignments():
+    ctx = tiny_context(n=10)
+    result = topics.run(ctx, {"k": 3, "images": 10, "retrieved": 4})
+    assert [p.key for p in result.pictures] == ["topic-0", "topic-1", "topic-2"]
+    meta = result.pictures[1].meta
+    assert meta["topic"] == 1 and meta["units"] == int(result.numbers["units"][1]) and meta["rule"] in ("threshold", "quantile")
+    assert len(meta["retrieved"]) == 4 and all(0 <= r["image"] < 10 for r in meta["retrieved"])
+    loadings = [r["loading"] for r in meta["retrieved"]]
+    assert loadings == sorted(loadings, reverse=True)
+    assert len(result.numbers["assignments"]) == 10 and set(result.numbers["assignments"]) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_topics_recover_the_planted_styles(demo_world):
+    """NMI between each image's strongest topic and its planted style, K = number of styles."""
+    scores = []
+    for class_id in demo_world.class_ids:
+        ctx = demo_context(demo_world, class_id, n=50, engine={"iterations": 1})
+        result = topics.run(ctx, {"k": demo_world.n_styles(class_id), "prior": False})
+        truth = [demo_world.style_of(name) for name in ctx.image_names]
+        scores.append(normalized_mutual_info_score(truth, result.numbers["assignments"]))
+    assert sum(scores) / len(scores) >= 0.7, scores
