@@ -45,6 +45,7 @@ def write_catalog(folder: Path, shared: Path, iterations: int, per_class: int) -
         "images": {"source": "folder", "root": str(shared / "data" / "imagenette" / "train"), "per_class": per_class},
         "classes": list(IMAGENETTE),
         "engine": {"iterations": iterations},
+        "methods": {"inversion": {"iterations": iterations}},  # inversion has its own schedule
         "output": str(folder / "site"),
         "device": "cpu",
         "seed": 0,

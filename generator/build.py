@@ -92,17 +92,20 @@ class BuildReport:
 
     def summary(self) -> str:
         """A plain-text table of what ran / was fresh / failed, then failures and skipped images."""
-        classes = list(dict.fromkeys([c for c, _ in self.ran] + [c for c, _ in self.skipped]
-                                     + [c for c, _, _ in self.planned] + [c for c, _, _ in self.failed]))
+        done = self.planned if self.dry_run else self.ran
+        busy = list(dict.fromkeys([c for c, *_ in done] + [c for c, _, _ in self.failed]))
+        fresh_only = {c for c, _ in self.skipped} - set(busy)
         ran_title = "would run" if self.dry_run else "ran"
         rows = [("class", ran_title, "fresh", "failed")]
-        for c in classes:
-            did = [m for k, m, *_ in (self.planned if self.dry_run else self.ran) if k == c]
+        for c in busy:  # classes where something ran or failed; the all-fresh ones are counted below
+            did = [m for k, m, *_ in done if k == c]
             fresh = [m for k, m in self.skipped if k == c]
             bad = [m or "(class)" for k, m, _ in self.failed if k == c]
             rows.append((c, ", ".join(did) or "-", ", ".join(fresh) or "-", ", ".join(bad) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows] if busy else []
+        if fresh_only:
+            lines.append(f"classes up to date: {len(fresh_only)}")
         if self.dry_run and self.planned:
             lines += ["", "why:"] + [f"  {c} {m}: {why}" for c, m, why in self.planned]
         if self.failed:
@@ -110,8 +113,7 @@ class BuildReport:
         if self.images_skipped:
             lines += ["", f"images skipped ({len(self.images_skipped)}):"]
             lines += [f"  {c} {Path(path).name}: {reason}" for c, path, reason in self.images_skipped]
-        total = len(self.planned) if self.dry_run else len(self.ran)
-        lines += ["", f"{total} {ran_title}, {len(self.skipped)} fresh, {len(self.failed)} failed"]
+        lines += ["", f"{len(done)} {ran_title}, {len(self.skipped)} fresh, {len(self.failed)} failed"]
         return "\n".join(lines)
 
     def add(self, outcome: "ClassOutcome") -> None:
@@ -433,7 +435,12 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
     try:
         digests = store.FileDigests(output / store.CACHE_DIR / "digests.json" if output.is_dir() else None)
         keys = KeyMaker(catalog, digests)
-        plans = [plan_class(catalog, entry, keys, methods, force) for entry in entries]
+        plans = []
+        for entry in entries:
+            try:
+                plans.append(plan_class(catalog, entry, keys, methods, force))
+            except Exception as exc:  # e.g. an unreadable image folder: this class only
+                report.failed.append((entry.id, None, _message(exc)))
         if not dry_run:
             digests.save()
         for plan in plans:

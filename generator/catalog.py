@@ -270,7 +270,7 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
     """Validate an already-parsed catalog mapping (the part of load_catalog after YAML)."""
     check = _Checker(label, flags or {})
     top = check.mapping(raw, "", ("model", "images", "classes", "methods", "engine", "output", "device", "seed"),
-                        required=("model", "classes"))
+                        required=("model", "images", "classes"))
     model = _parse_model(check, top.get("model"), base)
     images = _parse_images(check, top.get("images"), base)
     methods = _parse_methods(check, top.get("methods"), "methods", base_params=None)

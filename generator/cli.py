@@ -8,7 +8,6 @@ with failed classes exits 1.
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -192,7 +191,7 @@ def render(
 @app.command()
 @expected_errors
 def demo(
-    output: OutputOpt = None,
+    output: Annotated[Path, typer.Option("--output", help="Folder the website is written to.")] = Path("site"),
     device: DeviceOpt = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Classes built in parallel processes.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Recompute even what is up to date.")] = False,
@@ -341,8 +340,11 @@ def complete(
             raise UsageError(f"--class: {exc.args[0]}") from None
     topic_mask = None if topic is None else _topic_mask(cat, pathway, class_index, topic)
     scene = load_image(image, pathway.input_size)
-    result = complete_box(pathway, scene, (x, y, w, h), class_index=class_index, topic_mask=topic_mask,
-                          settings=settings_from(cat.engine), seed=cat.seed)
+    try:
+        result = complete_box(pathway, scene, (x, y, w, h), class_index=class_index, topic_mask=topic_mask,
+                              settings=settings_from(cat.engine), seed=cat.seed)
+    except ValueError as exc:  # a box outside the image, an engine setting it cannot use
+        raise UsageError(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     to_pil(result.image).save(out)
     name = class_table(cat.model)[result.class_index][1]
@@ -366,11 +368,3 @@ def _topic_mask(cat, pathway, class_index: int, topic: int):
     if not 0 <= topic < len(model.masks):
         raise UsageError(f"--topic {topic}: the class has topics 0..{len(model.masks) - 1}")
     return model.masks[topic]
-
-
-def main() -> None:
-    app(prog_name="atlas")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

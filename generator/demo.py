@@ -142,6 +142,7 @@ class Style:
     name: str
     body: Texture  # the object's main surface
     accent: tuple  # a second colour used by the object's details (sail, flower, basket...)
+    aspect: float = 1.0  # height / width of the silhouette, for styles that also change the shape
 
 
 @dataclass(frozen=True)
@@ -206,26 +207,26 @@ def draw_ladybugs(canvas: Canvas, rng: np.random.Generator, style: Style) -> np.
         r = rng.uniform(7.0, 9.5)
         cx = (slot % 4) * 24 + 12 + _jitter(rng, 5)
         cy = (slot // 4) * 24 + 12 + _jitter(rng, 5)
-        body = ellipse(cx, cy, r, r * 0.85)
-        head = ellipse(cx, cy - r * 0.85, r * 0.45, r * 0.35)
+        body = ellipse(cx, cy, r, r * style.aspect)
+        head = ellipse(cx, cy - r * style.aspect, r * 0.45, r * 0.35)
         paint(canvas, head, (0.05, 0.05, 0.05))
         paint(canvas, body, style.body(*_object_coords(rng, r / 8)))
-        paint(canvas, box(cx - 0.6, cy - r * 0.85, cx + 0.6, cy + r * 0.85) * body, style.accent)
+        paint(canvas, box(cx - 0.6, cy - r * style.aspect, cx + 0.6, cy + r * style.aspect) * body, style.accent)
         alpha = np.maximum.reduce([alpha, body, head])
     return alpha
 
 
 def draw_balloon(canvas: Canvas, rng: np.random.Generator, style: Style) -> np.ndarray:
     s = rng.uniform(0.88, 1.1)
-    cx, cy = 24 + _jitter(rng, 3), 22 + _jitter(rng, 3)
-    envelope = ellipse(cx, cy, 17 * s, 18 * s)
-    skirt = polygon([(cx - 9 * s, cy + 14 * s), (cx + 9 * s, cy + 14 * s), (cx + 4 * s, cy + 22 * s), (cx - 4 * s, cy + 22 * s)])
-    basket = box(cx - 4 * s, cy + 25 * s, cx + 4 * s, cy + 31 * s)
-    ropes = (box(cx - 4 * s, cy + 21 * s, cx - 3 * s, cy + 25 * s)
-             + box(cx + 3 * s, cy + 21 * s, cx + 4 * s, cy + 25 * s))
+    cx, cy = 24 + _jitter(rng, 3), 23 + _jitter(rng, 2)
+    envelope = ellipse(cx, cy, 19 * s, 20 * s)
+    skirt = polygon([(cx - 9 * s, cy + 16 * s), (cx + 9 * s, cy + 16 * s), (cx + 4 * s, cy + 24 * s), (cx - 4 * s, cy + 24 * s)])
+    basket = box(cx - 4 * s, cy + 27 * s, cx + 4 * s, cy + 33 * s)
+    ropes = (box(cx - 4 * s, cy + 23 * s, cx - 3 * s, cy + 27 * s)
+             + box(cx + 3 * s, cy + 23 * s, cx + 4 * s, cy + 27 * s))
     u, v = _object_coords(rng, s)
     # gores follow the envelope's curvature: texture in a squeezed horizontal coordinate
-    squeeze = (_XX - cx) / np.sqrt(np.maximum(1e-3, 1 - ((_YY - cy) / (18 * s)) ** 2).clip(0.15))
+    squeeze = (_XX - cx) / np.sqrt(np.maximum(1e-3, 1 - ((_YY - cy) / (20 * s)) ** 2).clip(0.15))
     paint(canvas, skirt, style.accent)
     paint(canvas, envelope, style.body(squeeze + 40, v))
     paint(canvas, ropes.clip(0, 1), (0.2, 0.15, 0.1))
@@ -285,15 +286,17 @@ CLASSES: tuple[DemoClass, ...] = (
     ),
     DemoClass(
         "ladybug", "ladybug swarm",
-        (Style("red with black spots", dots((0.9, 0.08, 0.05), (0.05, 0.05, 0.05), 6.0, 1.8), (0.05, 0.05, 0.05)),
-         Style("yellow with black spots", dots((1.0, 0.85, 0.1), (0.05, 0.05, 0.05), 6.0, 1.8), (0.05, 0.05, 0.05))),
+        (Style("round, red with black spots", dots((0.9, 0.08, 0.05), (0.05, 0.05, 0.05), 6.0, 1.8), (0.05, 0.05, 0.05), 0.9),
+         Style("long, yellow with black bands", stripes((1.0, 0.85, 0.1), (0.05, 0.05, 0.05), 5.0), (0.05, 0.05, 0.05), 1.45),
+         Style("flat, teal with white spots", dots((0.0, 0.55, 0.6), (1.0, 1.0, 1.0), 6.0, 1.6), (1.0, 1.0, 1.0), 0.6)),
         _cells(range(0, 6), range(0, 6)), "everywhere: bugs crawl over the whole image",
         draw_ladybugs,
     ),
     DemoClass(
         "balloon", "hot-air balloon",
         (Style("rainbow gores", lambda u, v: _rainbow(u, 7.0), (0.85, 0.2, 0.2)),
-         Style("purple and white checks", checks((0.5, 0.1, 0.65), (0.97, 0.97, 0.97), 7.0), (0.5, 0.1, 0.65))),
+         Style("purple and white checks", checks((0.5, 0.1, 0.65), (0.97, 0.97, 0.97), 7.0), (0.5, 0.1, 0.65)),
+         Style("yellow and blue bands", stripes((1.0, 0.85, 0.1), (0.1, 0.3, 0.85), 8.0), (0.1, 0.3, 0.85))),
         _cells(range(0, 3), range(0, 3)), "top-left corner",
         draw_balloon,
     ),
@@ -308,8 +311,9 @@ CLASSES: tuple[DemoClass, ...] = (
     DemoClass(
         "cactus", "potted cactus",
         (Style("green with white spines", dots((0.1, 0.55, 0.15), (0.97, 0.97, 0.9), 5.0, 1.0), (1.0, 0.3, 0.6)),
-         Style("blue-grey ribbed", stripes((0.35, 0.5, 0.6), (0.15, 0.25, 0.35), 4.0, np.pi / 2), (1.0, 0.9, 0.1))),
-        _cells(range(2, 6), range(4, 6)), "the right-hand third",
+         Style("blue-grey ribbed", stripes((0.35, 0.5, 0.6), (0.15, 0.25, 0.35), 4.0, np.pi / 2), (1.0, 0.9, 0.1)),
+         Style("purple with yellow spots", dots((0.45, 0.15, 0.55), (1.0, 0.9, 0.2), 6.0, 1.3), (1.0, 0.5, 0.1))),
+        _cells(range(1, 6), range(4, 6)), "the right-hand third",
         draw_cactus,
     ),
 )
@@ -454,7 +458,7 @@ def build(num_classes: int = len(CLASSES), **kwargs) -> DemoNet:
 class TrainConfig:
     epochs: int = 6
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 4e-3
     weight_decay: float = 1e-4
     max_steps: int | None = None  # stop early (tests train a few steps only)
     style_weight: float = 0.0  # weight of the auxiliary (class, style) head on fc7, see train_model
@@ -515,7 +519,10 @@ def train_model(images: Tensor, labels: Tensor, mean: tuple, std: tuple,
             fc7, logits = fc7_and_logits(model, (images[batch] - mean_t) / std_t)
             loss = nn.functional.cross_entropy(logits, labels[batch])
             if style_head is not None:
-                loss = loss + config.style_weight * nn.functional.cross_entropy(style_head(fc7), substyles[batch])
+                # on the direction of fc7 only: styles must differ in *which* units fire, not in
+                # how strongly the same units fire, which is what NMF topics can separate
+                direction = nn.functional.normalize(fc7, dim=1) * 10.0
+                loss = loss + config.style_weight * nn.functional.cross_entropy(style_head(direction), substyles[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -30,16 +30,17 @@ def feature_error(pred: Tensor, target: Tensor) -> Tensor:
     return feature_inversion(pred, target).sqrt()
 
 
-def l2(images: Tensor, weight: float) -> Tensor:
-    """R_alpha ||I||^2 (mean over pixels, centred at mid-grey): keeps pixels in range and
-    the image from drifting to saturated colours the data term does not care about."""
-    return weight * (images - 0.5).pow(2).flatten(1).mean(1)
+def l2(images: Tensor, weight: float, centre: Tensor | float = 0.5) -> Tensor:
+    """R_alpha ||I - centre||^2 (mean over pixels): keeps the image from drifting to saturated
+    colours the data term does not care about. The authors' ||I||^2 is taken on Caffe's
+    mean-subtracted input, so `centre` is the model's mean colour (broadcast (1,3,1,1))."""
+    return weight * (images - centre).pow(2).flatten(1).mean(1)
 
 
-def alpha_norm(images: Tensor, weight: float, alpha: float = 6.0) -> Tensor:
+def alpha_norm(images: Tensor, weight: float, alpha: float = 6.0, centre: Tensor | float = 0.5) -> Tensor:
     """Mahendran & Vedaldi's alpha-norm (alpha = 6): like L2 but nearly flat inside the range
     and steep at its ends, so it bounds the pixels without dimming the whole image."""
-    return weight * (images - 0.5).abs().pow(alpha).flatten(1).mean(1)
+    return weight * (images - centre).abs().pow(alpha).flatten(1).mean(1)
 
 
 def tv(images: Tensor, weight: float, beta: float = 2.0) -> Tensor:

@@ -94,6 +94,10 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
         raise ModelError(f"model {spec.name}: {exc}") from None
     if spec.labels is not None and pathway.num_classes != len(spec.labels):
         raise ModelError(f"model {spec.name} has {pathway.num_classes} outputs but {len(spec.labels)} labels were given")
+    expected = len(class_table(spec))
+    if spec.labels is None and pathway.num_classes != expected:
+        raise ModelError(f"model {spec.name} has {pathway.num_classes} outputs, but without model.labels (--labels) "
+                         f"the catalog assumes {expected} classes; give its labels or num_classes")
     return pathway.to(resolve_device(device))
 
 
@@ -152,6 +156,7 @@ def ensure_weights(spec: ModelSpec) -> None:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():
         return
+    cached.parent.mkdir(parents=True, exist_ok=True)
     with _download_guard(f"{spec.name} weights {spec.weights}", weights.url):
         torch.hub.download_url_to_file(weights.url, str(cached), progress=True)
 

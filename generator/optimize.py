@@ -229,9 +229,9 @@ def solve(
         seen = torch.roll(images, shifts=shift, dims=(2, 3)) if shift != (0, 0) else images
         total = data_energy(pathway(seen, m5=m5, m6=m6, m7=m7))
         if settings.l2:
-            total = total + energy.l2(images, settings.l2)
+            total = total + energy.l2(images, settings.l2, pathway.mean)
         if settings.alpha_norm:
-            total = total + energy.alpha_norm(images, settings.alpha_norm)
+            total = total + energy.alpha_norm(images, settings.alpha_norm, centre=pathway.mean)
         if settings.tv:
             total = total + energy.tv(images, settings.tv)
         if prior:

@@ -62,7 +62,8 @@ def templates_dir() -> Path:
 # Formatting helpers (Jinja filters)
 
 def format_number(value: Any) -> str:
-    """Numbers as people read them: 3 significant digits, ints unchanged, others as JSON."""
+    """Numbers as people read them: 3 significant digits, ints unchanged, flat lists joined,
+    anything else as JSON."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -75,6 +76,8 @@ def format_number(value: Any) -> str:
         return f"{value:.3g}"
     if isinstance(value, str):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value):
+        return ", ".join(format_number(v) for v in value)
     return json.dumps(value, separators=(", ", ": "), default=str)
 
 
@@ -109,6 +112,7 @@ class Picture:
     alt: str
     numbers: dict[str, Any]
     meta: dict[str, Any]
+    srcset: str | None = None  # "thumb <w>w, full <w>w": the browser fetches the PNG only where shown large
 
 
 @dataclass
@@ -138,18 +142,27 @@ class ClassPage:
     next: "ClassPage | None" = None
 
 
-def _picture(raw: dict[str, Any]) -> Picture | None:
+def _picture(raw: dict[str, Any], folder: Path) -> Picture | None:
     href = _asset_path(raw.get("file"))
     if href is None:
         return None
     caption = str(raw.get("caption") or raw.get("key") or "")
     width, height = raw.get("width"), raw.get("height")
+    width = width if isinstance(width, int) and width > 0 else None
+    height = height if isinstance(height, int) and height > 0 else None
+    thumb = _asset_path(raw.get("thumb"))
+    srcset = None
+    if thumb is not None and width is not None:
+        thumb_width, _ = _image_size(folder / raw["thumb"])
+        if thumb_width is not None and thumb_width < width:
+            srcset = f"{thumb} {thumb_width}w, {href} {width}w"
     return Picture(
         key=str(raw.get("key", "")),
         href=href,
-        src=_asset_path(raw.get("thumb")) or href,
-        width=width if isinstance(width, int) and width > 0 else None,
-        height=height if isinstance(height, int) and height > 0 else None,
+        src=thumb or href,
+        srcset=srcset,
+        width=width,
+        height=height,
         caption=caption,
         alt=str(raw.get("alt") or caption or raw.get("key") or "atlas picture"),
         numbers=dict(raw.get("numbers") or {}),
@@ -173,23 +186,25 @@ def _classviz_layout(pictures: list[Picture]) -> dict[str, Any]:
 
 
 def _location_layout(pictures: list[Picture]) -> dict[str, Any]:
-    """A CSS grid of windows at their (row, col), each with the pool5 window it opened."""
+    """A CSS grid of windows at their (row, col), each with a map of the pool5 window it opened."""
     placed = [p for p in pictures if isinstance(p.meta.get("row"), int) and isinstance(p.meta.get("col"), int)]
     if not placed:
         return {}
-    extent = max((p.meta.get("top", 0) + p.meta.get("size", 1) for p in placed
-                  if isinstance(p.meta.get("top"), int) and isinstance(p.meta.get("size"), int)), default=0)
-    extent = max(extent, max((p.meta.get("left", 0) + p.meta.get("size", 1) for p in placed
-                              if isinstance(p.meta.get("left"), int) and isinstance(p.meta.get("size"), int)), default=0))
+    window_ends = [p.meta[start] + p.meta["size"] for p in placed for start in ("top", "left")
+                   if isinstance(p.meta.get(start), int) and isinstance(p.meta.get("size"), int)]
     return {"cells": placed, "rows": max(p.meta["row"] for p in placed) + 1,
-            "cols": max(p.meta["col"] for p in placed) + 1, "pool5": extent}
+            "cols": max(p.meta["col"] for p in placed) + 1, "pool5": max(window_ends, default=0)}
 
 
 def _topics_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
     """Each topic beside its retrieved images (the class's own thumbnails, with loadings)."""
     by_index = {image["index"]: image for image in images}
     topics = []
-    for picture in sorted(pictures, key=lambda p: (p.meta.get("topic", 0) if isinstance(p.meta.get("topic"), int) else 0, p.key)):
+    def order(picture: Picture) -> tuple[int, str]:
+        topic = picture.meta.get("topic")
+        return (topic if isinstance(topic, int) else 0, picture.key)
+
+    for picture in sorted(pictures, key=order):
         retrieved = []
         for item in picture.meta.get("retrieved") or []:
             image = by_index.get(item.get("image")) if isinstance(item, dict) else None
@@ -249,8 +264,8 @@ def _inversion_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> 
     return {"rows": rows}
 
 
-def _section(name: str, record: dict[str, Any], images: list[dict[str, Any]]) -> Section:
-    pictures = [p for p in map(_picture, record.get("pictures") or []) if p is not None]
+def _section(name: str, record: dict[str, Any], images: list[dict[str, Any]], folder: Path) -> Section:
+    pictures = [p for p in (_picture(raw, folder) for raw in record.get("pictures") or []) if p is not None]
     layouts = {
         "classviz": lambda: _classviz_layout(pictures),
         "location": lambda: _location_layout(pictures),
@@ -279,7 +294,7 @@ def _class_page(manifest: dict[str, Any], folder: Path) -> ClassPage:
                            "width": width, "height": height})
     methods = manifest.get("methods") or {}
     names = [m for m in METHOD_TITLES if m in methods] + sorted(m for m in methods if m not in METHOD_TITLES)
-    sections = [_section(name, methods[name], images) for name in names]
+    sections = [_section(name, methods[name], images, folder) for name in names]
     by_name = {s.name: s for s in sections}
     card = None
     if "classviz" in by_name:

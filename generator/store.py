@@ -31,7 +31,6 @@ TEMP_MARK = ".tmp-"
 LOCK_NAME = ".atlas.lock"
 CACHE_DIR = ".atlas-cache"  # digests and feature caches, beside the site (hidden from static hosts' indexes)
 THUMB_SIZE = 160
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
 class StoreError(RuntimeError):

@@ -87,7 +87,7 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
         for r in range(3) for c in range(3)
     ]
     topics = [
-        w.picture("topics", f"topic-{k}", f"topic {k}: m7 keeps fc7 units with W[:, {k}] > 1",
+        w.picture("topics", f"topic-{k}", f"topic {k + 1}: m7 keeps fc7 units with W[:, {k}] > 1",
                   {"prob": round(rng.random(), 3)},
                   {"topic": k, "units": rng.randrange(500, 1800),
                    "retrieved": [{"image": (k + j) % n_images, "loading": round(1 - 0.1 * j, 3)}

@@ -77,6 +77,10 @@ def test_index_loads_cleanly_and_search_filters(browser, atlas):
     page = watched.page
     images = watched.load_all_images()
     assert len(images) == 3 and all(image["width"] > 0 for image in images), images
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     visible = "#class-list > li:not([hidden])"
     assert page.locator(visible).count() == 3
     page.fill("#class-search", "springer")
@@ -112,10 +116,50 @@ def test_class_page_loads_cleanly_and_lightbox_uses_keyboard(browser, atlas):
     watched.close()
 
 
-def test_phone_width_has_no_horizontal_scroll(browser, atlas):
-    for path in [atlas / "index.html", atlas / "classes" / "n00000000" / "index.html", atlas / "claims.html"]:
+def test_every_page_fits_a_phone_without_errors(browser, atlas):
+    for path in [atlas / "index.html", atlas / "classes" / "n00000000" / "index.html", atlas / "claims.html",
+                 atlas / "methods.html"]:
         watched = Watched(browser, path.as_uri(), width=360)
         overflow = watched.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path.name} scrolls sideways by {overflow}px at 360px"
         assert watched.problems == []
         watched.close()
+
+
+CONTRAST_JS = """selectors => selectors.flatMap(selector => Array.from(document.querySelectorAll(selector)).slice(0, 3).map(el => {
+  let bg = el, colour = getComputedStyle(el).backgroundColor;
+  while (bg && (colour === 'rgba(0, 0, 0, 0)' || colour === 'transparent')) {
+    bg = bg.parentElement;
+    colour = bg ? getComputedStyle(bg).backgroundColor : 'rgb(255, 255, 255)';
+  }
+  return {selector, fg: getComputedStyle(el).color, bg: colour};
+}))"""
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two CSS rgb()/rgba() colours (alpha ignored: our text is opaque)."""
+    def luminance(colour: str) -> float:
+        channels = [float(v) / 255 for v in colour[colour.index("(") + 1:-1].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    high, low = sorted([luminance(foreground), luminance(background)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast_meets_wcag_aa(browser, atlas, scheme):
+    selectors = ["body", ".lede", ".caption", ".card-meta", ".pill", ".summary", ".nums dt", "a", ".toc a",
+                 ".site-nav a", "details > summary", ".badge", ".verdict"]
+    context = browser.new_context(color_scheme=scheme)
+    page = context.new_page()
+    checked = []
+    for path in [atlas / "index.html", atlas / "classes" / "n00000000" / "index.html", atlas / "claims.html"]:
+        page.goto(path.as_uri())
+        body = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (contrast(body, "rgb(0, 0, 0)") < 2) == (scheme == "dark"), f"{scheme} scheme, body {body}"
+        for sample in page.evaluate(CONTRAST_JS, selectors):
+            ratio = contrast(sample["fg"], sample["bg"])
+            assert ratio >= 4.5, f"{path.name} {scheme}: {sample} has contrast {ratio:.2f}"
+            checked.append(sample["selector"])
+    context.close()
+    assert {"body", ".caption", ".card-meta", ".badge", ".verdict"} <= set(checked)

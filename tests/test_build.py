@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import types
 from pathlib import Path
@@ -280,7 +279,19 @@ def test_clean_removes_orphans_and_keeps_the_site(world):
     left = {p.name for p in (folder / "topics").iterdir()}
     assert len(left) == 2 and not (left & old)  # one picture + its thumbnail, all from the new key
     assert (folder / "index.html").is_file()
+    assert world.output / store.CACHE_DIR / "features" in removed  # a cache: one forward pass to redo
     assert build(world, progress=False).ran == []
+
+
+def test_a_lost_image_thumbnail_is_rewritten_without_running_methods(world):
+    build(world, progress=False)
+    thumb = world.output / "classes" / WNIDS[2] / "images" / "001.jpg"
+    original = thumb.read_bytes()
+    thumb.unlink()
+    dry = build(world, dry_run=True, progress=False)
+    assert dry.planned == [(WNIDS[2], "(images)", "image thumbnails or manifest out of date")]
+    report = build(world, progress=False)
+    assert report.ok and report.ran == [] and thumb.read_bytes() == original
 
 
 # ---------------------------------------------------------------------------------------------

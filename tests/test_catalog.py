@@ -111,6 +111,7 @@ MALFORMED = [
     (bad(model__weights="missing.pt"), "model.weights: weights file"),
     (bad(model__mean=[0.5, 0.5]), "model.mean: expected three numbers"),
     (bad(model=...), "model: missing (required)"),
+    (bad(images=...), "images: missing (required)"),
     (bad(model__labels=["a b", "a-b"], classes=["a b", "a-b"]), "classes[1]: class id 'a-b' gives the folder name 'a-b'"),
 ]
 

@@ -37,6 +37,9 @@ class PageChecker(HTMLParser):
         for name in ("href", "src"):
             if values.get(name) is not None:
                 self.links.append(values[name])
+        for candidate in (values.get("srcset") or "").split(","):
+            if candidate.strip():
+                self.links.append(candidate.split()[0])
         if tag == "img":
             self.images.append(values)
         if tag == "script":
@@ -150,13 +153,16 @@ def test_class_page_lays_out_each_method(atlas):
     html = (atlas / "classes" / "n00000000" / "index.html").read_text()
     for section in ("classviz", "location", "topics", "ensemble", "hierarchy", "inversion"):
         assert f'id="{section}"' in html and f'href="#{section}"' in html
-    # baseline before prior, side by side
+    # baseline before prior, side by side; the full PNG is offered where the picture shows large
     assert html.index("classviz/baseline") < html.index("classviz/prior")
+    assert 'srcset="classviz/baseline.thumb.jpg 48w, classviz/baseline.png 64w"' in html
     # the location cell of window row 1, col 2 sits at grid row 2, column 3
     cell = html.index("location/window-r1-c2")
     assert "grid-row: 2; grid-column: 3" in html[html.rfind("<figure", 0, cell):cell]
     # topics show the class's own images they retrieved; the ensemble is a 2 x 2 table
-    assert "images/000.jpg" in html and "loading" in html.lower()
+    topic = html[html.index("topics/topic-0.png"):html.index("topics/topic-1.png")]
+    assert topic.index("images/000.jpg") < topic.index('<span class="note">1</span>')
+    assert topic.index("images/001.jpg") < topic.index('<span class="note">0.9</span>')
     start = html.index('class="grid-table"', html.index('id="ensemble"'))
     ensemble = html[start:html.index("</table>", start)]
     assert ensemble.count("<tr>") == 3 and ensemble.count("<figure") == 4
@@ -216,7 +222,7 @@ def test_render_without_manifests_says_so(tmp_path):
 
 
 def test_index_transfer_under_two_megabytes(tmp_path):
-    write_fake_atlas(tmp_path, n_classes=10, size=224, thumb=128, n_images=2)
+    write_fake_atlas(tmp_path, n_classes=10, size=96, thumb=160, n_images=2)  # thumbs as big as the build's
     index = site.render(tmp_path)
     checker = parse(index)
     referenced = {(tmp_path / unquote(urlsplit(link).path)).resolve()
@@ -233,7 +239,8 @@ def test_format_number():
     assert site.format_number(12) == "12"
     assert site.format_number(1.5e-5) == "1.50e-05"
     assert site.format_number(True) == "yes"
-    assert site.format_number([1, 2]) == "[1, 2]"
+    assert site.format_number([1, 0.5, "a"]) == "1, 0.5, a"
+    assert site.format_number({"a": [1]}) == '{"a": [1]}'
 
 
 def test_server_is_local_and_serves_the_site(atlas):
