@@ -241,8 +241,10 @@ class Pool5Retrieval:
     """The "[7]" database: (pool5 1x1xC feature, centre patch of its support) pairs.
 
     Stores the source images (uint8) and, per entry, its image and cell; centre patches are cut
-    on demand. Features are searched with faiss, exact L2, after optional L2 normalization
-    (`normalize_features`; see `benchmarks/inversion.py` for the measurement that chose it)."""
+    on demand. Features are searched with faiss, exact L2, on the raw pool5 vectors by default:
+    L2-normalizing them (`normalize_features=True`) made no difference we could measure (image
+    error of the 10-NN average on 20 imagenet-samples, 1000-image Imagenette database: 0.4385
+    raw vs 0.4391 normalized; the target's own flat mean colour scores 0.459)."""
 
     def __init__(
         self,
