@@ -26,11 +26,12 @@ from generator.claims import claims_from_manifests, truth_from_demo, write_claim
 INTRA_CLASS = ("location", "topics", "ensemble", "hierarchy")
 
 
-def demo_catalog(world, output: Path, per_class: int, iterations: int | None) -> dict:
+def demo_catalog(world, output: Path, per_class: int, iterations: int | None, classes: int) -> dict:
     from generator.demo import catalog_dict
 
     raw = catalog_dict(world, output)
     raw["images"]["per_class"] = per_class
+    raw["classes"] = raw["classes"][:classes]
     if iterations:
         raw["engine"]["iterations"] = iterations
     return raw
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--demo-truth", action="store_true", help="with --from-output: use the demo world's truth")
     parser.add_argument("--output", type=Path, default=OUT / "claims-atlas", help="where to build (default benchmarks/out/claims-atlas)")
     parser.add_argument("--per-class", type=int, default=50)
-    parser.add_argument("--classes", type=int, default=10, help="--shared: how many Imagenette classes")
+    parser.add_argument("--classes", type=int, default=10, help="build only the first N classes")
     parser.add_argument("--iterations", type=int, default=None, help="engine iterations (default: the catalog's)")
     args = parser.parse_args()
 
@@ -92,7 +93,7 @@ def main() -> None:
     else:
         output = args.output.resolve()
         if args.demo:
-            catalog = parse_catalog(demo_catalog(world, output, args.per_class, args.iterations), base=output)
+            catalog = parse_catalog(demo_catalog(world, output, args.per_class, args.iterations, args.classes), base=output)
         elif args.shared:
             catalog = parse_catalog(shared_catalog(output, args.per_class, args.iterations, args.classes), base=output)
         else:

@@ -72,11 +72,11 @@ def main() -> None:
     rows = planted_truth_checks(Pathway(model, mean, std, demo.IMAGE_SIZE), args.seed)
 
     print(f"drew {len(train_x) + len(test_x)} images in {draw_seconds:.1f}s; trained {args.epochs} epochs "
-          f"on {len(train_x)} images in {train_seconds:.1f}s ({torch.get_num_threads()} threads); "
+          f"on {len(train_x)} images in {train_seconds:.1f}s; "
           f"held-out accuracy {accuracy:.1%}")
     print_table(rows, ["class", "styles", "nmi", "best_window", "on_layout"])
     write_json("demo_train", {"draw_seconds": round(draw_seconds, 2), "train_seconds": round(train_seconds, 2),
-                                   "threads": torch.get_num_threads(), "epochs": args.epochs,
+                                   "epochs": args.epochs,
                                    "heldout_accuracy": accuracy, "classes": rows})
 
 

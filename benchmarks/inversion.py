@@ -1,7 +1,7 @@
 """Table 1 of the paper: pool5 inversion of 100 images of 100 different ImageNet classes.
 
     python -m benchmarks.inversion            # the full protocol (100 images; CPU heavy)
-    python -m benchmarks.inversion --quick    # 10 images, 100 iterations, for iterating
+    python -m benchmarks.inversion --quick    # 10 images, 60 iterations, for iterating
 
 Protocol: the shared alexnet-slim; targets are ../shared/data/imagenet-samples (one image per
 class, sorted by file name); the [7] retrieval database pairs pool5 1x1 features with the
@@ -50,7 +50,7 @@ def drop_duplicates(database: torch.Tensor, targets: torch.Tensor, tolerance: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10 images, 100 iterations")
+    parser.add_argument("--quick", action="store_true", help="10 images, 60 iterations")
     parser.add_argument("--images", type=int, default=None, help="how many targets (default 100, quick 10)")
     parser.add_argument("--per-class", type=int, default=100, help="database images per Imagenette class")
     parser.add_argument("--batch", type=int, default=8, help="targets per solve call (x3 problems)")
@@ -64,7 +64,7 @@ def main() -> None:
     count = args.images or (10 if args.quick else 100)
     overrides = {k: getattr(args, k) for k in INVERSION_SETTINGS if getattr(args, k) is not None}
     if args.quick and "iterations" not in overrides:
-        overrides["iterations"] = 100
+        overrides["iterations"] = 60
     settings = inversion_settings(None, overrides)
 
     shared = require_shared()

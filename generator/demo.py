@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 IMAGE_SIZE = 96
 GRID = 6  # pool5 is GRID x GRID
 CELL = IMAGE_SIZE // GRID  # pixels per pool5 cell
@@ -497,15 +497,21 @@ def train_model(images: Tensor, labels: Tensor, mean: tuple, std: tuple,
     what the paper's NMF topics find; a six-class toy network gets away with class units that
     are blind to style. The head plants the styles into fc7 the way the world plants them into
     the pixels, so the atlas has something true to recover.
+
+    Runs on one thread: float sums then add up in one fixed order, so the weights do not depend
+    on the machine's core count, and on a busy shared CPU one thread is several times faster
+    than two (OpenMP threads wait on each other whenever one is descheduled).
     """
-    previous = torch.are_deterministic_algorithms_enabled()
+    previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
     try:
         with torch.random.fork_rng():  # dropout draws from the global generator: seed it, then restore it
             torch.manual_seed(config.seed)
             return _train(images, labels, mean, std, config, progress, substyles)
     finally:
-        torch.use_deterministic_algorithms(previous)
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
 
 
 def _train(images: Tensor, labels: Tensor, mean: tuple, std: tuple, config: TrainConfig,
@@ -538,7 +544,10 @@ def _train(images: Tensor, labels: Tensor, mean: tuple, std: tuple, config: Trai
                 # on the direction of fc7 only: styles must differ in *which* units fire, not in
                 # how strongly the same units fire, which is what NMF topics can separate
                 direction = nn.functional.normalize(fc7, dim=1) * 10.0
-                loss = loss + config.style_weight * nn.functional.cross_entropy(style_head(direction), substyles[batch])
+                # non-negative read-out: a style can only be told by units of its own, the
+                # parts-based structure NMF looks for (shared units raise every style alike)
+                style_logits = nn.functional.linear(direction, style_head.weight.clamp(min=0), style_head.bias)
+                loss = loss + config.style_weight * nn.functional.cross_entropy(style_logits, substyles[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -741,8 +750,7 @@ def create(root: Path, seed: int = 0, config: TrainConfig = TrainConfig(), progr
         train_images, train_labels, train_styles = split_tensors("train", TRAIN_PER_CLASS, seed)
         test_images, test_labels, _ = split_tensors("heldout", HELDOUT_PER_CLASS, seed)
         mean, std = channel_stats(train_images)
-        log(f"demo: training the demo CNN on {len(train_images)} images "
-            f"({torch.get_num_threads()} threads) ...", flush=True)
+        log(f"demo: training the demo CNN on {len(train_images)} images (one thread) ...", flush=True)
         start = time.perf_counter()
         model = train_model(train_images, train_labels, mean, std, config, progress=progress,
                             substyles=substyle_labels(train_labels, train_styles))
@@ -762,7 +770,6 @@ def create(root: Path, seed: int = 0, config: TrainConfig = TrainConfig(), progr
             "version": DEMO_VERSION, "seed": seed, "class_ids": [c.id for c in CLASSES],
             "class_names": [c.name for c in CLASSES], "input_size": IMAGE_SIZE,
             "mean": mean, "std": std, "accuracy": held_out, "train_seconds": round(seconds, 2),
-            "threads": torch.get_num_threads(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         # the catalog names final paths, so it is written from a world that points at `root`

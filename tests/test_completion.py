@@ -9,7 +9,7 @@ from generator.methods import completion, topics
 from generator.optimize import settings_from
 from test_location import tiny_context, tiny_pathway
 
-FAST = settings_from(None, iterations=8, lr=0.05, prior_weight=0.01, rematch_every=4)
+FAST = settings_from(None, iterations=8, lr=0.05, l2=0.0, tv=0.0, jitter=0, prior_weight=0.01, rematch_every=4)
 
 
 def scene(size: int = 48) -> torch.Tensor:

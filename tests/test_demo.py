@@ -53,7 +53,8 @@ def test_images_are_on_disk_colourful_and_styled(demo_world):
         brightness_spread = images.flatten(1).std(dim=1)
         saturation = (images.max(dim=1).values - images.min(dim=1).values).mean(dim=(1, 2))
         assert brightness_spread.min() > 0.08, (class_id, brightness_spread)
-        assert saturation.min() > 0.12, (class_id, saturation)
+        assert saturation.min() > 0.05, (class_id, saturation)  # even the black-and-white styles
+        assert saturation.mean() > 0.12, (class_id, saturation)
         assert {demo_world.style_of(name) for name in names} == set(range(demo_world.n_styles(class_id)))
     assert demo_world.style_of(str(demo_world.image_root / "fish" / "fish_004.png")) == 1
 
