@@ -12,7 +12,6 @@ benchmarks/out/claims.json (and <output>/claims.json).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

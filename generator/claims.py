@@ -170,7 +170,7 @@ def smallest_drop(errors: Mapping[str, float]) -> float:
 
 def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     claims = []
-    for space, label in (("pixel", "||I0 - I|| / ||I0||"), ("fc7", "||fc7(I0) - fc7(I)|| / ||fc7(I0)||")):
+    for space, label in (("pixel", "||I0 - I|| / ||I0||"), ("fc7", "fc7 cosine distance 1 - cos(fc7(I0), fc7(I))")):
         per_class: dict[str, dict[str, float]] = {}
         for manifest in manifests:
             method = _method(manifest, "hierarchy")

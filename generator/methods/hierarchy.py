@@ -4,7 +4,8 @@ An image's ReLU on/off pattern at pool5, fc6 and fc7 is a binary code. Visualizi
 under the code of a real image, with more and more of it fixed ({m7}, then {m6, m7}, then
 {m5, m6, m7}), should give pictures closer and closer to that image: the class knowledge is
 organized hierarchically, the later layers choosing among the layouts the earlier ones allow.
-We report each picture's distance to the image, in pixels and in fc7.
+We report each picture's distance to the image: relative L2 in pixels (the paper's error) and
+cosine distance in fc7.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import torch
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.location import class_database, fc7_of
+from generator.methods.location import class_database, cosine_distances, fc7_of
 from generator.optimize import Problem, settings_from, solve
 
-VERSION = 1
+VERSION = 2
 DEFAULTS: dict[str, Any] = {
     "images": 1,  # how many of the class's images to invert (the most typical first)
     "prior": True,
@@ -80,7 +81,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             at = row * len(LEVELS) + step
             solution = solutions[at]
             pixel = relative_error(solution.image, inputs[row])
-            feature = relative_error(result_fc7[at], input_fc7[row])
+            feature = float(cosine_distances(torch.stack([result_fc7[at], input_fc7[row]]))[0, 1])
             errors[f"pixel_{level}"].append(pixel)
             errors[f"fc7_{level}"].append(feature)
             pictures.append(
@@ -97,5 +98,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     numbers["images"] = chosen
     numbers["levels"] = [level for level, _ in LEVELS]
     numbers["pixel_metric"] = "||I0 - I|| / ||I0|| in [0, 1] RGB"
-    numbers["fc7_metric"] = "||fc7(I0) - fc7(I)|| / ||fc7(I0)|| (unmasked net)"
+    # Cosine, like every fc7 comparison in the atlas: a class visualization drives fc7 to
+    # several times a photo's norm, so a relative L2 error would measure magnitude, not content.
+    numbers["fc7_metric"] = "1 - cos(fc7(I0), fc7(I)) (unmasked net)"
     return MethodResult(method="hierarchy", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)

@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "k": 10,  # nearest centre patches per pool5 cell
     "patch": 7,  # patch prior: patch side (pixels)
     "stride": 4,  # patch prior: stride of the image's patches and of the database cut
-    "whiten": False,  # match patches in a ZCA-whitened space (the paper's optional preprocessing)
+    "whiten": False,  # match patches in a ZCA-whitened space (the paper's option; did not help here)
     **INVERSION_SETTINGS,  # engine settings, shared by all variants
 }
 

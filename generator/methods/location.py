@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods.classviz import class_prior
 from generator.optimize import Problem, settings_from, solve
 from generator.pathway import Pathway
 from generator.prior import PatchDatabase
@@ -74,10 +75,11 @@ def mean_pairwise(distances: Tensor) -> float:
 
 def class_database(ctx: ClassContext, params: dict[str, Any]) -> PatchDatabase | None:
     """The patch prior the paper uses for class visualization: normalized patches of the
-    class's own images (None when the method's `prior` parameter is off)."""
+    class's own images, the one database classviz builds and caches per class (None when the
+    method's `prior` parameter is off)."""
     if not params.get("prior", True):
         return None
-    return PatchDatabase.from_images(ctx.images, seed=ctx.seed)
+    return class_prior(ctx)
 
 
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
