@@ -420,6 +420,17 @@ def select(catalog: Catalog, only: Iterable[str] | None, shard: tuple[int, int] 
     return entries, (methods or None), unknown
 
 
+def _publish_truth(catalog: Catalog, output: Path) -> None:
+    """Copy the image world's planted truth (if any) next to the manifests.
+
+    The claims page is computed by `atlas render` from the output folder alone (so shards merge);
+    the demo world's truth lets it score the style and layout claims instead of proxies.
+    """
+    truth = catalog.images.truth
+    if truth is not None:
+        store.atomic_write(output / "truth.json", Path(truth).read_bytes())
+
+
 def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = False, dry_run: bool = False,
           shard: tuple[int, int] | None = None, workers: int = 1, progress: bool = True) -> BuildReport:
     """Bring `catalog.output` up to date with the catalog; see the module docstring.
@@ -453,6 +464,7 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
         todo = [plan for plan in plans if plan.needs_work]
         for outcome in _run_all(catalog, todo, keys.model_digest, workers, progress):
             report.add(outcome)
+        _publish_truth(catalog, output)
     finally:
         if lock is not None:
             lock.release()

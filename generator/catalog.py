@@ -55,6 +55,7 @@ class ImageSpec:
     root: Path | None  # ImageNet-layout folder (folder), download folder (imagenette), None (demo)
     per_class: int = 50
     split: str = "train"  # imagenette only
+    truth: Path | None = None  # planted truth (truth.json of the demo world): lets the claims page score styles/layouts
 
 
 @dataclass
@@ -359,7 +360,7 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
 
 
 def _parse_images(check: _Checker, raw: Any, base: Path) -> ImageSpec:
-    spec = check.mapping(raw, "images", ("source", "root", "per_class", "split"))
+    spec = check.mapping(raw, "images", ("source", "root", "per_class", "split", "truth"))
     source = check.typed(spec.get("source", "folder" if "root" in spec else "demo"), "images.source", str, "a source name")
     if source not in IMAGE_SOURCES:
         raise check.fail("images.source", f"unknown source {source!r}{_hint(source, IMAGE_SOURCES)}; use {', '.join(IMAGE_SOURCES)}")
@@ -376,7 +377,12 @@ def _parse_images(check: _Checker, raw: Any, base: Path) -> ImageSpec:
     split = check.typed(spec.get("split", "train"), "images.split", str, "train or val")
     if split not in ("train", "val"):
         raise check.fail("images.split", f"unknown split {split!r}; use train or val")
-    return ImageSpec(source=source, root=root, per_class=per_class, split=split)
+    truth = spec.get("truth")
+    if truth is not None:
+        truth = _resolve_path(str(check.typed(truth, "images.truth", str, "a truth.json path")), base)
+        if not truth.is_file():
+            raise check.fail("images.truth", f"file {truth} not found")
+    return ImageSpec(source=source, root=root, per_class=per_class, split=split, truth=truth)
 
 
 def _parse_methods(check: _Checker, raw: Any, where: str, base_params: dict[str, dict] | None) -> dict[str, dict]:

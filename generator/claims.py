@@ -38,6 +38,16 @@ def truth_from_demo(world) -> Truth:
     return Truth(styles=dict(world.styles), layouts={c: world.layout(c) for c in world.class_ids})
 
 
+def load_truth(path: str | Path) -> Truth | None:
+    """Planted truth from a truth.json (the demo world's format), or None when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    layouts = {c: {tuple(cell) for cell in cells} for c, cells in raw.get("layouts", {}).items()}
+    return Truth(styles=dict(raw.get("styles", {})), layouts=layouts)
+
+
 def as_truth(truth: Truth | Mapping[str, int] | None) -> Truth | None:
     """A `Truth`; a plain mapping is read as image name -> style (layouts unknown)."""
     if truth is None or isinstance(truth, Truth):

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-DEMO_VERSION = 4
+DEMO_VERSION = 5
 IMAGE_SIZE = 96
 GRID = 6  # pool5 is GRID x GRID
 CELL = IMAGE_SIZE // GRID  # pixels per pool5 cell
@@ -677,7 +677,8 @@ def catalog_dict(world: DemoWorld, output: str | Path = "site") -> dict:
             "mean": list(world.mean),
             "std": list(world.std),
         },
-        "images": {"source": "folder", "root": str(world.image_root.resolve()), "per_class": 50},
+        "images": {"source": "folder", "root": str(world.image_root.resolve()), "per_class": 50,
+                   "truth": str((world.root / "truth.json").resolve())},
         "classes": classes,
         "methods": {"topics": {"k": usual_k}},
         "engine": {"iterations": 80},
