@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,7 +264,7 @@ def is_weights_path(weights: str) -> bool:
 
 def _resolve_path(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path)
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path | None = None,
