@@ -58,7 +58,8 @@ def prior_database(size: int) -> PatchDatabase:
         coarse = torch.rand(n, 3, 14, 14, generator=torch.Generator().manual_seed(0))
         images = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
     return PatchDatabase.from_images(
-        images, patch=CLASSVIZ["patch"], stride=CLASSVIZ["stride"], max_patches=CLASSVIZ["max_patches"]
+        images, patch=CLASSVIZ["patch"], stride=CLASSVIZ["stride"], max_patches=CLASSVIZ["max_patches"],
+        search_dims=CLASSVIZ["search_dims"],
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
+from statistics import mean, pstdev
 from typing import Any, Mapping
 
 from sklearn.metrics import normalized_mutual_info_score
@@ -89,7 +89,7 @@ def location_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> lis
     spread: dict[str, float] = {}
     for manifest in manifests:
         class_id, method = manifest["class"]["id"], _method(manifest, "location")
-        if method is None:
+        if method is None or "heterogeneity" not in method["numbers"]:
             continue
         spread[class_id] = float(method["numbers"]["heterogeneity"])
         if truth is not None and class_id in truth.layouts and method["numbers"].get("strongest"):
@@ -121,13 +121,13 @@ def topic_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[d
     distinct: dict[str, float] = {}
     for manifest in manifests:
         class_id, method = manifest["class"]["id"], _method(manifest, "topics")
-        if method is None:
+        if method is None or "distinctness" not in method["numbers"]:
             continue
         numbers = method["numbers"]
         distinct[class_id] = float(numbers["distinctness"])
         if truth is None:
             continue
-        assigned = numbers["assignments"]
+        assigned = numbers.get("assignments", [])
         names = [image["name"] for image in manifest["images"]][: len(assigned)]
         labelled = [(truth.styles[n], a) for n, a in zip(names, assigned) if n in truth.styles]
         if len(labelled) >= 2:
@@ -184,7 +184,7 @@ def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_class: dict[str, dict[str, float]] = {}
         for manifest in manifests:
             method = _method(manifest, "hierarchy")
-            if method is not None:
+            if method is not None and all(f"{space}_{lv}" in method["numbers"] for lv in LEVELS):
                 per_class[manifest["class"]["id"]] = {lv: float(method["numbers"][f"{space}_{lv}"]) for lv in LEVELS}
         averaged = {lv: mean(e[lv] for e in per_class.values()) for lv in LEVELS} if per_class else None
         claims.append(_claim(
@@ -194,6 +194,29 @@ def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {c: smallest_drop(e) for c, e in per_class.items()}, 0.0,
             value=smallest_drop(averaged) if averaged else None))
     return claims
+
+
+# --------------------------------------------------------------------------- 3 patch prior
+
+def prior_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sec. 3: the patch prior brings the class visualization's colours closer to real images."""
+    ratios, probs = {}, {}
+    for manifest in manifests:
+        numbers = (_method(manifest, "classviz") or {}).get("numbers", {})
+        if numbers.get("prior_colour_distance") is not None and numbers.get("baseline_colour_distance"):
+            class_id = manifest["class"]["id"]
+            ratios[class_id] = float(numbers["prior_colour_distance"]) / float(numbers["baseline_colour_distance"])
+            probs[class_id] = float(numbers.get("prior_prob") or 0.0)
+    colour = _claim("prior-colour", "3",
+                    "The patch prior gives class visualizations the colour statistics of real images, "
+                    "where L2 + TV alone gives pop-art colours (Sec. 3).",
+                    "colour distance to the class's images, prior / baseline (below 1: closer)", ratios, None)
+    if colour["value"] is not None:
+        colour["threshold"] = 1.0
+        colour["holds"] = bool(colour["value"] < 1.0)
+    prob = _claim("prior-prob", "3", "With the prior the picture still reaches the class (target probability).",
+                  "softmax probability of the class with the patch prior", probs, 0.9)
+    return [colour, prob]
 
 
 # --------------------------------------------------------------------------- all
@@ -210,12 +233,35 @@ def claims_from_manifests(output_dir: str | Path, truth: Truth | Mapping[str, in
         "images": images,
         "classes": len(manifests),
         "claims": [
+            *prior_claims(manifests),
             *location_claims(manifests, truth),
             *topic_claims(manifests, truth),
             *ensemble_claims(manifests),
             *hierarchy_claims(manifests),
         ],
     }
+
+
+INVERSION_VARIANTS = {"retrieved": "[7] patch average", "rand": "[8]+rand", "avg": "[8]+[7]", "prior": "ours (patch prior)"}
+
+
+def inversion_table(output_dir: str | Path) -> dict[str, Any]:
+    """The paper's Table 1 for the atlas's own model: pool5 inversion errors of every inverted
+    class image, per variant (mean and std over images), from the inversion pictures' numbers."""
+    errors: dict[str, list[tuple[float, float]]] = {v: [] for v in INVERSION_VARIANTS}
+    for manifest in read_manifests(output_dir):
+        for picture in (_method(manifest, "inversion") or {}).get("pictures", []):
+            variant, numbers = picture.get("meta", {}).get("variant"), picture.get("numbers", {})
+            if variant in errors and numbers.get("image_error") is not None:
+                errors[variant].append((numbers["image_error"], numbers.get("feature_error") or float("nan")))
+    rows = []
+    for variant, pairs in errors.items():
+        if pairs:
+            image = [p[0] for p in pairs]
+            rows.append({"variant": INVERSION_VARIANTS[variant], "n": len(pairs),
+                         "image_error_mean": mean(image), "image_error_std": pstdev(image),
+                         "feature_error_mean": mean(p[1] for p in pairs)})
+    return {"rows": rows}
 
 
 def write_claims(output_dir: str | Path, truth: Truth | Mapping[str, int] | None = None) -> Path:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -63,20 +64,31 @@ class Settings:
       Vedaldi, Lucid) removes them at no cost.
     - Random init: mid-grey plus Gaussian noise (std `init_std`), as the authors' Gaussian init.
     - L2 is centred at the model's mean colour (the authors' ||I||^2 is on mean-subtracted input).
-    - Tuned values (alexnet-slim, classes church and parachute, 100 iterations, 20k-patch class
-      databases): l2 30, tv 300, prior_weight 300, re-match every 10 steps at the database's
-      stride 4 (5k-patch databases did as well as 20k) -> target prob 1.00 with the prior and colour distance 0.22 / 0.17 vs 0.31 / 0.30
-      for the baseline. prior_weight 1000 drops the prob to 0.56 (parachute); a query stride of 8
-      (non-overlapping patches, 4x cheaper matching) gives incoherent "confetti", so the prior
-      needs overlapping patches. 100 iterations instead of 200: Adam has converged by then and
-      the shared CPU is slow.
+    - Tuned values (alexnet-slim, 100 iterations, 5k-patch class databases of 7 px patches at
+      stride 4): l2 30, tv 300, prior_weight 200, re-match every 10 steps. Over the 10 classes:
+      prior weight 300 -> colour distance 0.57x the baseline's but one class at prob 0.47;
+      200 -> 0.62x, mean prob 0.98 (lowest 0.78); 100 -> 0.72x, all probs 1.00 (misses the
+      30% target). Honest caveat: at every weight the prior image is still patchy ("confetti")
+      rather than the baseline's structure in natural colours.
+    - prior_start / prior_full (a ramp, off by default): tried so the class term forms the
+      structure before the prior acts. It keeps more of the structure, but the colour gain
+      vanishes: switching the prior on after only 10% of the steps gives 0.93x (4 classes,
+      vs 0.69x with no delay), and the weight after the delay (300 to 3000) hardly matters --
+      by then the class term has fixed saturated colours and the decayed step size cannot
+      move them. Larger patches (9 px; 11 px at stride 6 with 20k patches) were blockier, not
+      more natural. A query stride of 8 (non-overlapping patches) gives worse confetti.
+    - Speed of the prior (benchmarks/speed.py): the energy is computed without unfolding the
+      image (energy.patch_prior_folded: the matches are folded back onto the image once per
+      re-match), problems sharing a database are matched in one faiss search, the search runs
+      on the database's 32 principal components (classviz `search_dims`), and the prior is
+      neither matched nor evaluated while its weight is 0.
     """
 
     iterations: int = 100
     lr: float = 0.05
     l2: float = 30.0
     tv: float = 300.0
-    prior_weight: float = 300.0
+    prior_weight: float = 200.0
     rematch_every: int = 10
     jitter: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +98,8 @@ class Settings:
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     jitter_seed: int = 0  # jitter and patch-grid offsets come from their own generators (same for the batch)
     prior_stride: int | None = None  # stride of the image's patches for the prior (None: the database's)
+    prior_start: float = 0.0  # fraction of the iterations before the prior switches on (no matching before)
+    prior_full: float = 0.0  # fraction at which the prior reaches prior_weight (linear ramp from prior_start)
 
 
 def settings_from(engine: dict[str, Any] | None = None, **overrides: Any) -> Settings:
@@ -110,6 +124,19 @@ def lr_at(step: int, settings: Settings) -> float:
     if settings.schedule == "step":
         return settings.lr * (1.0 if progress < 0.625 else 0.1 if progress < 0.875 else 0.01)
     raise ValueError(f"engine: schedule must be 'cosine', 'step' or 'constant', got {settings.schedule!r}")
+
+
+def prior_weight_at(step: int, settings: Settings) -> float:
+    """The prior's weight at `step`: 0 before prior_start, a linear ramp to prior_weight at
+    prior_full. Off at first so the class term forms the object's structure; the prior then
+    only has to fix the colours and textures of a structure that is already there."""
+    progress = step / max(settings.iterations - 1, 1)
+    if progress < settings.prior_start:
+        return 0.0
+    ramp = settings.prior_full - settings.prior_start
+    if ramp <= 0:
+        return settings.prior_weight
+    return settings.prior_weight * min(1.0, (progress - settings.prior_start) / ramp)
 
 
 def initial_image(problem: Problem, size: int, settings: Settings) -> Tensor:
@@ -156,34 +183,60 @@ class _PriorTerm:
         for i, db in self.databases.items():
             self.groups.setdefault((db.patch, stride or db.stride), []).append(i)
         self.index = {key: torch.tensor(idx, device=device) for key, idx in self.groups.items()}
-        self.matched: dict[tuple[int, int], Tensor] = {}
+        # per group, fixed between re-matches: (coverage, folded matches, sum ||d_p||^2, P * D)
+        self.targets: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor, int]] = {}
         self.offset = (0, 0)
         self.rng = torch.Generator().manual_seed(seed)
 
     def __bool__(self) -> bool:
         return bool(self.databases)
 
-    def _patches(self, images: Tensor, patch: int, stride: int) -> Tensor:
-        from generator.prior import normalized_patches
+    @property
+    def matched(self) -> bool:
+        return bool(self.targets)
+
+    def _normalized(self, images: Tensor) -> Tensor:
+        """The globally normalized image, cropped at the current grid offset (as I~_p sees it)."""
+        from generator.prior import normalize_images
 
         top, left = self.offset
-        return normalized_patches(images[..., top:, left:], patch, stride)
+        return normalize_images(images[..., top:, left:])
 
     @torch.no_grad()
     def rematch(self, images: Tensor) -> None:
+        """New grid offset, nearest natural patches for every patch, and the folded targets.
+
+        Problems sharing one database are matched in a single search (one big BLAS call)."""
+        from generator.prior import unfold_patches
+
         stride = min(stride for _, stride in self.groups)
         self.offset = tuple(torch.randint(0, stride, (2,), generator=self.rng).tolist())
         for (patch, stride), members in self.groups.items():
-            current = self._patches(images[self.index[(patch, stride)]], patch, stride)
-            self.matched[(patch, stride)] = torch.stack(
-                [self.databases[i].match(current[j].cpu()).to(images.device) for j, i in enumerate(members)]
+            normalized = self._normalized(images[self.index[(patch, stride)]])
+            current = unfold_patches(normalized, patch, stride).cpu()
+            matched = torch.empty_like(current)
+            by_database: dict[int, list[int]] = {}
+            for j, i in enumerate(members):
+                by_database.setdefault(id(self.databases[i]), []).append(j)
+            for rows in by_database.values():
+                database = self.databases[members[rows[0]]]
+                found = database.match(current[rows].reshape(-1, current.shape[-1]))
+                matched[rows] = found.reshape(len(rows), *current.shape[1:])
+            size = normalized.shape[-2:]
+            fold = lambda cols: F.fold(cols.transpose(1, 2), size, kernel_size=patch, stride=stride)  # noqa: E731
+            device = images.device
+            self.targets[(patch, stride)] = (
+                fold(torch.ones_like(current[:1, :, :1]).expand(1, -1, patch * patch)).to(device),
+                fold(matched).to(device),
+                matched.pow(2).flatten(1).sum(1).to(device),
+                current.shape[1] * current.shape[2],
             )
 
     def energy(self, images: Tensor, weight: float) -> Tensor:
         total = images.new_zeros(images.shape[0])
-        for (patch, stride), index in self.index.items():
-            patches = self._patches(images[index], patch, stride)
-            total = total.index_add(0, index, energy.patch_prior(patches, self.matched[(patch, stride)], weight))
+        for key, index in self.index.items():
+            per_sample = energy.patch_prior_folded(self._normalized(images[index]), *self.targets[key], weight)
+            total = total.index_add(0, index, per_sample)
         return total
 
 
@@ -233,7 +286,7 @@ def solve(
             data = data.index_copy(0, feature_rows, settings.feature_weight * inv)
         return data
 
-    def total_energy(images: Tensor, shift: tuple[int, int]) -> Tensor:
+    def total_energy(images: Tensor, shift: tuple[int, int], prior_weight: float) -> Tensor:
         seen = torch.roll(images, shifts=shift, dims=(2, 3)) if shift != (0, 0) else images
         total = data_energy(pathway(seen, m5=m5, m6=m6, m7=m7))
         if settings.l2:
@@ -242,8 +295,8 @@ def solve(
             total = total + energy.alpha_norm(images, settings.alpha_norm, centre=pathway.mean)
         if settings.tv:
             total = total + energy.tv(images, settings.tv)
-        if prior:
-            total = total + prior.energy(images, settings.prior_weight)
+        if prior and prior_weight > 0:
+            total = total + prior.energy(images, prior_weight)
         return total
 
     image = init.clone().requires_grad_(True)
@@ -253,12 +306,13 @@ def solve(
     history: list[Tensor] = []
 
     for step in tqdm(range(settings.iterations), disable=not progress, desc="solve", unit="step"):
-        if prior and step % max(settings.rematch_every, 1) == 0:
+        prior_weight = prior_weight_at(step, settings) if prior else 0.0
+        if prior_weight > 0 and (not prior.matched or step % max(settings.rematch_every, 1) == 0):
             prior.rematch(image.detach())
         shift = (0, 0)
         if settings.jitter:
             shift = tuple(torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=jitter_rng).tolist())
-        per_sample = total_energy(image, shift)
+        per_sample = total_energy(image, shift, prior_weight)
         history.append(per_sample.detach().cpu())
         active &= torch.isfinite(per_sample.detach())
         optimizer.zero_grad(set_to_none=False)

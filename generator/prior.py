@@ -64,10 +64,12 @@ _set_faiss_threads()
 def normalize_images(images: Tensor) -> Tensor:
     """Each image (B,3,S,S) shifted and scaled by its own mean and std over all pixels and
     channels (differentiable; see the module docstring for why not per channel)."""
-    flat = images.flatten(1)
-    mean = flat.mean(1).view(-1, 1, 1, 1)
-    std = flat.std(1).view(-1, 1, 1, 1)
-    return (images - mean) / (std + _EPS)
+    mean = images.mean((1, 2, 3), keepdim=True)
+    centred = images - mean
+    # the unbiased std written out: Tensor.std is a slow single-pass kernel on CPU (11 ms on a
+    # batch of 16 images at 224 px, half the prior's per-step cost)
+    std = (centred.pow(2).sum((1, 2, 3), keepdim=True) / max(images[0].numel() - 1, 1)).sqrt()
+    return centred / (std + _EPS)
 
 
 def unfold_patches(images: Tensor, patch: int, stride: int) -> Tensor:
@@ -104,6 +106,18 @@ class Whitening:
         values, vectors = torch.linalg.eigh(cov)
         scale = (values.clamp_min(0) + eps).rsqrt()
         return cls(mean, vectors @ torch.diag(scale) @ vectors.T)
+
+    @classmethod
+    def fit_pca(cls, patches: Tensor, dims: int) -> "Whitening":
+        """Not whitening but the same kind of centred linear map: projection on the `dims`
+        principal components of the patches. Distances there approximate the full ones
+        (natural patches are smooth, so a few components hold most of their energy) at
+        dims / D of the exact search's cost."""
+        data = patches.detach().reshape(-1, patches.shape[-1]).double()
+        mean = data.mean(0)
+        centred = data - mean
+        _, vectors = torch.linalg.eigh(centred.T @ centred)
+        return cls(mean, vectors[:, -dims:].flip(1))
 
     def __call__(self, patches: Tensor) -> Tensor:
         return (patches - self.mean.to(patches)) @ self.matrix.to(patches)
@@ -150,10 +164,14 @@ class PatchDatabase:
         max_patches: int = 200_000,
         seed: int = 0,
         whiten: bool = False,
+        search_dims: int | None = None,
     ) -> "PatchDatabase":
         """All normalized patches of natural images (N,3,S,S) at `stride`; a deterministic
         random subset of `max_patches` (by `seed`) if there are more. `whiten`: fit a
-        `Whitening` on these patches and search in its space."""
+        `Whitening` on these patches and search in its space. `search_dims`: search on their
+        first `search_dims` principal components instead (`Whitening.fit_pca`; cheaper)."""
+        if whiten and search_dims:
+            raise ValueError("choose whiten or search_dims, not both")
         with torch.no_grad():
             patches = normalized_patches(images.float(), patch, stride).reshape(-1, 3 * patch * patch)
         if patches.shape[0] > max_patches:
@@ -161,6 +179,8 @@ class PatchDatabase:
             keep = torch.randperm(patches.shape[0], generator=generator)[:max_patches].sort().values
             patches = patches[keep]
         whitening = Whitening.fit(patches) if whiten else None
+        if search_dims and search_dims < patches.shape[1]:
+            whitening = Whitening.fit_pca(patches, search_dims)
         return cls(patches, patch, stride, whitening)
 
     def nearest(self, patches: Tensor) -> tuple[Tensor, Tensor]:

@@ -41,7 +41,7 @@ METHOD_SUMMARIES = {
     "completion": "Filling a masked region of a scene with the class under one topic's mask m7.",
 }
 HIERARCHY_LEVELS = ("m7", "m6-7", "m5-7")
-INVERSION_VARIANTS = ("rand", "avg", "prior")
+INVERSION_VARIANTS = ("retrieved", "rand", "avg", "prior")
 
 
 class SiteError(RuntimeError):
@@ -393,6 +393,20 @@ def environment(templates: Path | None = None) -> Environment:
     return env
 
 
+def _measure(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Claims and the inversion table, measured from the manifests (and the planted truth the
+    build copied into `output`, if any) and written beside them as JSON for reuse."""
+    from generator.claims import claims_from_manifests, inversion_table, load_truth
+    from generator.store import write_json
+
+    claims = claims_from_manifests(output, load_truth(output / "truth.json"))
+    inversion = inversion_table(output)
+    write_json(claims, output / "claims.json")
+    write_json(inversion, output / "inversion.json")
+    measured = any(claim["value"] is not None for claim in claims["claims"])
+    return (claims if measured else None), (inversion if inversion["rows"] else None)
+
+
 def render(output: Path, templates: Path | None = None) -> Path:
     """Write index.html, methods.html, claims.html, classes/<slug>/index.html and static/ into
     `output` from its manifests; returns the path of index.html."""
@@ -403,8 +417,7 @@ def render(output: Path, templates: Path | None = None) -> Path:
         raise SiteError(f"no classes/*/manifest.json under {output}: run `atlas build` first")
     env = environment(templates)
     shutil.copytree(templates / "static", output / "static", dirs_exist_ok=True)
-    claims = _load_json(output / "claims.json")
-    inversion = _load_json(output / "inversion.json")
+    claims, inversion = _measure(output)
     model = classes[0].model
     common = {"classes": classes, "model": model}
 

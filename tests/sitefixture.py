@@ -2,7 +2,7 @@
 
 It writes what `generator.build` writes (ARCHITECTURE.md "Build and site"): per class a
 `manifest.json`, one PNG per picture (+ a JPEG thumbnail), JPEG thumbnails of the class's own
-images, and optionally `claims.json` and `inversion.json`. The pictures are small procedural
+images (the site measures claims.json and inversion.json from them). The pictures are small procedural
 PIL drawings, so the site can be rendered and checked in a browser in seconds. Some classes
 deliberately stress the renderer: a hostile name, a disabled method, an unknown method, a
 picture without a thumbnail.
@@ -117,15 +117,21 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
     inversion.insert(0, w.picture("inversion", "img0-original", "image 0 at the model's input size", {},
                                   {"image": 0, "variant": "original"}))
     return {
-        "classviz": _record(classviz, {"iterations": 200, "tv": 100.0, "prior": 0.01}, {}, 0),
+        "classviz": _record(classviz, {"iterations": 200, "tv": 100.0, "prior": 0.01},
+                            {"baseline_colour_distance": 0.41, "prior_colour_distance": 0.12,
+                             "baseline_prob": 0.91, "prior_prob": 0.88}, 0),
         "location": _record(location, {"window": 2, "stride": 2},
                             {"heterogeneity": round(rng.random(), 3),
                              "heterogeneity_metric": "mean pairwise fc7 cosine distance between window images",
                              "strongest": ["window-r1-c1", "window-r0-c0"], "grid": [3, 3]}, 0),
-        "topics": _record(topics, {"k": 3, "threshold": 1.0, "retrieved": 4}, {"nmf_error": 0.21}, 0),
+        "topics": _record(topics, {"k": 3, "threshold": 1.0, "retrieved": 4},
+                          {"distinctness": 0.6, "assignments": [k % 3 for k in range(n_images)]}, 0),
         "ensemble": _record(ensemble, {"masks": 2, "inits": 2, "keep": 0.5},
-                            {"across_mask_distance": 0.31, "across_init_distance": 0.12}, 0),
-        "hierarchy": _record(hierarchy, {"images": 1}, {"monotone": True}, 0),
+                            {"fc7_across_masks": 0.31, "fc7_across_inits": 0.12,
+                             "pixel_across_masks": 0.2, "pixel_across_inits": 0.1}, 0),
+        "hierarchy": _record(hierarchy, {"images": 1},
+                             {"pixel_m7": 0.8, "pixel_m6-7": 0.6, "pixel_m5-7": 0.4,
+                              "fc7_m7": 0.5, "fc7_m6-7": 0.4, "fc7_m5-7": 0.3}, 0),
         "inversion": _record(inversion, {"images": 2, "iterations": 800}, {}, 0),
     }
 
@@ -150,6 +156,11 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
             fake_picture(thumb_file, thumb, seed=50_000 + 100 * index + i)
             images.append({"index": i, "name": f"{slug}_{i}.JPEG", "thumb": f"images/{i:03d}.jpg"})
         methods = _methods(writer, name, n_images, rng)
+        if not claims:  # nothing the claims page could measure
+            for record in methods.values():
+                record["numbers"] = {}
+                for picture in record["pictures"]:
+                    picture["numbers"] = {}
         if index == 1:
             del methods["ensemble"]
             methods["caricature"] = _record(
@@ -168,25 +179,4 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
                     "images": images, "methods": methods}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
         slugs.append(slug)
-    if claims:
-        _write_claims(output, slugs)
     return slugs
-
-
-def _write_claims(output: Path, slugs: list[str]) -> None:
-    per_class = {slug: round(0.1 + 0.05 * i, 3) for i, slug in enumerate(slugs)}
-    data = {"model": "fake-alexnet", "images": 6, "classes": len(slugs), "claims": [
-        {"id": "prior-colour", "section": "3", "statement": "The patch prior gives more natural colour than L2 + TV alone.",
-         "metric": "colour distance, prior / baseline", "value": 0.29, "threshold": 1.0, "holds": True,
-         "per_class": per_class},
-        {"id": "ensemble-styles", "section": "4.3", "statement": "Different dropout masks differ more than different inits.",
-         "metric": "across-mask / across-init distance", "value": 0.8, "threshold": 1.0, "holds": False,
-         "per_class": {slug: round(1.2 - 0.1 * i, 3) for i, slug in enumerate(slugs)}},
-        {"id": "hierarchy-monotone", "section": "4.4", "statement": "More constraints bring the inversion closer to the image.",
-         "metric": "fraction of images with monotone error", "value": 1.0, "threshold": 0.9, "holds": True,
-         "per_class": {}},
-    ]}
-    (output / "claims.json").write_text(json.dumps(data, indent=1))
-    rows = [{"variant": v, "image_error_mean": m, "image_error_std": s, "feature_error_mean": f, "n": 20}
-            for v, m, s, f in [("rand", 0.62, 0.08, 0.05), ("avg", 0.48, 0.06, 0.06), ("prior", 0.41, 0.05, 0.06)]]
-    (output / "inversion.json").write_text(json.dumps({"rows": rows}, indent=1))

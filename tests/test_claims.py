@@ -65,7 +65,7 @@ def test_schema_is_exact(atlas):
     assert result["model"] == "toy" and result["classes"] == 2 and "8 images" in result["images"]
     for claim in result["claims"]:
         assert set(claim) == {"id", "section", "statement", "metric", "value", "threshold", "holds", "per_class"}
-        assert claim["section"] in {"4.1", "4.2", "4.3", "4.4"}
+        assert claim["section"] in {"3", "4.1", "4.2", "4.3", "4.4"}
 
 
 def test_claims_with_planted_truth(atlas):
@@ -115,3 +115,28 @@ def test_write_claims_writes_strict_json(atlas):
 def test_empty_output_has_no_classes(tmp_path):
     result = claims.claims_from_manifests(tmp_path)
     assert result["classes"] == 0 and all(c["value"] is None for c in result["claims"])
+
+
+def test_prior_colour_claim_reads_classviz_numbers(tmp_path):
+    folder = tmp_path / "classes" / "a"
+    folder.mkdir(parents=True)
+    numbers = {"baseline_colour_distance": 0.4, "prior_colour_distance": 0.1, "prior_prob": 0.95}
+    manifest = {"class": {"id": "a", "name": "a", "index": 0, "slug": "a"}, "model": {"name": "toy"},
+                "images": [], "methods": {"classviz": {"numbers": numbers, "pictures": []}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = by_id(claims.claims_from_manifests(tmp_path))
+    assert result["prior-colour"]["value"] == pytest.approx(0.25) and result["prior-colour"]["holds"] is True
+    assert result["prior-prob"]["holds"] is True
+
+
+def test_inversion_table_per_variant(tmp_path):
+    folder = tmp_path / "classes" / "a"
+    folder.mkdir(parents=True)
+    pictures = [{"key": f"img0-{v}", "meta": {"image": 0, "variant": v}, "numbers": {"image_error": e, "feature_error": 0.1}}
+                for v, e in (("rand", 0.6), ("avg", 0.5), ("prior", 0.4))]
+    manifest = {"class": {"id": "a", "name": "a", "index": 0, "slug": "a"}, "model": {"name": "toy"},
+                "images": [], "methods": {"inversion": {"numbers": {}, "pictures": pictures}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rows = {r["variant"]: r for r in claims.inversion_table(tmp_path)["rows"]}
+    assert rows["[8]+rand"]["image_error_mean"] == pytest.approx(0.6)
+    assert rows["ours (patch prior)"]["n"] == 1 and "[7] patch average" not in rows

@@ -43,3 +43,23 @@ def test_colour_distance_sees_a_colour_cast():
     tinted = (image + torch.tensor([0.3, 0.0, -0.3]).view(3, 1, 1)).clamp(0, 1)
     assert energy.colour_distance(references.mean(0) * 0 + image, image.unsqueeze(0)) < 1e-9
     assert energy.colour_distance(tinted, references) > energy.colour_distance(image, references) + 0.2
+
+
+def test_patch_prior_folded_equals_patch_prior_in_value_and_gradient():
+    import torch.nn.functional as F
+
+    from generator.energy import patch_prior, patch_prior_folded
+    from generator.prior import unfold_patches
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 3, 21, 21, generator=generator, requires_grad=True)
+    patch, stride = 5, 3
+    matched = torch.randn(2, 36, 75, generator=generator)
+    fold = lambda cols: F.fold(cols.transpose(1, 2), (21, 21), kernel_size=patch, stride=stride)  # noqa: E731
+    coverage = fold(torch.ones(1, 36, patch * patch))
+    plain = patch_prior(unfold_patches(image, patch, stride), matched, 2.0)
+    (plain_grad,) = torch.autograd.grad(plain.sum(), image)
+    folded = patch_prior_folded(image, coverage, fold(matched), matched.pow(2).flatten(1).sum(1), 36 * 75, 2.0)
+    (folded_grad,) = torch.autograd.grad(folded.sum(), image)
+    assert torch.allclose(plain, folded, rtol=1e-4)
+    assert torch.allclose(plain_grad, folded_grad, atol=1e-5)

@@ -161,3 +161,14 @@ def test_real_model_reaches_its_class(shared):
     real = shared_pathway()
     sol = solve(real, [Problem(target_class=4, seed=0)], settings_from(iterations=12), progress=False)[0]
     assert sol.energy[-1] < sol.energy[0] and sol.prob > 0.5
+
+
+def test_prior_weight_ramp_is_off_then_linear_then_full():
+    from generator.optimize import prior_weight_at
+
+    settings = Settings(iterations=11, prior_weight=100.0, prior_start=0.2, prior_full=0.6)
+    weights = [prior_weight_at(step, settings) for step in range(11)]
+    assert weights[:2] == [0.0, 0.0]
+    assert weights[4] == pytest.approx(50.0)
+    assert weights[6:] == [100.0] * 5
+    assert prior_weight_at(0, Settings(prior_weight=100.0)) == 100.0

@@ -142,3 +142,16 @@ def test_retrieve_rejects_wrong_grid():
     retrieval = Pool5Retrieval.from_images(tiny_pathway(), smooth_images(2, size=64), progress=False)
     with pytest.raises(ValueError, match="pool5 must be"):
         retrieval.retrieve(torch.zeros(16, 6, 6))
+
+
+def test_pca_search_finds_the_same_neighbours_for_database_patches():
+    from generator.prior import PatchDatabase
+
+    coarse = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    images = torch.nn.functional.interpolate(coarse, size=32, mode="bilinear")
+    database = PatchDatabase.from_images(images, patch=5, stride=3, search_dims=12)
+    assert database.whitening.matrix.shape == (75, 12)
+    indices, _ = database.nearest(database.patches[:50])
+    assert (indices == torch.arange(50)).float().mean() > 0.9
+    with pytest.raises(ValueError, match="whiten or search_dims"):
+        PatchDatabase.from_images(images, patch=5, stride=3, whiten=True, search_dims=12)

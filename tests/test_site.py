@@ -190,9 +190,13 @@ def test_disabled_unknown_and_thumbless_methods(atlas):
 
 def test_claims_page_shows_claims_and_inversion(atlas):
     html = (atlas / "claims.html").read_text()
-    assert html.count('class="verdict yes"') == 2 and html.count('class="verdict no"') == 1
+    # measured by render from the fake manifests: the prior's colour ratio 0.29 < 1, masks beat
+    # inits (fc7 and pixels), hierarchy errors fall (pixels and fc7); prior prob 0.88 < 0.9 fails
+    assert html.count('class="verdict yes"') == 5 and html.count('class="verdict no"') == 1
     assert "<svg" in html and "chart-threshold" in html
     assert "prior-colour" in html and "image error" in html.lower()
+    claims = json.loads((atlas / "claims.json").read_text())
+    assert {c["id"]: c["holds"] for c in claims["claims"]}["prior-prob"] is False
 
 
 def test_site_without_claims(tmp_path):
