@@ -13,6 +13,8 @@ complete files; the next build sees the missing key and redoes only that class's
 """
 from __future__ import annotations
 
+import dataclasses
+
 import multiprocessing
 import os
 import re
@@ -26,6 +28,7 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from generator import store
+from generator.optimize import settings_from
 from generator.catalog import Catalog, ClassEntry
 from generator.methods import METHOD_NAMES, ClassContext, method_module
 from generator.store import Inputs
@@ -164,7 +167,9 @@ class KeyMaker:
         self.catalog = catalog
         self.model = model_identity(catalog.model, digests)
         self.model_digest = store.digest(self.model)
-        self.engine_digest = store.digest(catalog.engine)
+        # the effective settings, not just the catalog's overrides: retuned defaults in code
+        # must make every optimized picture stale
+        self.engine_digest = store.digest(dataclasses.asdict(settings_from(catalog.engine)))
         self.versions: dict[str, int] = {}
 
     def images_digest(self, entry: ClassEntry) -> str:

@@ -196,6 +196,18 @@ def test_changing_one_parameter_reruns_only_that_method(world):
     assert len(manifest["methods"]["topics"]["pictures"]) == 3
 
 
+def test_retuned_engine_defaults_rerun_everything(world, monkeypatch):
+    """A new default in generator.optimize.Settings (code, not catalog) makes pictures stale."""
+    from generator.optimize import Settings
+
+    build(world, progress=False)
+    assert build(world, progress=False).ran == []
+    monkeypatch.setattr(build_module, "settings_from", lambda engine: Settings(**{**engine, "prior_weight": 1.5}))
+    report = build(world, progress=False, dry_run=True)
+    assert sorted((c, m) for c, m, _ in report.planned) == sorted(all_pairs(world))
+    assert all("engine" in why for _, _, why in report.planned)
+
+
 def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does_not(world):
     build(world, progress=False)
     weights = Path(world.model.weights)
