@@ -1,0 +1,74 @@
+"""The real thing end to end: build the demo atlas (tiny schedule), render it, check the pages.
+
+The fake atlas in test_site.py pins the layout; this one proves the build's real manifests
+render into self-contained, escaped, valid pages — including a hostile class name that came
+in through the catalog.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from generator import site
+from generator.build import build
+from generator.catalog import load_catalog
+from test_site import pages, parse
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def demo_atlas(demo_world, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("demo-atlas")
+    catalog = load_catalog(Path(demo_world.catalog_path), {"output": str(output)})
+    catalog.engine["iterations"] = 4
+    catalog.classes = catalog.classes[:3]
+    catalog.classes[0].name = HOSTILE
+    for entry in catalog.classes:
+        entry.methods["inversion"]["iterations"] = 4
+    report = build(catalog, progress=False)
+    assert report.ok, report.summary()
+    site.render(output)
+    return output
+
+
+def test_every_method_of_every_class_is_on_its_page(demo_atlas):
+    for manifest_path in (demo_atlas / "classes").glob("*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        html = (manifest_path.parent / "index.html").read_text()
+        assert set(manifest["methods"]) == {"classviz", "location", "topics", "ensemble", "hierarchy", "inversion"}
+        for method, record in manifest["methods"].items():
+            assert f'id="{method}"' in html
+            for picture in record["pictures"]:
+                assert picture["file"] in html or picture.get("thumb", "") in html, picture["file"]
+
+
+def test_pages_parse_links_resolve_images_have_alt(demo_atlas):
+    for path in pages(demo_atlas):
+        checker = parse(path)
+        assert checker.errors == [] and checker.stack == [], (path, checker.errors, checker.stack)
+        for link in checker.links:
+            parts = urlsplit(link)
+            assert not parts.scheme and not parts.netloc and not link.startswith("/"), (path, link)
+            if parts.path:
+                assert (path.parent / unquote(parts.path)).exists(), (path, link)
+        for image in checker.images:
+            assert (image.get("alt") or "").strip(), (path, image.get("src"))
+
+
+def test_hostile_catalog_name_is_text_and_no_absolute_paths(demo_atlas, demo_world):
+    for path in pages(demo_atlas):
+        raw = path.read_text()
+        assert "<script>alert" not in raw, path
+        assert str(demo_atlas) not in raw and "http://" not in raw and "https://" not in raw, path
+    assert HOSTILE in "".join(parse(demo_atlas / "index.html").text)
+
+
+def test_claims_page_scores_the_planted_truth(demo_atlas):
+    claims = {c["id"]: c for c in json.loads((demo_atlas / "claims.json").read_text())["claims"]}
+    # the build copied the demo's truth, so the style and layout claims are measured, not proxies
+    assert claims["topics-styles"]["value"] is not None and claims["location-layout"]["value"] is not None
+    assert "topics-styles" in (demo_atlas / "claims.html").read_text()
