@@ -355,7 +355,8 @@ def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, pro
     features = _extract(pathway, loaded.images, cache, progress)
     return ClassContext(pathway=pathway, class_index=entry.index, class_id=entry.id, class_name=entry.name,
                         images=loaded.images, image_names=list(loaded.names), features=features,
-                        engine=dict(catalog.engine), seed=catalog.seed, device=pathway.mean.device)
+                        engine=dict(catalog.engine), seed=catalog.seed, device=pathway.mean.device,
+                        progress=progress)
 
 
 def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, Any]:

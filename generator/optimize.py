@@ -305,7 +305,7 @@ def solve(
     last_finite = init.clone()
     history: list[Tensor] = []
 
-    for step in tqdm(range(settings.iterations), disable=not progress, desc="solve", unit="step"):
+    for step in tqdm(range(settings.iterations), disable=not progress, desc="solve", unit="step", leave=False):
         prior_weight = prior_weight_at(step, settings) if prior else 0.0
         if prior_weight > 0 and (not prior.matched or step % max(settings.rematch_every, 1) == 0):
             prior.rematch(image.detach())

@@ -36,6 +36,7 @@ class ClassContext:
     engine: dict[str, Any]  # engine settings from the catalog (`generator.optimize.Settings` fields)
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool = False  # show the engine's bar over optimization steps
 
 
 @dataclass

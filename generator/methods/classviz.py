@@ -66,7 +66,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         Problem(target_class=ctx.class_index, seed=ctx.seed, label="baseline"),
         Problem(target_class=ctx.class_index, seed=ctx.seed, prior=database, label="prior"),
     ]
-    baseline, prior = solve(ctx.pathway, problems, settings, progress=False)
+    baseline, prior = solve(ctx.pathway, problems, settings, progress=ctx.progress)
     references = ctx.images[: int(params["prior_images"])]
     pictures = []
     numbers: dict[str, Any] = {}

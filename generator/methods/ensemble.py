@@ -75,7 +75,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 label=f"mask {cell['mask']} init {cell['init']}",
             )
         )
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
 
     pictures = [
         Picture(

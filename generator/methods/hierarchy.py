@@ -59,7 +59,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         for row, index in enumerate(chosen)
         for level, masks in LEVELS
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
     input_fc7 = fc7_of(pathway, inputs)
     result_fc7 = fc7_of(pathway, torch.stack([s.image for s in solutions]))
 

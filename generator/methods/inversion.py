@@ -187,6 +187,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         patch=int(params["patch"]),
         stride=int(params["stride"]),
         whiten=bool(params["whiten"]),
+        progress=ctx.progress,
     )
 
     pictures: list[Picture] = []

@@ -98,7 +98,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         )
         for w in windows
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
 
     pictures = []
     for w, solution in zip(windows, solutions):

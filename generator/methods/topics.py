@@ -153,7 +153,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         Problem(target_class=ctx.class_index, m7=mask, prior=prior, seed=ctx.seed, label=f"topic {k}")
         for k, mask in enumerate(topics.masks)
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=False)
+    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
 
     pictures = []
     for k, solution in enumerate(solutions):
