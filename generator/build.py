@@ -192,6 +192,17 @@ class KeyMaker:
                       images=images, seed=self.catalog.seed, engine=self.engine_digest)
 
 
+def _public_name(name: str | None) -> str | None:
+    """A model or weights name fit to publish: file paths lose their folders (no local paths on
+    the website), torchvision names and weight enums stay as they are."""
+    if not name:
+        return name
+    target, colon, factory = name.rpartition(":")
+    if colon and target.endswith(".py"):
+        return f"{Path(target).name}:{factory}"
+    return Path(name).name if ("/" in name or os.sep in name) else name
+
+
 def model_identity(spec, digests: store.FileDigests) -> dict[str, Any]:
     """What makes a model the model: its code and weight *bytes*, not where the files are.
 
@@ -335,7 +346,8 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     manifest = {
         "schema": SCHEMA,
         "class": {"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug},
-        "model": {"name": catalog.model.name, "weights": catalog.model.weights, "digest": model_digest},
+        "model": {"name": _public_name(catalog.model.name), "weights": _public_name(catalog.model.weights),
+                  "digest": model_digest},
         "images": images,
         "skipped_images": [{"path": p, "reason": r} for p, r in outcome.images_skipped],
         "methods": {m: methods[m] for m in METHOD_NAMES if m in methods},

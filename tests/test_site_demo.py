@@ -64,6 +64,7 @@ def test_hostile_catalog_name_is_text_and_no_absolute_paths(demo_atlas, demo_wor
         raw = path.read_text()
         assert "<script>alert" not in raw, path
         assert str(demo_atlas) not in raw and "http://" not in raw and "https://" not in raw, path
+        assert str(demo_world.root) not in raw, f"{path} publishes a local path of the model"
     assert HOSTILE in "".join(parse(demo_atlas / "index.html").text)
 
 
