@@ -227,7 +227,8 @@ def claims_from_manifests(output_dir: str | Path, truth: Truth | Mapping[str, in
     manifests = read_manifests(output_dir)
     models = sorted({m["model"]["name"] for m in manifests})
     counts = [len(m.get("images", [])) for m in manifests]
-    images = f"{sum(counts)} images, {min(counts)}-{max(counts)} per class" if counts else "no images"
+    per_class = (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}") if counts else ""
+    images = f"{sum(counts)} images, {per_class} per class" if counts else "no images"
     return {
         "model": ", ".join(models),
         "images": images,
