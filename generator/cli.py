@@ -300,7 +300,7 @@ def serve(
 @expected_errors
 def complete(
     image: Annotated[Path, typer.Argument(help="The scene (any photo); resized and centre-cropped to the model's input size.")],
-    box: Annotated[str, typer.Option("--box", help="x,y,w,h of the region to fill, in pixels of the cropped input.")],
+    box: Annotated[str, typer.Option("--box", "--mask", help="x,y,w,h of the region to fill, in pixels of the cropped input (--mask is the same).")],
     out: Annotated[Path, typer.Option("--out", help="PNG written here.")] = Path("completed.png"),
     class_: Annotated[Optional[str], typer.Option("--class", help="Class to paint (id or name); default: the scene's top-1.")] = None,
     topic: Annotated[Optional[int], typer.Option("--topic", help="Paint in this style (NMF topic k of --class's images).")] = None,

@@ -87,3 +87,23 @@ def test_user_errors_are_one_red_line_and_exit_2(args, expected):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert expected in lines[0], lines[0]
+
+
+def test_complete_paints_inside_the_mask_only(shared, tmp_path):
+    """`atlas complete` on a real photo with the shared model: pixels outside --mask are kept."""
+    import numpy as np
+    from PIL import Image
+
+    from generator.images import load_image
+
+    photo = sorted((shared / "data" / "imagenette" / "val" / "n03028079").iterdir())[0]
+    out = tmp_path / "completed.png"
+    result = runner.invoke(app, ["complete", str(photo), "--mask", "60,60,64,64", "--class", "church",
+                                 "--catalog", str(REPO / "catalogs" / "shared-alexnet-slim.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    painted = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    original = (load_image(photo, 224).permute(1, 2, 0).numpy() * 255).round().astype(int)
+    outside = np.ones(painted.shape[:2], bool)
+    outside[60:124, 60:124] = False
+    assert np.abs(painted[outside] - original[outside]).max() <= 1
+    assert np.abs(painted[~outside] - original[~outside]).mean() > 2
