@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from generator.memory import keep_freed_memory
+
 
 class PathwayError(ValueError):
     """The model does not have the features/avgpool/classifier layout we can split."""
@@ -70,6 +72,7 @@ class Pathway(nn.Module):
         input_size: int = 224,
     ) -> None:
         super().__init__()
+        keep_freed_memory()  # every pathway allocates batch-sized tensors at each step (memory.py)
         missing = [n for n in ("features", "classifier") if not hasattr(model, n)]
         if missing:
             raise PathwayError(
