@@ -13,6 +13,7 @@ Output (rendered by `generator.site`; keep the schema):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
@@ -150,24 +151,34 @@ def topic_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[d
 
 # --------------------------------------------------------------------------- 4.3 ensemble
 
+def geometric_mean(values: list[float]) -> float | None:
+    """exp(mean(log v)) of non-negative values (0 if one is 0, None for none): the average of
+    ratios that treats 2x and 0.5x as opposites and that one class with a near-zero
+    denominator cannot dominate."""
+    if not values:
+        return None
+    if min(values) == 0:
+        return 0.0
+    return math.exp(mean(math.log(v) for v in values))
+
+
 def ensemble_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sec. 4.3: per class, mean distance across masks / across inits (generator.methods.ensemble);
+    over classes, the geometric mean of those ratios (why: that module's docstring)."""
     claims = []
     for space, label in (("fc7", "fc7 cosine distance (unmasked net)"), ("pixel", "RMS pixel difference")):
-        masks: dict[str, float] = {}
-        inits: dict[str, float] = {}
+        ratios: dict[str, float] = {}
         for manifest in manifests:
             method = _method(manifest, "ensemble")
             numbers = method["numbers"] if method else {}
-            if numbers.get(f"{space}_across_masks") is not None and numbers.get(f"{space}_across_inits") is not None:
-                masks[manifest["class"]["id"]] = float(numbers[f"{space}_across_masks"])
-                inits[manifest["class"]["id"]] = float(numbers[f"{space}_across_inits"])
-        ratios = {c: masks[c] / inits[c] for c in masks if inits[c] > 0}
-        value = mean(masks.values()) / mean(inits.values()) if inits and mean(inits.values()) > 0 else None
+            masks, inits = numbers.get(f"{space}_across_masks"), numbers.get(f"{space}_across_inits")
+            if masks is not None and inits:  # no ratio when the inits gave identical pictures
+                ratios[manifest["class"]["id"]] = float(masks) / float(inits)
         claims.append(_claim(
             f"ensemble-{space}", "4.3",
             "Different dropout masks (m6-7) change a class's picture more than different random inits (Sec. 4.3).",
-            f"mean {label} across masks / across inits, over classes (per class: the ratio)",
-            ratios, 1.0, value=value))
+            f"{label}: mean across masks / mean across inits per class; geometric mean over classes",
+            ratios, 1.0, value=geometric_mean(list(ratios.values()))))
     return claims
 
 

@@ -46,10 +46,38 @@ def alpha_norm(images: Tensor, weight: float, alpha: float = 6.0, centre: Tensor
 def tv(images: Tensor, weight: float, beta: float = 2.0) -> Tensor:
     """R_beta ||grad I||^beta (beta = 2, mean over pixels): suppresses the high-frequency
     patterns a CNN responds to but natural images lack."""
+    if beta == 2.0:
+        return weight * _SquaredTV.apply(images)
     dx = images[..., :, 1:] - images[..., :, :-1]
     dy = images[..., 1:, :] - images[..., :-1, :]
     grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)
     return weight * grad_sq.pow(beta / 2).flatten(1).mean(1)
+
+
+class _SquaredTV(torch.autograd.Function):
+    """mean(dx^2 + dy^2) per sample with its gradient written out. Autograd's version of the
+    four slices costs a zero-filled batch-sized tensor per slice in the backward; this one
+    fills one (~2x faster, and TV runs at every step of every problem)."""
+
+    @staticmethod
+    def forward(ctx, images: Tensor) -> Tensor:
+        corner = images[..., :-1, :-1]
+        dx = images[..., :-1, 1:] - corner
+        dy = images[..., 1:, :-1] - corner
+        ctx.save_for_backward(dx, dy)
+        ctx.shape = images.shape
+        return (dx.pow(2) + dy.pow(2)).flatten(1).mean(1)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> Tensor:
+        dx, dy = ctx.saved_tensors
+        scale = (2.0 / dx[0].numel()) * grad_out.view(-1, 1, 1, 1)
+        dx, dy = dx * scale, dy * scale
+        grad = dx.new_zeros(ctx.shape)
+        grad[..., :-1, 1:] += dx
+        grad[..., 1:, :-1] += dy
+        grad[..., :-1, :-1] -= dx + dy
+        return grad
 
 
 def patch_prior(patches: Tensor, matched: Tensor, weight: float) -> Tensor:

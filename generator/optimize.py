@@ -35,8 +35,8 @@ class Problem:
     target_class: int | None = None  # E_class: maximize fc8[target_class] (pre-softmax)
     target_feature: Tensor | None = None  # E_inv: pool5 target (C, H, W)
     m5: Tensor | None = None  # (C, H, W) 0/1 mask on pool5
-    m6: Tensor | None = None  # (D6,) 0/1 mask on fc6
-    m7: Tensor | None = None  # (D7,) 0/1 mask on fc7
+    m6: Tensor | None = None  # (D6,) mask on fc6: 0/1, or 0 or 1/keep for a dropout member (ensemble)
+    m7: Tensor | None = None  # (D7,) mask on fc7, likewise
     init: Tensor | None = None  # (3, S, S) in [0, 1]; None: random init from `seed`
     prior: Any = None  # generator.prior.PatchDatabase or None (no patch prior)
     keep: Tensor | None = None  # (1, S, S) 1 where pixels stay fixed to `init` (completion)

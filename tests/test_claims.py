@@ -75,7 +75,7 @@ def test_claims_with_planted_truth(atlas):
     assert result["topics-styles"]["per_class"]["a"] == pytest.approx(1.0)
     assert result["topics-styles"]["per_class"]["b"] == pytest.approx(0.0, abs=1e-9)
     assert result["topics-styles"]["holds"] is False  # mean 0.5 < 0.7
-    assert result["ensemble-fc7"]["value"] == pytest.approx(0.25 / 0.15)
+    assert result["ensemble-fc7"]["value"] == pytest.approx(3.0 ** 0.5)  # geometric mean of 3 and 1
     assert result["ensemble-fc7"]["per_class"] == pytest.approx({"a": 3.0, "b": 1.0})
     assert result["ensemble-fc7"]["holds"] is True
     hierarchy = result["hierarchy-fc7"]
@@ -115,6 +115,30 @@ def test_write_claims_writes_strict_json(atlas):
 def test_empty_output_has_no_classes(tmp_path):
     result = claims.claims_from_manifests(tmp_path)
     assert result["classes"] == 0 and all(c["value"] is None for c in result["claims"])
+
+
+def ensemble_atlas(folder: Path, distances: dict[str, tuple[float, float]]) -> Path:
+    """An atlas whose classes have only ensemble numbers: class id -> (across masks, across inits)."""
+    for class_id, (masks, inits) in distances.items():
+        (folder / "classes" / class_id).mkdir(parents=True)
+        numbers = {f"{space}_across_{what}": value for space in ("fc7", "pixel")
+                   for what, value in (("masks", masks), ("inits", inits))}
+        row = {"class": {"id": class_id, "name": class_id, "index": 0, "slug": class_id}, "model": {"name": "toy"},
+               "images": [], "methods": {"ensemble": {"numbers": numbers, "pictures": []}}}
+        (folder / "classes" / class_id / "manifest.json").write_text(json.dumps(row))
+    return folder
+
+
+def test_ensemble_claim_is_the_geometric_mean_of_per_class_ratios(tmp_path):
+    # ratios 4 and 0.25 cancel: masks beat inits no more than inits beat masks. A pooled
+    # mean / mean (0.81 / 0.24 = 3.4) would say "holds", led by the class with large distances.
+    result = by_id(claims.claims_from_manifests(ensemble_atlas(tmp_path / "even", {"a": (0.8, 0.2), "b": (0.01, 0.04)})))
+    assert result["ensemble-fc7"]["per_class"] == pytest.approx({"a": 4.0, "b": 0.25})
+    assert result["ensemble-fc7"]["value"] == pytest.approx(1.0) and result["ensemble-fc7"]["holds"] is False
+    # a class whose inits gave identical pictures has no ratio; one whose masks did counts as 0
+    result = by_id(claims.claims_from_manifests(ensemble_atlas(tmp_path / "edge", {"a": (0.3, 0.0), "b": (0.0, 0.1)})))
+    assert result["ensemble-pixel"]["per_class"] == {"b": 0.0}
+    assert result["ensemble-pixel"]["value"] == 0.0 and result["ensemble-pixel"]["holds"] is False
 
 
 def test_prior_colour_claim_reads_classviz_numbers(tmp_path):

@@ -63,3 +63,19 @@ def test_patch_prior_folded_equals_patch_prior_in_value_and_gradient():
     (folded_grad,) = torch.autograd.grad(folded.sum(), image)
     assert torch.allclose(plain, folded, rtol=1e-4)
     assert torch.allclose(plain_grad, folded_grad, atol=1e-5)
+
+
+def test_squared_tv_matches_autograd_of_the_plain_formula():
+    """The hand-written TV gradient equals autograd's on the literal mean(dx^2 + dy^2)."""
+    images = torch.rand(3, 3, 9, 11, dtype=torch.float64, requires_grad=True)
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    (energy.tv(images, 4.0) * weights).sum().backward()
+    fast = images.grad.clone()
+    images.grad = None
+    dx = images[..., :-1, 1:] - images[..., :-1, :-1]
+    dy = images[..., 1:, :-1] - images[..., :-1, :-1]
+    plain = 4.0 * (dx.pow(2) + dy.pow(2)).flatten(1).mean(1)
+    (plain * weights).sum().backward()
+    assert torch.allclose(energy.tv(images, 4.0), plain)
+    assert torch.allclose(fast, images.grad)
+    assert torch.autograd.gradcheck(lambda x: energy.tv(x, 1.0), (images.detach().requires_grad_(True),))

@@ -7,23 +7,33 @@ import math
 import pytest
 import torch
 
+from generator.claims import geometric_mean
 from generator.methods import ensemble
 from test_location import demo_context, tiny_context
 
 
-def test_dropout_mask_keeps_exactly_half_and_is_reproducible_from_its_seed():
+def test_dropout_mask_keeps_exactly_half_scaled_as_in_training_and_is_reproducible_from_its_seed():
     mask = ensemble.dropout_mask(100, 0.5, seed=7)
-    assert set(mask.unique().tolist()) == {0.0, 1.0} and int(mask.sum()) == 50
+    # inverted dropout: the kept half is doubled, so the member sees activations of the usual size
+    assert set(mask.unique().tolist()) == {0.0, 2.0} and int((mask > 0).sum()) == 50
+    assert float(mask.mean()) == pytest.approx(1.0)
     assert torch.equal(mask, ensemble.dropout_mask(100, 0.5, seed=7))
     assert not torch.equal(mask, ensemble.dropout_mask(100, 0.5, seed=8))
     m6, m7 = ensemble.mask_pair(64, 64, 0.5, seed=7)
     assert not torch.equal(m6, m7)  # the two layers get independent masks
+    with pytest.raises(ValueError, match="keep must be in"):
+        ensemble.dropout_mask(100, 0.0, seed=7)
 
 
 def test_mean_distance_over_pairs():
     d = torch.tensor([[0.0, 1.0, 3.0], [1.0, 0.0, 5.0], [3.0, 5.0, 0.0]])
     assert ensemble.mean_distance(d, [(0, 1), (1, 2)]) == pytest.approx(3.0)
     assert ensemble.mean_distance(d, []) is None
+
+
+def test_ratio_needs_both_distances_and_differing_inits():
+    assert ensemble.ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert ensemble.ratio(0.3, 0.0) is None and ensemble.ratio(None, 0.1) is None
 
 
 def test_run_samples_masks_times_inits_with_recorded_seeds():
@@ -43,12 +53,16 @@ def test_run_samples_masks_times_inits_with_recorded_seeds():
 
 
 @pytest.mark.slow
-def test_demo_world_measurement_is_complete(demo_world):
-    """Every class gets both distances in both spaces, and different masks really give different
-    pictures. Whether masks beat inits (the paper's Sec. 4.3 claim) is a measurement, reported
-    by benchmarks/claims.py and the claims page, not a property the code can promise."""
-    for class_id in demo_world.class_ids[:3]:
-        numbers = ensemble.run(demo_context(demo_world, class_id, engine={"iterations": 20}), {}).numbers
+def test_demo_world_masks_change_the_picture_more_than_inits(demo_world):
+    """The paper's Sec. 4.3 claim on the demo world, measured as the claims page does (defaults:
+    3 masks x 3 inits; the demo catalog's 80 iterations; per class the fc7 ratio across masks /
+    across inits, geometric mean over the classes > 1). Seeds 0-4 gave 1.74, 1.55, 1.36, 3.59,
+    3.12. Pixels are not asserted: there the init's layout dominates (0.53-0.63 for every seed)."""
+    ratios = []
+    for class_id in demo_world.class_ids:
+        numbers = ensemble.run(demo_context(demo_world, class_id, n=50, engine={"iterations": 80}), {}).numbers
         for key in ("fc7_across_masks", "fc7_across_inits", "pixel_across_masks", "pixel_across_inits"):
             assert numbers[key] is not None and math.isfinite(numbers[key]), (class_id, key)
-        assert numbers["pixel_across_masks"] > 0.0 and numbers["fc7_across_masks"] > 0.0
+        assert numbers["pixel_across_masks"] > 0.0  # different masks really give different pictures
+        ratios.append(numbers["fc7_ratio"])
+    assert geometric_mean(ratios) > 1.0, ratios

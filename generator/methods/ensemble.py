@@ -9,7 +9,10 @@ The member is the net *as it was trained*: torch (like Caffe) uses inverted drop
 the kept units by 1 / keep during training, so our masks are 0 or 1 / keep, not 0 / 1. With
 plain 0/1 masks fc8 shrinks about keep^2 = 4x, the class term loses to the regularizers
 (demo fish: probabilities 0.16-0.34 under the masks) and the pictures are mostly grey + prior
-texture, whose differences come from the init noise alone.
+texture, whose differences come from the init noise alone. Caveat: torchvision-layout nets
+(the demo net, alexnet-slim) put their Dropout layers *before* fc6 and fc7, i.e. on pool5 and
+fc6, where the paper's Caffe AlexNet drops the outputs of fc6 and fc7. We keep the paper's
+m6-7, so m7 is a mask such a net never saw in training.
 
 The measurement (fixed before measuring it over the classes, not picked after):
 - 3 masks x 3 inits by default: 9 problems (the shared build pays one 227-px optimization per
