@@ -3,7 +3,8 @@
     python -m benchmarks.classviz_quality [--quick] [--classes 0,4,9] [--iterations N]
 
 For each Imagenette class, `generator.methods.classviz.run` (baseline and prior in one batch,
-the engine's default settings) with the class's train images as ctx.images; reports the
+with the classviz parameters and engine settings of catalogs/shared-alexnet-slim.yaml, i.e.
+what the shared atlas publishes) with the class's train images as ctx.images; reports the
 target probability and the colour distance (energy.colour_distance: per-channel mean +
 covariance of the pixels) to the class's real images, the mean over classes, and
 distance(prior) / distance(baseline). Target: the prior's distance >= 30% below the
@@ -25,19 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (  # noqa: E402
     IMAGENETTE, IMAGENETTE_NAMES, OUT, class_images, contact_sheet, print_table, shared_pathway, write_json,
 )
+from generator.catalog import load_catalog  # noqa: E402
 from generator.methods import ClassContext  # noqa: E402
-from generator.methods.classviz import DEFAULTS, run  # noqa: E402
+from generator.methods.classviz import run  # noqa: E402
+
+CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "shared-alexnet-slim.yaml"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 classes, 60 iterations, 20 prior images")
     parser.add_argument("--classes", default=None, help="comma-separated class indices (default: all 10)")
-    parser.add_argument("--iterations", type=int, default=None, help="default: the engine's")
+    parser.add_argument("--iterations", type=int, default=None, help="default: the shared catalog's")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     indices = [int(c) for c in args.classes.split(",")] if args.classes else ([0, 4, 9] if args.quick else list(range(10)))
-    params = dict(DEFAULTS)
+    catalog = load_catalog(CATALOG)
+    params = {k: v for k, v in catalog.methods["classviz"].items() if k != "enabled"}
     if args.quick:
         params.update(prior_images=20, iterations=60)
     if args.iterations:
@@ -52,7 +57,7 @@ def main() -> None:
             features = pathway(images)
         ctx = ClassContext(
             pathway=pathway, class_index=index, class_id=IMAGENETTE[index], class_name=IMAGENETTE_NAMES[index],
-            images=images, image_names=[str(i) for i in range(len(images))], features=features, engine={},
+            images=images, image_names=[str(i) for i in range(len(images))], features=features, engine=catalog.engine,
             seed=args.seed,
         )
         result = run(ctx, params)

@@ -132,7 +132,7 @@ def test_patch_prior_pulls_patches_toward_the_database(pathway):
     smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 12, 12, generator=generator), size=SIZE, mode="bilinear")
     database = PatchDatabase.from_images(smooth, patch=5, stride=4, max_patches=2000)
     problems = [Problem(target_class=1, seed=0), Problem(target_class=1, seed=0, prior=database)]
-    plain, with_prior = solve(pathway, problems, quick(iterations=20, prior_weight=50.0, rematch_every=5), progress=False)
+    plain, with_prior = solve(pathway, problems, quick(iterations=20, prior_weight=50.0, rematch_every=5, prior_stride=None), progress=False)
 
     def prior_distance(image):
         patches = normalized_patches(image[None], 5, 4)[0]
