@@ -1,6 +1,6 @@
 """Engine speed: image-iterations per second of `solve` against the bare model, in one run.
 
-    python -m benchmarks.speed [--quick] [--batch 16] [--iterations 40]
+    python -m benchmarks.speed [--quick] [--batch 16] [--iterations N] [--rounds 3]
 
 On torchvision's AlexNet (random init: speed does not depend on the weights), at the batch a
 class uses. Reports, all measured here and now (the machine is shared, so only ratios from one
@@ -14,6 +14,7 @@ Targets: prior / bare >= 0.85 and batched / single >= 1.5. Writes benchmarks/out
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -68,8 +69,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few iterations, small single-problem run")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=None, help="solve iterations per measurement")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved bare/solve/prior rounds (median)")
     args = parser.parse_args()
-    iterations = args.iterations or (20 if args.quick else 40)
+    # full mode: the engine's default run length, so fixed costs (setup, the final evaluation)
+    # weigh what they weigh in a real solve
+    iterations = args.iterations or (20 if args.quick else Settings().iterations)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     singles = 2 if args.quick else 4
 
     pathway = Pathway(torchvision.models.alexnet(weights=None))
@@ -78,13 +83,14 @@ def main() -> None:
     plain = [Problem(target_class=i, seed=i) for i in range(args.batch)]
     with_prior = [Problem(target_class=i, seed=i, prior=database) for i in range(args.batch)]
 
-    bare_before = bare_rate(pathway, args.batch, iterations // 2)
-    rates = {
-        "solve": solve_rate(pathway, plain, settings),
-        "prior": solve_rate(pathway, with_prior, settings),
-    }
-    bare_after = bare_rate(pathway, args.batch, iterations // 2)
-    rates["bare"] = (bare_before + bare_after) / 2
+    # Interleaved rounds, median per run: this VM's speed drifts by 10% within a minute, so a
+    # single bare / solve / prior sequence can put a slow phase on one side of a ratio.
+    rounds: dict[str, list[float]] = {"bare": [], "solve": [], "prior": []}
+    for _ in range(args.rounds):
+        rounds["bare"].append(bare_rate(pathway, args.batch, iterations // 2))
+        rounds["solve"].append(solve_rate(pathway, plain, settings))
+        rounds["prior"].append(solve_rate(pathway, with_prior, settings))
+    rates = {name: statistics.median(values) for name, values in rounds.items()}
     single_times = [solve_rate(pathway, [problem], settings) for problem in plain[:singles]]
     rates["single"] = len(single_times) / sum(1 / r for r in single_times)
 
@@ -92,7 +98,7 @@ def main() -> None:
         {"run": name, "image_it_per_s": rate, "ms_per_image_it": 1000 / rate, "vs_bare": rate / rates["bare"]}
         for name, rate in rates.items()
     ]
-    print(f"torchvision AlexNet (random init), batch {args.batch}, {iterations} iterations, "
+    print(f"torchvision AlexNet (random init), batch {args.batch}, {iterations} iterations, median of {args.rounds} rounds, "
           f"{torch.get_num_threads()} threads; prior: {database.size} patches, "
           f"re-match every {settings.rematch_every} steps, query stride {settings.prior_stride or database.stride}")
     print_table(rows, ["run", "image_it_per_s", "ms_per_image_it", "vs_bare"])
@@ -107,7 +113,7 @@ def main() -> None:
         print(f"{name}: {value:.2f}{verdict}")
     path = write_json("speed", {
         "model": "torchvision alexnet (random init)", "batch": args.batch, "iterations": iterations,
-        "threads": torch.get_num_threads(), "quick": args.quick, "rates": rates, "ratios": ratios,
+        "threads": torch.get_num_threads(), "quick": args.quick, "rates": rates, "rounds": rounds, "ratios": ratios,
         "targets": targets, "prior": {"patches": database.size, "rematch_every": settings.rematch_every,
                                       "query_stride": settings.prior_stride or database.stride},
     })

@@ -245,11 +245,9 @@ class _PriorTerm:
             )
 
     def energy(self, images: Tensor, weight: float) -> Tensor:
-        from generator.prior import normalize_images
-
         total = None
         for key, index in self.index.items():
-            per_sample = energy.patch_prior_folded(normalize_images(self._members(images, key)), *self.targets[key], weight)
+            per_sample = energy.patch_prior_normalized(self._members(images, key), *self.targets[key], weight)
             if index is None:
                 return per_sample
             total = (images.new_zeros(images.shape[0]) if total is None else total).index_add(0, index, per_sample)
@@ -346,7 +344,9 @@ def solve(
             image.clamp_(0, 1)
             if free is not None:
                 image.copy_(free * image + (1 - free) * init)
-            active &= torch.isfinite(image).flatten(1).all(1)
+            # clamp_ keeps NaN (and maps inf into [0, 1]), and a NaN anywhere makes the sum NaN:
+            # one reduction instead of a batch-sized boolean tensor
+            active &= torch.isfinite(image.flatten(1).sum(1))
             if not bool(active.all()):
                 frozen = ~active
                 image[frozen] = last_finite[frozen]

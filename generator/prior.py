@@ -33,7 +33,9 @@ cell (i, j) centred at pixel (31 + 32 i, 31 + 32 j), centre patch 2 * 32 + 3 = 6
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import faiss
 import numpy as np
@@ -43,22 +45,27 @@ from torch import Tensor, nn
 
 from generator.pathway import Pathway
 
-_EPS = 1e-5
+from generator.energy import NORMALIZE_EPS as _EPS
 
 
-# faiss threads (env ATLAS_FAISS_THREADS, default 1). faiss runs its own OpenMP pool, whose
-# threads spin-wait after each search and then compete with torch's threads for the cores:
-# on a 2-core machine a 10-step tiny inversion with re-matching took 5.5 s with 2 faiss threads
-# and 0.2 s with 1. Matching one image at a time, one thread is the sane default; raise it on
-# a big machine where the exact search itself dominates.
-FAISS_THREADS = int(os.environ.get("ATLAS_FAISS_THREADS", "1"))
+# faiss threads (env ATLAS_FAISS_THREADS; default: as many as torch uses). faiss and torch
+# share one OpenMP runtime, so the count is set only around a search and torch's restored
+# after it: setting faiss to 1 thread once at import (as we first did, against spin-waiting
+# faiss threads competing with torch's) silently left torch on one core for the whole process,
+# and the engine ran 1.7x slower on 2 cores. Sharing the runtime, the two no longer compete:
+# the tests take the same time with 1 or 2 faiss threads, and 2 made the prior's exact search
+# (a third of its per-step cost at re-match every 2 steps) twice as fast.
+FAISS_THREADS = int(os.environ.get("ATLAS_FAISS_THREADS", "0"))
 
 
-def _set_faiss_threads() -> None:
-    faiss.omp_set_num_threads(max(1, min(FAISS_THREADS, os.cpu_count() or 1)))
-
-
-_set_faiss_threads()
+@contextmanager
+def _faiss_threads() -> Iterator[None]:
+    torch_threads = torch.get_num_threads()
+    faiss.omp_set_num_threads(max(1, min(FAISS_THREADS or torch_threads, os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
 
 
 def normalize_images(images: Tensor) -> Tensor:
@@ -185,11 +192,11 @@ class PatchDatabase:
 
     def nearest(self, patches: Tensor) -> tuple[Tensor, Tensor]:
         """Indices (P,) of the nearest database patches and their squared search distances (P,)."""
-        _set_faiss_threads()
         queries = patches.detach().reshape(-1, self.patches.shape[1]).float().cpu()
         if self.whitening is not None:
             queries = self.whitening(queries)
-        distances, indices = self.index.search(_as_faiss(queries), 1)
+        with _faiss_threads():
+            distances, indices = self.index.search(_as_faiss(queries), 1)
         return torch.from_numpy(indices[:, 0]).long(), torch.from_numpy(distances[:, 0])
 
     def match(self, patches: Tensor) -> Tensor:
@@ -348,9 +355,9 @@ class Pool5Retrieval:
 
     def neighbours(self, pool5: Tensor, k: int = 10) -> Tensor:
         """Entry indices (H*W, k) of the k nearest database features of each pool5 cell."""
-        _set_faiss_threads()
         queries = pool5.detach().float().cpu().flatten(1).T.contiguous()
-        _, indices = self.index.search(_as_faiss(self._prepare(queries)), k)
+        with _faiss_threads():
+            _, indices = self.index.search(_as_faiss(self._prepare(queries)), k)
         return torch.from_numpy(indices).long()
 
     def retrieve(

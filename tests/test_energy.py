@@ -79,3 +79,32 @@ def test_squared_tv_matches_autograd_of_the_plain_formula():
     assert torch.allclose(energy.tv(images, 4.0), plain)
     assert torch.allclose(fast, images.grad)
     assert torch.autograd.gradcheck(lambda x: energy.tv(x, 1.0), (images.detach().requires_grad_(True),))
+
+
+def test_patch_prior_normalized_equals_normalizing_then_the_folded_prior():
+    """The hand-written backward through the global normalization equals autograd's."""
+    from generator.energy import patch_prior_folded, patch_prior_normalized
+    from generator.prior import normalize_images
+
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 10, 12, generator=generator, dtype=torch.float64, requires_grad=True)
+    coverage = torch.randint(0, 3, (1, 1, 10, 12), generator=generator).double()
+    folded = torch.randn(3, 3, 10, 12, generator=generator, dtype=torch.float64)
+    matched_sq = 40 + torch.rand(3, generator=generator, dtype=torch.float64)
+    weights = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    fast = patch_prior_normalized(images, coverage, folded, matched_sq, 50, 3.0)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), images)
+    plain = patch_prior_folded(normalize_images(images), coverage, folded, matched_sq, 50, 3.0)
+    (plain_grad,) = torch.autograd.grad((plain * weights).sum(), images)
+    assert torch.allclose(fast, plain) and torch.allclose(fast_grad, plain_grad)
+    assert torch.autograd.gradcheck(
+        lambda x: patch_prior_normalized(x, coverage, folded, matched_sq, 50, 3.0), (images.detach().requires_grad_(True),)
+    )
+
+
+def test_l2_gradient_is_autograds_of_the_plain_formula():
+    images = torch.rand(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    centre = torch.tensor([0.4, 0.5, 0.6], dtype=torch.float64).view(1, 3, 1, 1)
+    assert torch.allclose(energy.l2(images, 3.0, centre), 3.0 * (images - centre).pow(2).flatten(1).mean(1))
+    assert torch.autograd.gradcheck(lambda x: energy.l2(x, 3.0, centre), (images,))
+    assert torch.autograd.gradcheck(lambda x: energy.l2(x, 1.0), (images,))  # scalar centre

@@ -155,3 +155,16 @@ def test_pca_search_finds_the_same_neighbours_for_database_patches():
     assert (indices == torch.arange(50)).float().mean() > 0.9
     with pytest.raises(ValueError, match="whiten or search_dims"):
         PatchDatabase.from_images(images, patch=5, stride=3, whiten=True, search_dims=12)
+
+
+def test_matching_leaves_torch_thread_count_alone():
+    """faiss and torch share one OpenMP runtime: faiss's single search thread must not leave
+    torch (the optimizer's forward/backward) on one core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        database = PatchDatabase(torch.rand(50, 27), patch=3, stride=2)
+        database.match(torch.rand(5, 27))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
