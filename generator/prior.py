@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from generator.pathway import Pathway
 
 from generator.energy import NORMALIZE_EPS as _EPS
+from generator.energy import global_normalize
 
 
 # faiss threads (env ATLAS_FAISS_THREADS; default: as many as torch uses). faiss and torch
@@ -71,12 +72,7 @@ def _faiss_threads() -> Iterator[None]:
 def normalize_images(images: Tensor) -> Tensor:
     """Each image (B,3,S,S) shifted and scaled by its own mean and std over all pixels and
     channels (differentiable; see the module docstring for why not per channel)."""
-    mean = images.mean((1, 2, 3), keepdim=True)
-    centred = images - mean
-    # the unbiased std written out: Tensor.std is a slow single-pass kernel on CPU (11 ms on a
-    # batch of 16 images at 224 px, half the prior's per-step cost)
-    std = (centred.pow(2).sum((1, 2, 3), keepdim=True) / max(images[0].numel() - 1, 1)).sqrt()
-    return centred / (std + _EPS)
+    return global_normalize(images)[0]
 
 
 def unfold_patches(images: Tensor, patch: int, stride: int) -> Tensor:
