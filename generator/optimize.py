@@ -40,6 +40,7 @@ class Problem:
     init: Tensor | None = None  # (3, S, S) in [0, 1]; None: random init from `seed`
     prior: Any = None  # generator.prior.PatchDatabase or None (no patch prior)
     keep: Tensor | None = None  # (1, S, S) 1 where pixels stay fixed to `init` (completion)
+    closed_weights: tuple[float, float, float] | None = None  # pool5/fc6/fc7: cost of activity on closed units
     seed: int = 0
     label: str = ""
 
@@ -267,7 +268,8 @@ def solve(
     """Optimize all problems together: one forward/backward of the batch per step.
 
     Energy per sample: data term (-fc8_t, or feature_weight * E_inv at pool5) + L2 + alpha-norm
-    + TV + (for problems with a database) the patch prior. A problem whose energy or image
+    + TV + (for problems with a database) the patch prior + (for problems with closed_weights)
+    the weighted mean activity on the units their masks close (Pathway.head). A problem whose energy or image
     becomes non-finite is frozen at its last finite image and reported `diverged`.
     """
     settings = settings or Settings()
@@ -283,6 +285,9 @@ def solve(
     m5 = _stack_optional([p.m5 for p in problems], pathway.pool5_shape, 1.0, device)
     m6 = _stack_optional([p.m6 for p in problems], (pathway.fc6_dim,), 1.0, device)
     m7 = _stack_optional([p.m7 for p in problems], (pathway.fc7_dim,), 1.0, device)
+    closed_weights = _stack_optional(
+        [None if p.closed_weights is None else torch.tensor(p.closed_weights) for p in problems], (3,), 0.0, device
+    )
     free = _stack_optional(
         [None if p.keep is None else 1.0 - p.keep.float() for p in problems], (1, size, size), 1.0, device
     )
@@ -309,7 +314,10 @@ def solve(
 
     def total_energy(images: Tensor, shift: tuple[int, int], prior_weight: float) -> Tensor:
         seen = torch.roll(images, shifts=shift, dims=(2, 3)) if shift != (0, 0) else images
-        total = data_energy(pathway(seen, m5=m5, m6=m6, m7=m7))
+        acts = pathway(seen, m5=m5, m6=m6, m7=m7, closed_activity=closed_weights is not None)
+        total = data_energy(acts)
+        if closed_weights is not None:
+            total = total + (acts.closed * closed_weights).sum(1)
         if settings.l2:
             total = total + energy.l2(images, settings.l2, pathway.mean)
         if settings.alpha_norm:

@@ -32,6 +32,7 @@ class Activations:
     fc6: Tensor  # (B, D6) post-ReLU, masked
     fc7: Tensor  # (B, D7) post-ReLU, masked
     fc8: Tensor  # (B, classes) pre-softmax scores
+    closed: Tensor | None = None  # (B, 3) mean activity on the units each mask closes (head(closed_activity=True))
 
 
 def _find_classifier_layers(classifier: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -136,22 +137,39 @@ class Pathway(nn.Module):
         m5: Tensor | None = None,
         m6: Tensor | None = None,
         m7: Tensor | None = None,
+        closed_activity: bool = False,
     ) -> Activations:
         pool5 = self.trunk(images)
-        return self.head(pool5, m5, m6, m7)
+        return self.head(pool5, m5, m6, m7, closed_activity)
 
     def head(
-        self, pool5: Tensor, m5: Tensor | None = None, m6: Tensor | None = None, m7: Tensor | None = None
+        self,
+        pool5: Tensor,
+        m5: Tensor | None = None,
+        m6: Tensor | None = None,
+        m7: Tensor | None = None,
+        closed_activity: bool = False,
     ) -> Activations:
-        """fc6, fc7, fc8 from pool5 under the masks (pool5 returned unmasked)."""
-        x = pool5 if m5 is None else pool5 * m5
-        fc6 = F.relu(self.fc6(torch.flatten(x, 1)))
-        if m6 is not None:
-            fc6 = fc6 * m6
-        fc7 = F.relu(self.fc7(fc6))
-        if m7 is not None:
-            fc7 = fc7 * m7
-        return Activations(pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7))
+        """fc6, fc7, fc8 from pool5 under the masks (pool5 returned unmasked).
+
+        With closed_activity, also each layer's mean activity on the units its mask closes,
+        before the mask zeroes it (0 for a layer without a mask). A mask only gates: a closed
+        unit's value cannot reach fc8, but nothing stops the image from driving it. This is what
+        a method penalizes when a code must also *forbid* its off units (hierarchy.py)."""
+        closed = []
+
+        def gate(values: Tensor, mask: Tensor | None) -> Tensor:
+            if closed_activity:
+                shut = values.new_zeros(values.shape[0]) if mask is None else (values * (mask == 0)).flatten(1).mean(1)
+                closed.append(shut)
+            return values if mask is None else values * mask
+
+        x = gate(pool5, m5)
+        fc6 = gate(F.relu(self.fc6(torch.flatten(x, 1))), m6)
+        fc7 = gate(F.relu(self.fc7(fc6)), m7)
+        return Activations(
+            pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), closed=torch.stack(closed, 1) if closed else None
+        )
 
     @torch.no_grad()
     def codes(self, images: Tensor) -> dict[str, Tensor]:

@@ -47,6 +47,7 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input():
     assert chosen == hierarchy.most_typical(ctx.features.fc7, 1)[0]
     assert torch.equal(result.pictures[0].image, ctx.images[chosen])
     assert result.pictures[3].meta["masks"] == ["m5", "m6", "m7"]
+    assert result.numbers["forbid"] == hierarchy.DEFAULTS["forbid"] > 0
     for level in ("m7", "m6-7", "m5-7"):
         assert result.numbers[f"pixel_{level}"] > 0 and result.numbers[f"fc7_{level}"] >= 0
     for picture in result.pictures[1:]:
@@ -88,23 +89,68 @@ def stuck_inversions(result) -> int:
     return sum(p.numbers["score_ratio"] < 0.25 for p in result.pictures if p.meta["level"] != "input")
 
 
+def class_average(results, key: str) -> float:
+    return sum(r.numbers[key] for r in results) / len(results)
+
+
+def picture_average(results, level: str, number: str) -> float:
+    values = [p.numbers[number] for r in results for p in r.pictures if p.meta["level"] == level]
+    return sum(values) / len(values)
+
+
+DEMO_ENGINE = {"iterations": 80}  # as `atlas demo` builds it, with 50 images per class
+
+
+@pytest.fixture(scope="module")
+def gated_demo(demo_world) -> dict[str, list]:
+    """Hierarchy results per init with masks that only gate (forbid 0), for every demo class."""
+    contexts = [demo_context(demo_world, c, n=50, engine=DEMO_ENGINE) for c in demo_world.class_ids]
+    return {init: [hierarchy.run(ctx, {"init": init, "forbid": 0}) for ctx in contexts] for init in ("class_layout", "noise")}
+
+
 @pytest.mark.slow
-def test_class_layout_init_unsticks_the_demo_inversions(demo_world):
-    """On the demo world as `atlas demo` builds it (50 images per class, 80 iterations), the
-    engine's grey noise init leaves inversions stuck at score ~0 (6, 8, 8 of 54 problems for
-    ctx seeds 0, 1, 2); the class-layout init leaves fewer (2, 4, 0: all in the ladybug swarm,
-    whose class layout is flat). Errors are finite and the pictures nearer the input than
-    black. Whether the errors fall from m7 to m5-7 (the paper's claim) is a measurement for
-    benchmarks/claims.py: on the demo world it does not hold robustly (module docstring)."""
-    stuck = {"class_layout": 0, "noise": 0}
-    for class_id in demo_world.class_ids:
-        ctx = demo_context(demo_world, class_id, n=50, engine={"iterations": 80})
-        for init in stuck:
-            result = hierarchy.run(ctx, {"init": init})
-            stuck[init] += stuck_inversions(result)
-            for level in ("m7", "m6-7", "m5-7"):
-                assert 0.0 < result.numbers[f"pixel_{level}"] < 1.0 and 0.0 <= result.numbers[f"fc7_{level}"] <= 1.0
+def test_demo_errors_fall_as_the_code_fixes_more_layers(demo_world, gated_demo):
+    """The paper's Sec. 4.4 claim on the demo world as `atlas demo` builds it (50 images per
+    class, 80 iterations, defaults): the class-averaged pixel error to the input falls from
+    {m7} to {m6-7} to {m5-7}. Measured for ctx seeds 0-4: 0.583/0.573/0.528, 0.595/0.584/0.547,
+    0.606/0.598/0.555, 0.545/0.542/0.508, 0.558/0.548/0.506. It holds because the code forbids
+    what the image has off (`forbid`): with masks that only gate (forbid 0) the three levels
+    give the same picture and the errors are flat (0.593/0.593/0.598 at seed 0), which the
+    second half checks. The mechanism: with m5 fixed, the picture's own pool5 code agrees
+    more with the image's."""
+    results = [hierarchy.run(demo_context(demo_world, c, n=50, engine=DEMO_ENGINE), {}) for c in demo_world.class_ids]
+    pixel = [class_average(results, f"pixel_{level}") for level in ("m7", "m6-7", "m5-7")]
+    assert pixel[0] > pixel[1] > pixel[2], pixel
+    assert picture_average(results, "m5-7", "iou_m5") > picture_average(results, "m7", "iou_m5")
+    assert all(0.0 <= class_average(results, f"fc7_{level}") <= 1.0 for level in ("m7", "m6-7", "m5-7"))
+
+    flat = [class_average(gated_demo["class_layout"], f"pixel_{level}") for level in ("m7", "m6-7", "m5-7")]
+    assert max(flat) - min(flat) < pixel[0] - pixel[2], (flat, pixel)
+
+
+@pytest.mark.slow
+def test_class_layout_init_unsticks_the_gated_demo_inversions(gated_demo):
+    """With masks that only gate (forbid 0, the literal paper), the engine's grey noise init
+    leaves inversions stuck at score ~0 (6, 8, 8 of 54 problems for ctx seeds 0, 1, 2); the
+    class-layout init leaves fewer (2, 4, 0: all in the ladybug swarm, whose class layout is
+    flat). Errors are finite."""
+    stuck = {init: sum(stuck_inversions(r) for r in results) for init, results in gated_demo.items()}
     assert stuck["class_layout"] < stuck["noise"], stuck
+    for result in gated_demo["class_layout"]:
+        for level in ("m7", "m6-7", "m5-7"):
+            assert 0.0 < result.numbers[f"pixel_{level}"] < 1.0 and 0.0 <= result.numbers[f"fc7_{level}"] <= 1.0
+
+
+def test_closed_weights_scale_with_the_class_and_cover_only_fixed_layers():
+    from generator.pathway import Activations
+
+    features = Activations(
+        pool5=torch.full((4, 2, 3, 3), 0.5), fc6=torch.full((4, 5), 2.0), fc7=torch.full((4, 5), 4.0),
+        fc8=torch.tensor([[10.0, 1.0]] * 4),
+    )
+    assert hierarchy.closed_weights(0.0, ("m7",), features, 0) is None
+    assert hierarchy.closed_weights(2.0, ("m7",), features, 0) == pytest.approx((0.0, 0.0, 2.0 * 10 / 4))
+    assert hierarchy.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx((40.0, 10.0, 5.0))
 
 
 def test_typical_and_distinct_starts_typical_then_spreads():

@@ -125,6 +125,23 @@ def test_keep_mask_holds_pixels_fixed(pathway):
     assert not torch.equal(sol.image[~held], init[~held])
 
 
+def test_closed_weights_quiet_the_units_a_code_closes(pathway):
+    """A mask only gates; with closed_weights the engine also drives the closed units down."""
+    init = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        m5 = (pathway.trunk(init[None])[0] > 0).float()
+    m5[:, :3] = 0.0  # close the top half of pool5 too
+    problems = [Problem(target_class=2, m5=m5, init=init), Problem(target_class=2, m5=m5, init=init, closed_weights=(50.0, 0.0, 0.0))]
+    gated, forbidden = solve(pathway, problems, quick(iterations=25), progress=False)
+
+    def closed(image):
+        with torch.no_grad():
+            return float(pathway(image[None], m5=m5, closed_activity=True).closed[0, 0])
+
+    assert closed(forbidden.image) < 0.5 * closed(gated.image)
+    assert forbidden.score > 0.5 * gated.score  # still the class: the open units carry it
+
+
 def test_patch_prior_pulls_patches_toward_the_database(pathway):
     from generator.prior import PatchDatabase, normalized_patches
 

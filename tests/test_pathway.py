@@ -50,6 +50,23 @@ def test_window_m5_ignores_pool5_outside_the_window(alexnet, images):
     assert not torch.allclose(alexnet.head(changed_inside, m5=m5).fc8, reference)
 
 
+def test_closed_activity_is_the_mean_activity_a_mask_shuts_off(alexnet, images):
+    pool5 = alexnet.trunk(images)
+    open_ = alexnet.head(pool5)
+    m5 = alexnet.window_mask(top=0, left=0, size=3)
+    m7 = torch.zeros(4096)
+    m7[:100] = 1.0
+    acts = alexnet.head(pool5, m5=m5, m7=m7, closed_activity=True)
+    assert acts.closed.shape == (2, 3)
+    assert torch.allclose(acts.closed[:, 0], (pool5 * (1 - m5)).flatten(1).mean(1))
+    assert torch.equal(acts.closed[:, 1], torch.zeros(2))  # no m6: nothing closed
+    # fc7 before its mask (fc6 unmasked here, but fed by the m5-gated pool5)
+    fc7_before = torch.relu(alexnet.fc7(acts.fc6))
+    assert torch.allclose(acts.closed[:, 2], fc7_before[:, 100:].sum(1) / 4096)
+    assert torch.equal(acts.fc8, alexnet.head(pool5, m5=m5, m7=m7).fc8)  # reporting changes nothing
+    assert open_.closed is None and alexnet.head(pool5, closed_activity=True).closed.abs().sum() == 0
+
+
 def test_window_m5_gradient_reaches_only_the_window(alexnet, images):
     pool5 = alexnet.trunk(images[:1]).requires_grad_(True)
     m5 = alexnet.window_mask(top=0, left=0, size=3)
