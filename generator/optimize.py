@@ -269,8 +269,8 @@ def solve(
 
     Energy per sample: data term (-fc8_t, or feature_weight * E_inv at pool5) + L2 + alpha-norm
     + TV + (for problems with a database) the patch prior + (for problems with closed_weights)
-    the weighted mean activity on the units their masks close (Pathway.head). A problem whose energy or image
-    becomes non-finite is frozen at its last finite image and reported `diverged`.
+    the weighted mean activity on the units their masks close (Pathway.head). A problem whose
+    energy or image becomes non-finite is frozen at its last finite image and reported `diverged`.
     """
     settings = settings or Settings()
     if not problems:
