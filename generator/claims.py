@@ -204,7 +204,31 @@ def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"smallest fall of the class-averaged error {label} along m7 -> m6-7 -> m5-7 (> 0: falls at every step)",
             {c: smallest_drop(e) for c, e in per_class.items()}, 0.0,
             value=smallest_drop(averaged) if averaged else None))
+    claims.append(hierarchy_specific_claim(manifests))
     return claims
+
+
+def hierarchy_specific_claim(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The control for hierarchy-pixel: a picture that only got calmer comes closer to *every*
+    class image. Per class, error to I0 / mean error to the class's other images, at m7 minus
+    at m5-7 (> 0: fixing the whole code brings the picture closer to its own image than to the
+    others). Over classes: the ratio of the class-averaged errors."""
+    errors: dict[str, dict[str, float]] = {}
+    for manifest in manifests:
+        method = _method(manifest, "hierarchy")
+        keys = [f"{kind}_{lv}" for kind in ("pixel", "pixel_others") for lv in ("m7", "m5-7")]
+        if method is not None and all(k in method["numbers"] for k in keys):
+            errors[manifest["class"]["id"]] = {k: float(method["numbers"][k]) for k in keys}
+
+    def gain(e: Mapping[str, float]) -> float:
+        return e["pixel_m7"] / e["pixel_others_m7"] - e["pixel_m5-7"] / e["pixel_others_m5-7"]
+
+    averaged = {k: mean(e[k] for e in errors.values()) for k in next(iter(errors.values()))} if errors else None
+    return _claim(
+        "hierarchy-specific", "4.4",
+        "The pictures come closer to *their* image, not only to every image of the class (control for hierarchy-pixel).",
+        "(error to I0 / error to the class's other images) at m7 minus at m5-7 (> 0: relatively closer to I0)",
+        {c: gain(e) for c, e in errors.items()}, 0.0, value=gain(averaged) if averaged else None)
 
 
 # --------------------------------------------------------------------------- 3 patch prior

@@ -30,6 +30,7 @@ def manifest(class_id: str, *, strongest: tuple[int, int], heterogeneity: float,
             "ensemble": {"numbers": {"fc7_across_masks": masks, "fc7_across_inits": inits,
                                      "pixel_across_masks": masks, "pixel_across_inits": inits}, "pictures": []},
             "hierarchy": {"numbers": {**{f"pixel_{k}": v for k, v in levels.items()},
+                                      **{f"pixel_others_{k}": 1.0 for k in levels},
                                       **{f"fc7_{k}": v for k, v in levels.items()}}, "pictures": []},
         },
     }
@@ -82,6 +83,10 @@ def test_claims_with_planted_truth(atlas):
     assert hierarchy["per_class"]["a"] == pytest.approx(0.1) and hierarchy["per_class"]["b"] == pytest.approx(-0.05)
     # class averages 0.9 -> 0.875 -> 0.65: falls at every step (smallest fall 0.025)
     assert hierarchy["value"] == pytest.approx(0.025) and hierarchy["holds"] is True
+    # others at 1.0: the ratio is the error itself, m7 minus m5-7 (a: 0.2, b: 0.3; averaged 0.9 - 0.65)
+    specific = result["hierarchy-specific"]
+    assert specific["per_class"] == pytest.approx({"a": 0.2, "b": 0.3})
+    assert specific["value"] == pytest.approx(0.25) and specific["holds"] is True
 
 
 def test_without_truth_the_truth_claims_are_not_measurable_but_proxies_are(atlas):
