@@ -226,7 +226,7 @@ def hierarchy_specific_claim(manifests: list[dict[str, Any]]) -> dict[str, Any]:
     averaged = {k: mean(e[k] for e in errors.values()) for k in next(iter(errors.values()))} if errors else None
     return _claim(
         "hierarchy-specific", "4.4",
-        "The pictures come closer to *their* image, not only to every image of the class (control for hierarchy-pixel).",
+        "The pictures come closer to their own image, not only to every image of the class (control for hierarchy-pixel).",
         "(error to I0 / error to the class's other images) at m7 minus at m5-7 (> 0: relatively closer to I0)",
         {c: gain(e) for c, e in errors.items()}, 0.0, value=gain(averaged) if averaged else None)
 
