@@ -120,12 +120,15 @@ def topic_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[d
     statement = "NMF topics of a class's fc7 recover its styles (Sec. 4.2)."
     nmi: dict[str, float] = {}
     distinct: dict[str, float] = {}
+    matched: dict[str, float] = {}
     for manifest in manifests:
         class_id, method = manifest["class"]["id"], _method(manifest, "topics")
         if method is None or "distinctness" not in method["numbers"]:
             continue
         numbers = method["numbers"]
         distinct[class_id] = float(numbers["distinctness"])
+        if "picture_match" in numbers:
+            matched[class_id] = float(numbers["picture_match"])
         if truth is None:
             continue
         assigned = numbers.get("assignments", [])
@@ -146,6 +149,12 @@ def topic_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[d
         "A class's topics open different fc7 units (truth-free proxy).",
         "mean pairwise Jaccard distance between a class's topic masks m7 (0: identical, 1: disjoint)",
         distinct, None))
+    claims.append(_claim(
+        "topics-pictures", "4.2",
+        "Each topic's picture shows its topic: to the network it looks most like that topic's images.",
+        "fraction of topic pictures whose nearest topic (fc7 cosine to the mean fc7 of each topic's shown images) "
+        "is their own; mean over classes (chance 1/K)",
+        matched, 0.5))
     return claims
 
 

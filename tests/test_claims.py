@@ -26,7 +26,8 @@ def manifest(class_id: str, *, strongest: tuple[int, int], heterogeneity: float,
         "methods": {
             "location": {"numbers": {"heterogeneity": heterogeneity, "strongest": [f"window-r{strongest[0]}-c{strongest[1]}"]},
                          "pictures": [window(r, c) for r in range(3) for c in range(3)]},
-            "topics": {"numbers": {"assignments": assignments, "distinctness": 0.5}, "pictures": []},
+            "topics": {"numbers": {"assignments": assignments, "distinctness": 0.5, "picture_match": 0.5 + heterogeneity},
+                       "pictures": []},
             "ensemble": {"numbers": {"fc7_across_masks": masks, "fc7_across_inits": inits,
                                      "pixel_across_masks": masks, "pixel_across_inits": inits}, "pictures": []},
             "hierarchy": {"numbers": {**{f"pixel_{k}": v for k, v in levels.items()},
@@ -96,6 +97,9 @@ def test_without_truth_the_truth_claims_are_not_measurable_but_proxies_are(atlas
         assert "not measurable" in result[id]["metric"]
     assert result["location-heterogeneity"]["value"] == pytest.approx(0.3)
     assert result["topics-distinct"]["value"] == pytest.approx(0.5) and result["topics-distinct"]["holds"] is None
+    # picture_match 0.9 and 0.6: mean 0.75 over the 0.5 threshold
+    assert result["topics-pictures"]["per_class"] == pytest.approx({"a": 0.9, "b": 0.6})
+    assert result["topics-pictures"]["value"] == pytest.approx(0.75) and result["topics-pictures"]["holds"] is True
 
 
 def test_a_plain_style_mapping_is_accepted_as_truth(atlas):

@@ -79,6 +79,15 @@ def test_run_reports_topics_retrieved_images_and_assignments():
     loadings = [r["loading"] for r in meta["retrieved"]]
     assert loadings == sorted(loadings, reverse=True)
     assert len(result.numbers["assignments"]) == 10 and set(result.numbers["assignments"]) <= {0, 1, 2}
+    nearest = [p.numbers["nearest_topic"] for p in result.pictures]
+    assert set(nearest) <= {1, 2, 3}  # numbered from 1, like the captions
+    assert result.numbers["picture_match"] == sum(n == k + 1 for k, n in enumerate(nearest)) / 3
+
+
+def test_nearest_topics_by_fc7_cosine():
+    topic_fc7 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    pictures = torch.tensor([[5.0, 1.0, 0.0], [0.0, 0.2, 3.0], [0.0, 4.0, 0.1]])  # scale does not matter
+    assert topics.nearest_topics(pictures, topic_fc7) == [0, 2, 1]
 
 
 @pytest.mark.slow
