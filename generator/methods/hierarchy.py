@@ -66,6 +66,7 @@ from torch import Tensor
 from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.location import class_database, cosine_distances, fc7_of
 from generator.optimize import Problem, settings_from, solve
+from generator.pathway import Activations
 
 VERSION = 5
 DEFAULTS: dict[str, Any] = {
@@ -139,7 +140,7 @@ LAYERS = ("m5", "m6", "m7")  # the order of Problem.closed_weights: pool5, fc6, 
 
 
 def closed_weights(
-    forbid: float, masks: tuple[str, ...], features, class_index: int
+    forbid: float, masks: tuple[str, ...], features: Activations, class_index: int
 ) -> tuple[float, float, float] | None:
     """Per-layer weights of the closed-unit activity for a level that fixes `masks`, so that a
     closed layer firing at the class images' mean activity costs `forbid` times their mean class
