@@ -1,9 +1,9 @@
 """Measure the paper's intra-class claims (Sec. 4.1-4.4) and print them as a table.
 
-    python benchmarks/claims.py --demo                     # build the demo world's atlas, with planted truth
-    python benchmarks/claims.py --shared --classes 3       # the shared alexnet-slim on Imagenette (no truth)
-    python benchmarks/claims.py --catalog catalog.yaml     # any catalog
-    python benchmarks/claims.py --from-output site [--demo-truth]   # only read an existing atlas
+    python -m benchmarks.claims --demo                     # build the demo world's atlas, with planted truth
+    python -m benchmarks.claims --shared --classes 3       # the shared alexnet-slim on Imagenette (no truth)
+    python -m benchmarks.claims --catalog catalog.yaml     # any catalog
+    python -m benchmarks.claims --from-output site [--demo-truth]   # only read an existing atlas
 
 Building runs only the four intra-class methods (location, topics, ensemble, hierarchy) through
 `generator.build`, so the numbers come from the same code and manifests as the website. Writes
@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from common import IMAGENETTE, OUT, SHARED, print_table, require_shared, write_json
-
+from benchmarks.common import IMAGENETTE, OUT, SHARED, print_table, require_shared, write_json
 from generator.build import build
-from generator.catalog import parse_catalog, load_catalog
+from generator.catalog import load_catalog, parse_catalog
 from generator.claims import claims_from_manifests, truth_from_demo, write_claims
 
 INTRA_CLASS = ("location", "topics", "ensemble", "hierarchy")

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     IMAGENETTE, IMAGENETTE_NAMES, OUT, class_images, contact_sheet, print_table, shared_pathway, write_json,
 )
-from generator.catalog import load_catalog  # noqa: E402
-from generator.methods import ClassContext  # noqa: E402
-from generator.methods.classviz import run  # noqa: E402
+from generator.catalog import load_catalog
+from generator.methods import ClassContext
+from generator.methods.classviz import run
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "shared-alexnet-slim.yaml"
 

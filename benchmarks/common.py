@@ -1,8 +1,7 @@
 """Small helpers shared by the benchmark scripts: the shared model and images, contact sheets,
 JSON output. Benchmarks use the real data in ../shared (never copied into the repo).
 
-Run benchmarks from the repo root as modules (`python -m benchmarks.speed`) or as scripts;
-scripts import this file as `benchmarks.common`."""
+Run benchmarks from the repo root as modules: `python -m benchmarks.speed`."""
 from __future__ import annotations
 
 import importlib.util

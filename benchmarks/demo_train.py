@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.decomposition import NMF
 from sklearn.metrics import normalized_mutual_info_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import print_table, write_json  # noqa: E402
-from generator import demo  # noqa: E402
-from generator.pathway import Pathway  # noqa: E402
+from benchmarks.common import print_table, write_json
+from generator import demo
+from generator.pathway import Pathway
 
 
 def planted_truth_checks(pathway: Pathway, seed: int) -> list[dict]:

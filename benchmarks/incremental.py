@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import yaml
+    import yaml
 
 from benchmarks.common import IMAGENETTE, OUT, print_table, require_shared, write_json
 from generator import build as build_module

@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torchvision
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json  # noqa: E402
-from generator.methods.classviz import DEFAULTS as CLASSVIZ  # noqa: E402
-from generator.optimize import Problem, Settings, solve  # noqa: E402
-from generator.pathway import Pathway  # noqa: E402
-from generator.prior import PatchDatabase  # noqa: E402
+from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json
+from generator.methods.classviz import DEFAULTS as CLASSVIZ
+from generator.optimize import Problem, Settings, solve
+from generator.pathway import Pathway
+from generator.prior import PatchDatabase
 
 
 def bare_rate(pathway: Pathway, batch: int, steps: int) -> float:

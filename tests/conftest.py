@@ -1,4 +1,6 @@
-"""Shared fixtures: the real data in ../shared (skipped cleanly without it) and the demo world."""
+"""Shared fixtures: the real data in ../shared (skipped cleanly without it), the demo world in a
+per-session cache, and the builders of helpers.py and sitefixture.py (tests never import each
+other; they ask for these fixtures)."""
 from __future__ import annotations
 
 import os
@@ -6,8 +8,23 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+import sitefixture
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def atlas_cache(tmp_path_factory) -> Path:
+    """ATLAS_CACHE for the whole session (subprocesses inherit it): a fresh temporary folder, so
+    tests never read or write the user's ~/.cache. ATLAS_TEST_CACHE names a folder to reuse
+    instead (the demo world then trains once across sessions)."""
+    reuse = os.environ.get("ATLAS_TEST_CACHE")
+    cache = Path(reuse) if reuse else tmp_path_factory.mktemp("atlas-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATLAS_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")
@@ -19,8 +36,98 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_world():
-    """The offline demo world and its trained CNN, made once per machine and cached."""
+def shared_pathway(shared):
+    """The trained alexnet-slim of ../shared as a Pathway (model output order: Imagenette's)."""
+    return helpers.shared_pathway(shared)
+
+
+@pytest.fixture(scope="session")
+def demo_world(atlas_cache):
+    """The offline demo world and its trained CNN, made once per session in its ATLAS_CACHE."""
     from generator.demo import ensure_demo
 
-    return ensure_demo()
+    return ensure_demo(progress=False)
+
+
+# Builders (functions: tests call them with the sizes and seeds they need).
+
+@pytest.fixture(scope="session")
+def tiny_alexnet():
+    """helpers.tiny_alexnet(size=96, num_classes=4, seed=0, dropout=True) -> Pathway."""
+    return helpers.tiny_alexnet
+
+
+@pytest.fixture(scope="session")
+def smooth_images():
+    """helpers.smooth_images(n, size=32, seed=0) -> (n, 3, size, size) in [0, 1]."""
+    return helpers.smooth_images
+
+
+@pytest.fixture(scope="session")
+def demo_net():
+    """helpers.demo_net(size=48, classes=4, seed=0): a random narrow net of the demo architecture."""
+    return helpers.demo_net
+
+
+@pytest.fixture(scope="session")
+def tiny_context():
+    """helpers.tiny_context(n=8, size=48, seed=0, engine=None) -> ClassContext on random images."""
+    return helpers.tiny_context
+
+
+@pytest.fixture(scope="session")
+def demo_context():
+    """helpers.demo_context(world, class_id, n=30, engine=None, seed=0) -> a demo class's ClassContext."""
+    return helpers.demo_context
+
+
+@pytest.fixture(scope="session")
+def wnids() -> tuple[str, ...]:
+    """The classes of the tiny build world."""
+    return helpers.WNIDS
+
+
+@pytest.fixture
+def tiny_world(tmp_path, monkeypatch):
+    """The tiny build world (helpers.make_world) with the build routed to the two fake methods."""
+    from generator import build as build_module
+
+    helpers.install_fakes(monkeypatch)
+    monkeypatch.setattr(build_module, "_PATHWAYS", {})
+    return helpers.make_world(tmp_path / "world")
+
+
+@pytest.fixture
+def fake_methods(tiny_world) -> dict:
+    """The fake methods' modules by name (patch entries with monkeypatch.setitem)."""
+    return helpers.FAKE_METHODS
+
+
+@pytest.fixture(scope="session")
+def write_weights():
+    """helpers.write_weights(path, seed): new random weights for the tiny world's net."""
+    return helpers.write_weights
+
+
+@pytest.fixture(scope="session")
+def write_fake_atlas():
+    """sitefixture.write_fake_atlas(output, n_classes=3, ...): a schema-exact fake atlas."""
+    return sitefixture.write_fake_atlas
+
+
+@pytest.fixture(scope="session")
+def hostile_name() -> str:
+    """The class name of the fake atlas that must render as text."""
+    return sitefixture.HOSTILE_NAME
+
+
+@pytest.fixture(scope="session")
+def pages():
+    """sitefixture.pages(output) -> the atlas's HTML pages."""
+    return sitefixture.pages
+
+
+@pytest.fixture(scope="session")
+def parse():
+    """sitefixture.parse(path) -> a PageChecker (balance errors, links, images, ids, text)."""
+    return sitefixture.parse

@@ -1,6 +1,6 @@
 """Bad inputs give one clear message and cost only what they touch (DESIGN.md "Rules").
 
-Each test breaks one thing in the tiny world of test_build.py and asserts both the message
+Each test breaks one thing in the tiny world of helpers.py and asserts both the message
 and that the other classes were still built. Image files: broken ones are skipped and named,
 odd-but-valid ones (CMYK, grey, 16-bit, palette with transparency) load like any other.
 """
@@ -19,17 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from generator import build as build_module
 from generator import store
 from generator.build import build
-from test_build import WNIDS, make_world, install_fakes
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    install_fakes(monkeypatch)
-    monkeypatch.setattr(build_module, "_PATHWAYS", {})
-    return make_world(tmp_path / "world")
+def world(tiny_world):
+    return tiny_world
 
 
 def built(catalog, wnid: str) -> dict | None:
@@ -38,7 +34,7 @@ def built(catalog, wnid: str) -> dict | None:
 
 
 def assert_others_built(catalog, report, broken: str) -> None:
-    for wnid in WNIDS:
+    for wnid in (entry.id for entry in catalog.classes):
         if wnid != broken:
             manifest = built(catalog, wnid)
             assert manifest is not None and list(manifest["methods"]) == ["classviz", "topics"], report.summary()
@@ -68,20 +64,20 @@ BROKEN_FILES = {
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_FILES))
-def test_a_broken_image_is_skipped_and_named(world, name):
+def test_a_broken_image_is_skipped_and_named(wnids, world, name):
     make, reason = BROKEN_FILES[name]
-    folder = world.images.root / WNIDS[1]
+    folder = world.images.root / wnids[1]
     (folder / name).write_bytes(make())
     world.images.per_class = 4  # ask for every file, so the broken one is always tried
     report = build(world, progress=False)
     assert report.ok, report.summary()
-    skipped = [(Path(path).name, why) for c, path, why in report.images_skipped if c == WNIDS[1]]
+    skipped = [(Path(path).name, why) for c, path, why in report.images_skipped if c == wnids[1]]
     assert len(skipped) == 1 and skipped[0][0] == name and reason in skipped[0][1]
     assert f"{name}: " in report.summary()
-    manifest = built(world, WNIDS[1])
+    manifest = built(world, wnids[1])
     assert [s["path"] for s in manifest["skipped_images"]] == [str(folder / name)]
     assert name not in [image["name"] for image in manifest["images"]] and len(manifest["images"]) == 3
-    assert_others_built(world, report, WNIDS[1])
+    assert_others_built(world, report, wnids[1])
 
 
 def _odd_but_valid(folder: Path) -> list[str]:
@@ -95,51 +91,51 @@ def _odd_but_valid(folder: Path) -> list[str]:
     return ["cmyk.jpg", "deep.png", "grey.png", "palette.png"]
 
 
-def test_cmyk_grey_16bit_and_palette_images_load(world):
-    folder = world.images.root / WNIDS[0]
+def test_cmyk_grey_16bit_and_palette_images_load(wnids, world):
+    folder = world.images.root / wnids[0]
     names = _odd_but_valid(folder)
     for old in folder.glob("*.JPEG"):
         old.unlink()
     world.images.per_class = 4
     report = build(world, progress=False)
     assert report.ok and report.images_skipped == [], report.summary()
-    manifest = built(world, WNIDS[0])
+    manifest = built(world, wnids[0])
     assert sorted(image["name"] for image in manifest["images"]) == names
     for image in manifest["images"]:
-        assert Image.open(world.output / "classes" / WNIDS[0] / image["thumb"]).mode == "RGB"
-    with Image.open(world.output / "classes" / WNIDS[0] / manifest["images"][1]["thumb"]) as deep:  # 16-bit 40000
+        assert Image.open(world.output / "classes" / wnids[0] / image["thumb"]).mode == "RGB"
+    with Image.open(world.output / "classes" / wnids[0] / manifest["images"][1]["thumb"]) as deep:  # 16-bit 40000
         assert abs(np.asarray(deep, dtype=float).mean() - 40000 / 65535 * 255) < 3
-    assert_others_built(world, report, WNIDS[0])
+    assert_others_built(world, report, wnids[0])
 
 
-def test_an_empty_class_folder_fails_that_class_only(world):
-    for path in (world.images.root / WNIDS[2]).iterdir():
+def test_an_empty_class_folder_fails_that_class_only(wnids, world):
+    for path in (world.images.root / wnids[2]).iterdir():
         path.unlink()
     report = build(world, progress=False)
     assert not report.ok
-    assert [(c, m) for c, m, _ in report.failed] == [(WNIDS[2], None)]
+    assert [(c, m) for c, m, _ in report.failed] == [(wnids[2], None)]
     assert "has no .jpg/.jpeg/.png images" in report.failed[0][2]
-    assert built(world, WNIDS[2]) is None
-    assert_others_built(world, report, WNIDS[2])
+    assert built(world, wnids[2]) is None
+    assert_others_built(world, report, wnids[2])
 
 
-def test_a_missing_class_folder_fails_that_class_only(world):
-    folder = world.images.root / WNIDS[0]
+def test_a_missing_class_folder_fails_that_class_only(wnids, world):
+    folder = world.images.root / wnids[0]
     for path in folder.iterdir():
         path.unlink()
     folder.rmdir()
     report = build(world, progress=False)
-    assert [(c, m) for c, m, _ in report.failed] == [(WNIDS[0], None)]
+    assert [(c, m) for c, m, _ in report.failed] == [(wnids[0], None)]
     assert f"class folder {folder} not found" in report.failed[0][2]
-    assert_others_built(world, report, WNIDS[0])
+    assert_others_built(world, report, wnids[0])
     assert "failed:" in report.summary() and "not found" in report.summary()
 
 
-def test_weights_of_another_architecture_are_named(world):
+def test_weights_of_another_architecture_are_named(wnids, world):
     torch.save({"features.0.weight": torch.zeros(8, 3, 5, 5)}, world.model.weights)
     report = build(world, progress=False)
     assert not report.ok and report.ran == []
-    assert {c for c, _, _ in report.failed} == set(WNIDS)
+    assert {c for c, _, _ in report.failed} == set(wnids)
     message = report.failed[0][2]
     assert "another architecture" in message and "features.0.weight (8, 3, 5, 5) vs (4, 3, 3, 3)" in message
 
@@ -163,7 +159,7 @@ def test_an_output_folder_that_cannot_be_created_is_a_clear_error(world, tmp_pat
         build(world, progress=False)
 
 
-def test_a_full_disk_fails_one_class_without_half_written_files(world, monkeypatch):
+def test_a_full_disk_fails_one_class_without_half_written_files(wnids, world, monkeypatch):
     real_open = open
 
     class FullDisk(io.BufferedWriter):
@@ -171,17 +167,16 @@ def test_a_full_disk_fails_one_class_without_half_written_files(world, monkeypat
             raise OSError(errno.ENOSPC, "No space left on device")
 
     def open_on_a_full_disk(path, mode="r", *args, **kwargs):
-        if f"/{WNIDS[1]}/" in str(path) and "w" in mode:
+        if f"/{wnids[1]}/" in str(path) and "w" in mode:
             return FullDisk(io.FileIO(path, mode))
         return real_open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(store, "open", open_on_a_full_disk, raising=False)
     report = build(world, progress=False)
-    assert [(c, m) for c, m, _ in report.failed] == [(WNIDS[1], None)]
+    assert [(c, m) for c, m, _ in report.failed] == [(wnids[1], None)]
     assert "no space left on device (disk full)" in report.failed[0][2]
-    assert_others_built(world, report, WNIDS[1])
-    folder = world.output / "classes" / WNIDS[1]
+    assert_others_built(world, report, wnids[1])
+    folder = world.output / "classes" / wnids[1]
     assert not [p for p in folder.rglob("*") if p.is_file()]  # nothing half-written, no temp files
-    monkeypatch.undo()
-    install_fakes(monkeypatch)
-    assert build(world, progress=False).ran == [(WNIDS[1], "classviz"), (WNIDS[1], "topics")]
+    monkeypatch.delattr(store, "open")  # the disk has room again
+    assert build(world, progress=False).ran == [(wnids[1], "classviz"), (wnids[1], "topics")]

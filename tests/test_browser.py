@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from generator import site
-from sitefixture import write_fake_atlas
 
 pytestmark = pytest.mark.browser
 
@@ -41,7 +40,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def atlas(tmp_path_factory) -> Path:
+def atlas(write_fake_atlas, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("browser-atlas")
     write_fake_atlas(output, n_classes=3)
     site.render(output)

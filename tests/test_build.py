@@ -8,6 +8,7 @@ read from the BuildReport, not from timings.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,108 +17,13 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from generator import build as build_module
 from generator import store
 from generator.build import build, clean
-from generator.catalog import Catalog, ClassEntry, ImageSpec, ModelSpec
-from generator.methods import MethodResult, Picture
-
-WNIDS = ("n01440764", "n02102040", "n02979186")
-TINY_NET = '''
-from torch import nn
-
-def build(num_classes=3):
-    net = nn.Module()
-    net.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
-    net.avgpool = nn.AdaptiveAvgPool2d(2)
-    net.classifier = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, num_classes))
-    return net
-'''
-
-
-# ---------------------------------------------------------------------------------------------
-# The tiny world (also imported by test_bad_inputs.py and by the subprocess scripts below)
-
-
-def make_world(root: Path, images_per_class: int = 3) -> Catalog:
-    """A model file + weights, an ImageNet-layout image folder, and a catalog over them."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tiny_net.py").write_text(TINY_NET)
-    write_weights(root / "tiny.pt", seed=0)
-    rng = np.random.default_rng(0)
-    for c, wnid in enumerate(WNIDS):
-        folder = root / "images" / wnid
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(images_per_class):
-            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-            pixels[..., c] = 200  # a class colour
-            Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", quality=90)
-    return world_catalog(root, images_per_class)
-
-
-def world_catalog(root: Path, images_per_class: int = 3) -> Catalog:
-    """The catalog of a world made by make_world (writes nothing: keys depend on file stats)."""
-    classes = [ClassEntry(id=w, name=f"class {i}", index=i, slug=w,
-                          methods={"classviz": {"enabled": True, "level": 0.5},
-                                   "topics": {"enabled": True, "k": 2}})
-               for i, w in enumerate(WNIDS)]
-    return Catalog(path=None,
-                   model=ModelSpec(name=f"{root / 'tiny_net.py'}:build", weights=str(root / "tiny.pt"),
-                                   num_classes=3, labels=list(WNIDS), input_size=32),
-                   images=ImageSpec(source="folder", root=root / "images", per_class=images_per_class),
-                   classes=classes, methods={"classviz": {"enabled": True, "level": 0.5},
-                                             "topics": {"enabled": True, "k": 2}},
-                   engine={"iterations": 3}, output=root / "site", device="cpu", seed=0)
-
-
-def write_weights(path: Path, seed: int) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tiny_net", path.parent / "tiny_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    torch.manual_seed(seed)
-    torch.save(module.build().state_dict(), path)
-
-
-def _fake_classviz(ctx, params) -> MethodResult:
-    """Deterministic pictures that depend on the images, the features, the params and the seed."""
-    g = torch.Generator().manual_seed(ctx.seed + ctx.class_index)
-    mean = ctx.images.mean(0)
-    noisy = (mean * params["level"] + torch.rand(mean.shape, generator=g) * (1 - params["level"])).clamp(0, 1)
-    score = float(ctx.features.fc8[:, ctx.class_index].mean())
-    return MethodResult("classviz", params, ctx.seed,
-                        [Picture("baseline", noisy, "no prior", "noise"), Picture("prior", mean, "prior", "mean")],
-                        {"score": score})
-
-
-def _fake_topics(ctx, params) -> MethodResult:
-    pictures = [Picture(f"topic-{k}", ctx.images[k % len(ctx.images)], f"topic {k}", "an image")
-                for k in range(params["k"])]
-    return MethodResult("topics", params, ctx.seed, pictures, {"nan": float("nan")})
-
-
-FAKE_METHODS = {
-    "classviz": types.SimpleNamespace(VERSION=1, DEFAULTS={"level": 0.5}, run=_fake_classviz),
-    "topics": types.SimpleNamespace(VERSION=1, DEFAULTS={"k": 2}, run=_fake_topics),
-}
-
-
-def fake_method_module(name: str):
-    return FAKE_METHODS[name]
-
-
-def install_fakes(monkeypatch=None) -> None:
-    """Route the build's method lookup to the fakes (monkeypatch in tests, plain set in scripts)."""
-    if monkeypatch is None:
-        build_module._method_module = fake_method_module
-    else:
-        monkeypatch.setattr(build_module, "_method_module", fake_method_module)
+from generator.catalog import Catalog
 
 
 def artifacts(output: Path) -> dict[str, bytes]:
@@ -137,10 +43,8 @@ def artifacts(output: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch) -> Catalog:
-    install_fakes(monkeypatch)
-    monkeypatch.setattr(build_module, "_PATHWAYS", {})
-    return make_world(tmp_path / "world")
+def world(tiny_world) -> Catalog:
+    return tiny_world
 
 
 def all_pairs(catalog: Catalog, methods=("classviz", "topics")) -> list[tuple[str, str]]:
@@ -155,23 +59,23 @@ def _forbid(*_args, **_kwargs):
 # Staleness
 
 
-def test_first_build_writes_manifests_pictures_and_thumbnails(world):
+def test_first_build_writes_manifests_pictures_and_thumbnails(wnids, world):
     report = build(world, progress=False)
     assert report.ok, report.summary()
     assert sorted(report.ran) == sorted(all_pairs(world))
-    manifest = json.loads((world.output / "classes" / WNIDS[0] / "manifest.json").read_text())
-    assert manifest["class"] == {"id": WNIDS[0], "name": "class 0", "index": 0, "slug": WNIDS[0]}
+    manifest = json.loads((world.output / "classes" / wnids[0] / "manifest.json").read_text())
+    assert manifest["class"] == {"id": wnids[0], "name": "class 0", "index": 0, "slug": wnids[0]}
     assert [m for m in manifest["methods"]] == ["classviz", "topics"]
     assert len(manifest["images"]) == 3
     assert manifest["methods"]["topics"]["numbers"]["nan"] is None  # strict JSON
     for record in manifest["methods"].values():
-        assert record["seconds"] >= 0
+        assert isinstance(record["seconds"], float) and math.isfinite(record["seconds"])
         for picture in record["pictures"]:
-            folder = world.output / "classes" / WNIDS[0]
+            folder = world.output / "classes" / wnids[0]
             assert Image.open(folder / picture["file"]).size == (32, 32) == (picture["width"], picture["height"])
             assert (folder / picture["thumb"]).is_file()
     for image in manifest["images"]:
-        assert Image.open(world.output / "classes" / WNIDS[0] / image["thumb"]).format == "JPEG"
+        assert Image.open(world.output / "classes" / wnids[0] / image["thumb"]).format == "JPEG"
 
 
 def test_noop_rebuild_runs_nothing_and_loads_nothing(world, monkeypatch):
@@ -185,14 +89,14 @@ def test_noop_rebuild_runs_nothing_and_loads_nothing(world, monkeypatch):
     assert sorted(report.skipped) == sorted(all_pairs(world))
 
 
-def test_changing_one_parameter_reruns_only_that_method(world):
+def test_changing_one_parameter_reruns_only_that_method(wnids, world):
     build(world, progress=False)
     for entry in world.classes:
         entry.methods["topics"]["k"] = 3
     report = build(world, progress=False)
     assert sorted(report.ran) == sorted(all_pairs(world, ("topics",)))
     assert sorted(report.skipped) == sorted(all_pairs(world, ("classviz",)))
-    manifest = json.loads((world.output / "classes" / WNIDS[1] / "manifest.json").read_text())
+    manifest = json.loads((world.output / "classes" / wnids[1] / "manifest.json").read_text())
     assert len(manifest["methods"]["topics"]["pictures"]) == 3
 
 
@@ -208,7 +112,7 @@ def test_retuned_engine_defaults_rerun_everything(world, monkeypatch):
     assert all("engine" in why for _, _, why in report.planned)
 
 
-def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does_not(world):
+def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does_not(write_weights, world):
     build(world, progress=False)
     weights = Path(world.model.weights)
     os.utime(weights, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # same bytes, new mtime
@@ -222,7 +126,7 @@ def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does
     assert sorted(report.ran) == sorted(all_pairs(world))
 
 
-def test_dry_run_names_the_changed_input_and_writes_nothing(world, monkeypatch):
+def test_dry_run_names_the_changed_input_and_writes_nothing(wnids, world, monkeypatch):
     build(world, progress=False)
     before = artifacts(world.output)
     world.classes[0].methods["classviz"]["level"] = 0.9
@@ -231,54 +135,56 @@ def test_dry_run_names_the_changed_input_and_writes_nothing(world, monkeypatch):
     monkeypatch.setattr(build_module, "_class_images", _forbid)
     report = build(world, dry_run=True, progress=False)
     why = {(c, m): reason for c, m, reason in report.planned}
-    assert why[(WNIDS[0], "classviz")] == "params changed; engine changed"
-    assert why[(WNIDS[1], "topics")] == "engine changed"
+    assert why[(wnids[0], "classviz")] == "params changed; engine changed"
+    assert why[(wnids[1], "topics")] == "engine changed"
     assert report.ran == [] and artifacts(world.output) == before
     assert "would run" in report.summary() and "params changed" in report.summary()
 
 
-def test_dry_run_names_new_images_code_version_and_missing_files(world, monkeypatch):
+def test_dry_run_names_new_images_code_version_and_missing_files(fake_methods, wnids, world, monkeypatch):
     build(world, progress=False)
-    Image.new("RGB", (40, 40), "red").save(world.images.root / WNIDS[0] / "new.JPEG")
-    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=2, DEFAULTS={"k": 2}, run=_fake_topics))
-    manifest = json.loads((world.output / "classes" / WNIDS[2] / "manifest.json").read_text())
-    (world.output / "classes" / WNIDS[2] / manifest["methods"]["classviz"]["pictures"][0]["file"]).unlink()
+    Image.new("RGB", (40, 40), "red").save(world.images.root / wnids[0] / "new.JPEG")
+    monkeypatch.setitem(fake_methods, "topics", types.SimpleNamespace(VERSION=2, DEFAULTS={"k": 2}, run=fake_methods["topics"].run))
+    manifest = json.loads((world.output / "classes" / wnids[2] / "manifest.json").read_text())
+    (world.output / "classes" / wnids[2] / manifest["methods"]["classviz"]["pictures"][0]["file"]).unlink()
     why = {(c, m): reason for c, m, reason in build(world, dry_run=True, progress=False).planned}
-    assert why[(WNIDS[0], "classviz")] == "images changed"
-    assert why[(WNIDS[1], "topics")] == "version changed"
-    assert why[(WNIDS[2], "classviz")].startswith("missing files (classviz/")
-    assert (WNIDS[1], "classviz") not in why
+    assert why[(wnids[0], "classviz")] == "images changed"
+    assert why[(wnids[1], "topics")] == "version changed"
+    assert why[(wnids[2], "classviz")].startswith("missing files (classviz/")
+    assert (wnids[1], "classviz") not in why
 
 
-def test_force_and_only_select_what_runs(world):
+def test_force_and_only_select_what_runs(wnids, world):
     build(world, progress=False)
     assert sorted(build(world, force=True, only=["topics"], progress=False).ran) == sorted(all_pairs(world, ("topics",)))
-    assert build(world, force=True, only=[WNIDS[1], "classviz"], progress=False).ran == [(WNIDS[1], "classviz")]
+    assert build(world, force=True, only=[wnids[1], "classviz"], progress=False).ran == [(wnids[1], "classviz")]
     report = build(world, only=["no-such-class"], progress=False)
     assert not report.ok and report.failed == [("no-such-class", None, "not a class of the catalog nor a method name")]
 
 
-def test_a_failing_method_is_reported_and_the_rest_is_built(world, monkeypatch):
-    def broken(ctx, params):
-        if ctx.class_id == WNIDS[1]:
-            raise RuntimeError("the optimizer diverged")
-        return _fake_topics(ctx, params)
+def test_a_failing_method_is_reported_and_the_rest_is_built(fake_methods, wnids, world, monkeypatch):
+    topics = fake_methods["topics"].run
 
-    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=broken))
+    def broken(ctx, params):
+        if ctx.class_id == wnids[1]:
+            raise RuntimeError("the optimizer diverged")
+        return topics(ctx, params)
+
+    monkeypatch.setitem(fake_methods, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=broken))
     report = build(world, progress=False)
     assert not report.ok
-    assert report.failed == [(WNIDS[1], "topics", "RuntimeError: the optimizer diverged")]
+    assert report.failed == [(wnids[1], "topics", "RuntimeError: the optimizer diverged")]
     assert len(report.ran) == 5
-    manifest = json.loads((world.output / "classes" / WNIDS[1] / "manifest.json").read_text())
+    manifest = json.loads((world.output / "classes" / wnids[1] / "manifest.json").read_text())
     assert list(manifest["methods"]) == ["classviz"]  # the good method is kept
     assert "the optimizer diverged" in report.summary()
-    monkeypatch.setitem(FAKE_METHODS, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=_fake_topics))
-    assert build(world, progress=False).ran == [(WNIDS[1], "topics")]  # only the failed one is retried
+    monkeypatch.setitem(fake_methods, "topics", types.SimpleNamespace(VERSION=1, DEFAULTS={}, run=topics))
+    assert build(world, progress=False).ran == [(wnids[1], "topics")]  # only the failed one is retried
 
 
-def test_clean_removes_orphans_and_keeps_the_site(world):
+def test_clean_removes_orphans_and_keeps_the_site(wnids, world):
     build(world, progress=False)
-    folder = world.output / "classes" / WNIDS[0]
+    folder = world.output / "classes" / wnids[0]
     (folder / "index.html").write_text("<html></html>")
     old = {p.name for p in (folder / "topics").iterdir()}
     for entry in world.classes:
@@ -286,8 +192,8 @@ def test_clean_removes_orphans_and_keeps_the_site(world):
     build(world, progress=False)
     world.classes.pop()  # a class leaves the catalog
     removed = clean(world)
-    assert world.output / "classes" / WNIDS[2] in removed
-    assert not (world.output / "classes" / WNIDS[2]).exists()
+    assert world.output / "classes" / wnids[2] in removed
+    assert not (world.output / "classes" / wnids[2]).exists()
     left = {p.name for p in (folder / "topics").iterdir()}
     assert len(left) == 2 and not (left & old)  # one picture + its thumbnail, all from the new key
     assert (folder / "index.html").is_file()
@@ -295,13 +201,13 @@ def test_clean_removes_orphans_and_keeps_the_site(world):
     assert build(world, progress=False).ran == []
 
 
-def test_a_lost_image_thumbnail_is_rewritten_without_running_methods(world):
+def test_a_lost_image_thumbnail_is_rewritten_without_running_methods(wnids, world):
     build(world, progress=False)
-    thumb = world.output / "classes" / WNIDS[2] / "images" / "001.jpg"
+    thumb = world.output / "classes" / wnids[2] / "images" / "001.jpg"
     original = thumb.read_bytes()
     thumb.unlink()
     dry = build(world, dry_run=True, progress=False)
-    assert dry.planned == [(WNIDS[2], "(images)", "image thumbnails or manifest out of date")]
+    assert dry.planned == [(wnids[2], "(images)", "image thumbnails or manifest out of date")]
     report = build(world, progress=False)
     assert report.ok and report.ran == [] and thumb.read_bytes() == original
 
@@ -327,23 +233,26 @@ def test_shards_share_the_lock_but_not_with_a_whole_build(world):
             build(world, progress=False)
 
 
-def test_two_shards_equal_one_unsharded_build(world, tmp_path):
+def test_two_shards_equal_one_unsharded_build(wnids, world, tmp_path):
     whole = build(world, progress=False)
     expected = artifacts(world.output)
     world.output = tmp_path / "sharded"
     first = build(world, shard=(0, 2), progress=False)
     second = build(world, shard=(1, 2), progress=False)
-    assert {c for c, _ in first.ran} == {WNIDS[0], WNIDS[2]} and {c for c, _ in second.ran} == {WNIDS[1]}
+    assert {c for c, _ in first.ran} == {wnids[0], wnids[2]} and {c for c, _ in second.ran} == {wnids[1]}
     assert sorted(first.ran + second.ran) == sorted(whole.ran)
     assert artifacts(world.output) == expected
 
 
 SCRIPT = """
-import os, sys, time
-sys.path.insert(0, {tests!r})
-import test_build
+import importlib.util, os, sys, time
 from generator import build as build_module, store
-test_build.install_fakes()  # at import: spawn workers re-import this script too
+
+# tests/helpers.py by its path (no sys.path edits); at import: spawn workers re-import this script too
+spec = importlib.util.spec_from_file_location("atlas_test_helpers", {helpers!r})
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+helpers.install_fakes()
 real_replace = os.replace
 
 def replace_then_hang(src, dst):
@@ -356,7 +265,7 @@ def replace_then_hang(src, dst):
 os.replace = replace_then_hang
 
 if __name__ == "__main__":
-    catalog = test_build.world_catalog(__import__("pathlib").Path(sys.argv[1]))
+    catalog = helpers.world_catalog(__import__("pathlib").Path(sys.argv[1]))
     catalog.output = __import__("pathlib").Path(sys.argv[2])
     report = build_module.build(catalog, workers=int(sys.argv[3]), progress=False)
     print(sorted(report.ran))
@@ -366,16 +275,16 @@ if __name__ == "__main__":
 
 def _script(tmp_path: Path) -> Path:
     script = tmp_path / "run_build.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT.format(helpers=str(Path(__file__).with_name("helpers.py"))))
     return script
 
 
 @pytest.mark.slow
-def test_a_build_killed_mid_class_resumes_to_the_same_bytes(world, tmp_path):
+def test_a_build_killed_mid_class_resumes_to_the_same_bytes(wnids, world, tmp_path):
     build(world, progress=False)
     expected = artifacts(world.output)
     script, output, marker = _script(tmp_path), tmp_path / "killed", tmp_path / "marker"
-    env = {**os.environ, "HANG_ON": f"{WNIDS[1]}/topics/", "MARKER": str(marker)}
+    env = {**os.environ, "HANG_ON": f"{wnids[1]}/topics/", "MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "world"), str(output), "1"], env=env)
     try:
         deadline = time.time() + 60
@@ -387,15 +296,15 @@ def test_a_build_killed_mid_class_resumes_to_the_same_bytes(world, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    killed = output / "classes" / WNIDS[1]
-    assert (output / "classes" / WNIDS[0] / "manifest.json").is_file()  # class 0 was done
+    killed = output / "classes" / wnids[1]
+    assert (output / "classes" / wnids[0] / "manifest.json").is_file()  # class 0 was done
     assert not (killed / "manifest.json").exists() and list(killed.glob("classviz/*.png"))
     assert [p for p in killed.rglob("*") if store.is_temp(p)]  # the kill left a temp file
 
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "world"), str(output), "1"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str([(w, m) for w in WNIDS[1:] for m in ("classviz", "topics")])
+    assert done.stdout.strip() == str([(w, m) for w in wnids[1:] for m in ("classviz", "topics")])
     assert artifacts(output) == expected  # same seed, same bytes; no temp files, every JSON parses
 
 

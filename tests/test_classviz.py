@@ -1,13 +1,16 @@
 """Class visualization: baseline and prior pictures from one batch, with their numbers."""
 import math
 
+import pytest
 import torch
 
+from generator.energy import colour_distance
 from generator.methods import ClassContext, classviz
-from test_optimize import SIZE, tiny_pathway
+
+SIZE = 96
 
 
-def tiny_context(pathway, n: int = 6) -> ClassContext:
+def coloured_context(pathway, n: int = 6) -> ClassContext:
     generator = torch.Generator().manual_seed(0)
     coarse = torch.rand(n, 3, 8, 8, generator=generator) * torch.tensor([0.9, 0.5, 0.2]).view(1, 3, 1, 1)
     images = torch.nn.functional.interpolate(coarse, size=SIZE, mode="bilinear")
@@ -17,14 +20,15 @@ def tiny_context(pathway, n: int = 6) -> ClassContext:
     )
 
 
-def test_classviz_returns_baseline_and_prior_with_numbers():
-    ctx = tiny_context(tiny_pathway())
+def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
+    ctx = coloured_context(tiny_alexnet(SIZE))
     result = classviz.run(ctx, {"prior_images": 4, "patch": 5, "stride": 4, "max_patches": 1000})
     assert [p.key for p in result.pictures] == ["baseline", "prior"]
     for picture in result.pictures:
         assert picture.image.shape == (3, SIZE, SIZE)
         assert 0 < picture.numbers["prob"] < 1 and math.isfinite(picture.numbers["score"])
-        assert picture.numbers["colour_distance"] >= 0 and picture.caption and picture.alt
+        assert picture.numbers["colour_distance"] == pytest.approx(colour_distance(picture.image, ctx.images[:4]))
+        assert picture.numbers["colour_distance"] > 0 and picture.caption and picture.alt
         assert picture.meta["iterations"] == 6 and not picture.meta["diverged"]
     assert "patch prior" in result.pictures[1].caption and "patch prior" not in result.pictures[0].caption
     assert not torch.equal(result.pictures[0].image, result.pictures[1].image)
@@ -34,8 +38,8 @@ def test_classviz_returns_baseline_and_prior_with_numbers():
     )
 
 
-def test_class_prior_is_built_once_per_class_and_params():
-    ctx = tiny_context(tiny_pathway())
+def test_class_prior_is_built_once_per_class_and_params(tiny_alexnet):
+    ctx = coloured_context(tiny_alexnet(SIZE))
     params = {"prior_images": 3, "patch": 5, "stride": 4, "max_patches": 500}
     first = classviz.class_prior(ctx, params)
     assert classviz.class_prior(ctx, dict(params)) is first
@@ -43,8 +47,8 @@ def test_class_prior_is_built_once_per_class_and_params():
     assert classviz.class_prior(ctx, {**params, "prior_images": 2}) is not first
 
 
-def test_engine_settings_take_params_over_catalog():
-    ctx = tiny_context(tiny_pathway())
+def test_engine_settings_take_params_over_catalog(tiny_alexnet):
+    ctx = coloured_context(tiny_alexnet(SIZE))
     settings = classviz.engine_settings(ctx, {"iterations": 3, "prior_weight": None}, jitter=0)
     assert settings.iterations == 3 and settings.jitter == 0
     assert classviz.engine_settings(ctx, {"iterations": None}).iterations == 6

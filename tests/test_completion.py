@@ -7,7 +7,6 @@ import torch
 
 from generator.methods import completion, topics
 from generator.optimize import settings_from
-from test_location import tiny_context, tiny_pathway
 
 FAST = settings_from(None, iterations=8, lr=0.05, l2=0.0, tv=0.0, jitter=0, prior_weight=0.01, rematch_every=4)
 
@@ -16,8 +15,8 @@ def scene(size: int = 48) -> torch.Tensor:
     return torch.rand(3, size, size, generator=torch.Generator().manual_seed(3))
 
 
-def test_outside_pixels_stay_exactly_and_the_class_score_rises():
-    pathway = tiny_pathway()
+def test_outside_pixels_stay_exactly_and_the_class_score_rises(demo_net):
+    pathway = demo_net()
     image = scene()
     box = (10, 14, 20, 16)
     result = completion.complete(pathway, image, box, class_index=2, settings=FAST)
@@ -28,8 +27,8 @@ def test_outside_pixels_stay_exactly_and_the_class_score_rises():
     assert result.class_index == 2 and result.numbers["box"] == list(box)
 
 
-def test_default_class_is_the_images_top1():
-    pathway = tiny_pathway()
+def test_default_class_is_the_images_top1(demo_net):
+    pathway = demo_net()
     image = scene()
     with torch.no_grad():
         top1 = int(pathway(image[None]).fc8.argmax())
@@ -44,12 +43,12 @@ def test_context_database_uses_only_patches_outside_the_box():
     assert cut.size < whole.size
     # patches touching the box are excluded: 21 starts per axis, those in (4..29) hit the box
     starts = range(0, 42, 2)
-    inside = sum(1 for t in starts for l in starts if t + 7 > 10 and t < 30 and l + 7 > 10 and l < 30)
+    inside = sum(1 for top in starts for left in starts if top + 7 > 10 and top < 30 and left + 7 > 10 and left < 30)
     assert cut.size == 21 * 21 - inside
 
 
-def test_bad_boxes_and_images_fail_clearly():
-    pathway = tiny_pathway()
+def test_bad_boxes_and_images_fail_clearly(demo_net):
+    pathway = demo_net()
     with pytest.raises(ValueError, match="inside the 48x48"):
         completion.complete(pathway, scene(), (40, 40, 20, 20))
     with pytest.raises(ValueError, match="positive width"):
@@ -58,7 +57,7 @@ def test_bad_boxes_and_images_fail_clearly():
         completion.complete(pathway, scene(64), (4, 4, 5, 5))
 
 
-def test_a_topic_mask_from_the_class_images_picks_the_style():
+def test_a_topic_mask_from_the_class_images_picks_the_style(tiny_context):
     ctx = tiny_context(n=10)
     model = topics.topic_masks_for(ctx.pathway, ctx.features.fc7, k=2)
     result = completion.complete(ctx.pathway, scene(), (8, 8, 24, 24), class_index=ctx.class_index,

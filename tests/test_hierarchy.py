@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from generator.methods import hierarchy
-from test_location import demo_context, tiny_context
 
 
 def test_most_typical_is_closest_to_the_mean():
@@ -47,7 +46,7 @@ def test_class_layout_init_is_the_coarse_mean_of_the_other_images():
     assert hierarchy.class_layout_init(images[:1], exclude=0, grid=(2, 2)) is None
 
 
-def test_run_inverts_the_code_at_three_levels_beside_the_input():
+def test_run_inverts_the_code_at_three_levels_beside_the_input(tiny_context):
     ctx = tiny_context()
     result = hierarchy.run(ctx, {"images": 1})
     keys = [p.key for p in result.pictures]
@@ -58,7 +57,7 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input():
     assert result.pictures[3].meta["masks"] == ["m5", "m6", "m7"]
     assert result.numbers["forbid"] == hierarchy.DEFAULTS["forbid"] > 0
     for level in ("m7", "m6-7", "m5-7"):
-        assert result.numbers[f"pixel_{level}"] > 0 and result.numbers[f"fc7_{level}"] >= 0
+        assert result.numbers[f"pixel_{level}"] > 0 and result.numbers[f"fc7_{level}"] > 0
         assert result.numbers[f"pixel_others_{level}"] > 0
     for picture in result.pictures[1:]:
         assert all(0.0 <= picture.numbers[f"iou_{m}"] <= 1.0 for m in ("m5", "m6", "m7"))
@@ -73,7 +72,7 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input():
         assert result.pictures[3].numbers["score_ratio"] == pytest.approx(result.pictures[3].numbers["score"] / own, rel=1e-5)
 
 
-def test_every_level_starts_from_the_same_class_layout():
+def test_every_level_starts_from_the_same_class_layout(tiny_context):
     ctx = tiny_context(engine={"iterations": 0})  # no steps: the pictures are the inits
     result = hierarchy.run(ctx, {"images": 1, "prior": False})
     chosen = result.numbers["images"][0]
@@ -84,12 +83,12 @@ def test_every_level_starts_from_the_same_class_layout():
     assert not torch.allclose(noise.pictures[1].image, expected)
 
 
-def test_unknown_init_is_refused():
+def test_unknown_init_is_refused(tiny_context):
     with pytest.raises(ValueError, match="init must be one of"):
         hierarchy.run(tiny_context(), {"init": "photo"})
 
 
-def test_two_images_give_two_rows():
+def test_two_images_give_two_rows(tiny_context):
     result = hierarchy.run(tiny_context(engine={"iterations": 2}), {"images": 2, "prior": False})
     assert len(result.pictures) == 8 and len(result.numbers["images"]) == 2
 
@@ -112,14 +111,14 @@ DEMO_ENGINE = {"iterations": 80}  # as `atlas demo` builds it, with 50 images pe
 
 
 @pytest.fixture(scope="module")
-def gated_demo(demo_world) -> dict[str, list]:
+def gated_demo(demo_context, demo_world) -> dict[str, list]:
     """Hierarchy results per init with masks that only gate (forbid 0), for every demo class."""
     contexts = [demo_context(demo_world, c, n=50, engine=DEMO_ENGINE) for c in demo_world.class_ids]
     return {init: [hierarchy.run(ctx, {"init": init, "forbid": 0}) for ctx in contexts] for init in ("class_layout", "noise")}
 
 
 @pytest.mark.slow
-def test_demo_errors_fall_as_the_code_fixes_more_layers(demo_world, gated_demo):
+def test_demo_errors_fall_as_the_code_fixes_more_layers(demo_context, demo_world, gated_demo):
     """The paper's Sec. 4.4 claim on the demo world as `atlas demo` builds it (50 images per
     class, 80 iterations, defaults): the class-averaged pixel error to the input falls from
     {m7} to {m6-7} to {m5-7}. Measured for ctx seeds 0-4: 0.583/0.573/0.528, 0.595/0.584/0.547,

@@ -6,16 +6,14 @@ import math
 import pytest
 import torch
 
-from generator.methods import ClassContext
-from generator.methods import inversion
+from generator.methods import ClassContext, inversion
 from generator.optimize import settings_from
 from generator.prior import Pool5Retrieval
-from test_prior import smooth_images, tiny_pathway
 
 
 @pytest.fixture(scope="module")
-def world():
-    pathway = tiny_pathway()
+def world(tiny_alexnet, smooth_images):
+    pathway = tiny_alexnet(64, num_classes=3, dropout=False)
     images = smooth_images(10, size=64, seed=9)
     retrieval = Pool5Retrieval.from_images(pathway, images[2:], progress=False)
     return pathway, images, retrieval

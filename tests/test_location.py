@@ -1,59 +1,11 @@
 """Location grid (Sec. 4.1): window geometry, the method's pictures and numbers, and the planted
-layouts of the demo world.
-
-`tiny_context` and `demo_context` are shared with the other intra-class method tests."""
+layouts of the demo world."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 
-from generator.methods import ClassContext
 from generator.methods import location
-from generator.pathway import Pathway
-
-FAST_ENGINE = {"iterations": 6, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 3}
-
-
-def tiny_pathway(size: int = 48, classes: int = 4, seed: int = 0) -> Pathway:
-    """A random, narrow AlexNet-layout net (the demo architecture, pool5 = 8x6x6, fc = 32)."""
-    from generator.demo import build
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = build(num_classes=classes, widths=(8, 8, 8, 8, 8), hidden=32)
-    return Pathway(net, input_size=size)
-
-
-def tiny_context(n: int = 8, size: int = 48, seed: int = 0, engine: dict | None = None) -> ClassContext:
-    """A ClassContext on random images for the tiny net: exercises the plumbing in a second."""
-    pathway = tiny_pathway(size)
-    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        features = pathway(images)
-    return ClassContext(
-        pathway=pathway, class_index=1, class_id="c1", class_name="thing", images=images,
-        image_names=[f"img{i}.png" for i in range(n)], features=features,
-        engine=dict(FAST_ENGINE if engine is None else engine), seed=seed,
-    )
-
-
-def demo_context(world, class_id: str, n: int = 30, engine: dict | None = None, seed: int = 0) -> ClassContext:
-    """The ClassContext `generator.build` would make for a demo class (first n images)."""
-    from generator.catalog import ImageSpec
-    from generator.images import class_images
-
-    pathway = world.pathway()
-    loaded = class_images(ImageSpec("folder", Path(world.image_root)), class_id, n, seed, world.input_size)
-    with torch.no_grad():
-        features = pathway(loaded.images)
-    index = world.class_ids.index(class_id)
-    return ClassContext(
-        pathway=pathway, class_index=index, class_id=class_id, class_name=world.class_names[index],
-        images=loaded.images, image_names=loaded.names, features=features,
-        engine=dict(engine or {"iterations": 40, "prior_weight": 1.0}), seed=seed,
-    )
 
 
 def test_window_positions_cover_the_grid():
@@ -81,7 +33,7 @@ def test_cosine_distances_and_mean_pairwise():
     assert location.mean_pairwise(d[:1, :1]) == 0.0
 
 
-def test_run_gives_one_picture_per_window_ranked_by_score():
+def test_run_gives_one_picture_per_window_ranked_by_score(tiny_context):
     ctx = tiny_context()
     result = location.run(ctx, {"window": 2, "stride": 2})
     assert [p.key for p in result.pictures][:2] == ["window-r0-c0", "window-r0-c1"]
@@ -96,15 +48,15 @@ def test_run_gives_one_picture_per_window_ranked_by_score():
     assert 0.0 <= result.numbers["heterogeneity"] <= 2.0
 
 
-def test_window_size_and_stride_are_configurable():
-    ctx = tiny_context(engine={**FAST_ENGINE, "iterations": 2})
+def test_window_size_and_stride_are_configurable(tiny_context):
+    ctx = tiny_context(engine={"iterations": 2, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 3})
     assert len(location.run(ctx, {"window": 3, "stride": 3, "prior": False}).pictures) == 4
     whole = location.run(ctx, {"window": 6, "stride": 1, "prior": False})
     assert len(whole.pictures) == 1 and whole.numbers["heterogeneity"] == 0.0
 
 
 @pytest.mark.slow
-def test_strongest_windows_find_the_planted_layouts(demo_world):
+def test_strongest_windows_find_the_planted_layouts(demo_context, demo_world):
     """The top-ranked window lies on the planted parts (at least half its cells) for most
     classes; chance is about 0.4 (3 of 9 windows for most classes, all 9 for the swarm)."""
     hits = []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 import torch
@@ -11,8 +10,8 @@ from torch import nn
 
 from generator.catalog import IMAGENETTE_WNIDS, ImageSpec, ModelSpec
 from generator.images import class_images
-from generator.pathway import Pathway
 from generator.models import ModelError, class_table, ensure_weights, load_pathway, model_digest, resolve_device
+from generator.pathway import Pathway
 
 # A tiny AlexNet look-alike as a user's model file (features / avgpool / classifier).
 TINY_NET = '''
@@ -118,14 +117,12 @@ def test_factory_errors_are_model_errors(tmp_path, tiny_file):
 
 
 def test_offline_weights_download_is_one_clear_error(offline):
-    start = time.monotonic()
     for attempt in (lambda: ensure_weights(ModelSpec("alexnet", weights="IMAGENET1K_V1")),
                     lambda: load_pathway(ModelSpec("alexnet", weights="IMAGENET1K_V1"))):
         with pytest.raises(ModelError) as info:
             attempt()
         message = str(info.value)
         assert "needs network access" in message and "--weights /path/to/alexnet-owt-7be5be79.pth" in message
-    assert time.monotonic() - start < 30
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when there is no GPU")

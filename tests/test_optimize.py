@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from generator import optimize
 from generator.optimize import Problem, Settings, settings_from, solve
@@ -12,30 +11,14 @@ from generator.pathway import Pathway
 SIZE = 96
 
 
-def tiny_pathway(num_classes: int = 4, seed: int = 0) -> Pathway:
-    """Random AlexNet-layout net: conv/pool trunk to a 16x6x6 pool5, fc6/fc7 of 32, fc8."""
-    torch.manual_seed(seed)
-    net = nn.Module()
-    net.features = nn.Sequential(
-        nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-    )
-    net.classifier = nn.Sequential(
-        nn.Dropout(), nn.Linear(16 * 36, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 32), nn.ReLU(),
-        nn.Linear(32, num_classes),
-    )
-    return Pathway(net, input_size=SIZE)
-
-
 def quick(**overrides) -> Settings:
     values = dict(iterations=15, lr=0.05, l2=1.0, tv=5.0, jitter=0)
     return Settings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
-def pathway() -> Pathway:
-    return tiny_pathway()
+def pathway(tiny_alexnet) -> Pathway:
+    return tiny_alexnet(SIZE)
 
 
 def test_solve_lowers_the_energy_of_class_and_inversion_problems(pathway):
@@ -169,14 +152,8 @@ def test_problem_needs_exactly_one_target(pathway):
         solve(pathway, [Problem()], quick(), progress=False)
 
 
-def test_real_model_reaches_its_class(shared):
-    import sys
-
-    sys.path.insert(0, str(shared.parent / "main"))
-    from benchmarks.common import shared_pathway
-
-    real = shared_pathway()
-    sol = solve(real, [Problem(target_class=4, seed=0)], settings_from(iterations=12), progress=False)[0]
+def test_real_model_reaches_its_class(shared_pathway):
+    sol = solve(shared_pathway, [Problem(target_class=4, seed=0)], settings_from(iterations=12), progress=False)[0]
     assert sol.energy[-1] < sol.energy[0] and sol.prob > 0.5
 
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from generator.pathway import Pathway
 from generator.prior import (
     PatchDatabase,
     Pool5Retrieval,
@@ -14,27 +13,7 @@ from generator.prior import (
     pool5_geometry,
 )
 
-
-def smooth_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    """Natural-ish images: upsampled noise (smooth, correlated), in [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(n, 3, size // 4, size // 4, generator=generator)
-    return nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-
-
-def tiny_pathway(seed: int = 0) -> Pathway:
-    """A random-weight AlexNet-layout net at 64 px: pool5 is (16, 4, 4), stride 16."""
-    torch.manual_seed(seed)
-    model = nn.Module()
-    model.features = nn.Sequential(
-        nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-    )
-    model.classifier = nn.Sequential(
-        nn.Linear(16 * 16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3)
-    )
-    return Pathway(model, input_size=64)
+NET64 = {"size": 64, "num_classes": 3, "dropout": False}  # pool5 (16, 4, 4), stride 16
 
 
 def test_normalized_patches_shape_and_gradient():
@@ -77,7 +56,7 @@ def test_matching_is_invariant_to_global_brightness_and_contrast():
     assert not torch.equal(raw_plain, raw_moved)
 
 
-def test_database_subsample_is_deterministic_and_bounded():
+def test_database_subsample_is_deterministic_and_bounded(smooth_images):
     images = smooth_images(4, seed=3)
     a = PatchDatabase.from_images(images, patch=5, stride=1, max_patches=300, seed=7)
     b = PatchDatabase.from_images(images, patch=5, stride=1, max_patches=300, seed=7)
@@ -89,7 +68,7 @@ def test_database_subsample_is_deterministic_and_bounded():
     assert full.size == 4 * 28 * 28
 
 
-def test_whitening_decorrelates_and_search_still_finds_exact_copies():
+def test_whitening_decorrelates_and_search_still_finds_exact_copies(smooth_images):
     generator = torch.Generator().manual_seed(4)
     correlated = torch.randn(5000, 12, generator=generator) @ torch.randn(12, 12, generator=generator)
     white = Whitening.fit(correlated, eps=1e-6)(correlated)
@@ -101,26 +80,21 @@ def test_whitening_decorrelates_and_search_still_finds_exact_copies():
     assert torch.allclose(db.match(patches[:50]), patches[:50], atol=1e-5)
 
 
-def test_pool5_geometry_of_alexnet_layout():
-    geometry = pool5_geometry(tiny_pathway())
+def test_pool5_geometry_of_alexnet_layout(tiny_alexnet):
+    geometry = pool5_geometry(tiny_alexnet(**NET64))
     assert geometry.grid == (4, 4) and geometry.stride == 16 and geometry.centre == 35
     assert geometry.centre_of(0) == (7, 7) and geometry.centre_of(15) == (55, 55)
 
 
-def test_pool5_geometry_of_the_shared_alexnet(shared):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("alexnet_slim", shared / "models" / "alexnet_slim.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    geometry = pool5_geometry(Pathway(module.build(num_classes=10)))
+def test_pool5_geometry_of_the_shared_alexnet(shared_pathway):
+    geometry = pool5_geometry(shared_pathway)
     # the paper's AlexNet numbers: 195 px support, stride 32, 67 px centre patches
     assert (geometry.grid, geometry.stride, geometry.support, geometry.centre) == ((6, 6), 32, 195, 67)
     assert geometry.centre_of(0) == (31, 31) and geometry.centre_of(35) == (191, 191)
 
 
-def test_retrieving_own_pool5_recovers_the_image():
-    pathway = tiny_pathway()
+def test_retrieving_own_pool5_recovers_the_image(smooth_images, tiny_alexnet):
+    pathway = tiny_alexnet(**NET64)
     images = smooth_images(12, size=64, seed=5)
     retrieval = Pool5Retrieval.from_images(pathway, images[:10], batch_size=4, progress=False)
     assert retrieval.size == 10 * 16 and retrieval.features.shape == (160, 16)
@@ -138,8 +112,8 @@ def test_retrieving_own_pool5_recovers_the_image():
     assert (average - target).norm() < (unrelated - target).norm()
 
 
-def test_retrieve_rejects_wrong_grid():
-    retrieval = Pool5Retrieval.from_images(tiny_pathway(), smooth_images(2, size=64), progress=False)
+def test_retrieve_rejects_wrong_grid(smooth_images, tiny_alexnet):
+    retrieval = Pool5Retrieval.from_images(tiny_alexnet(**NET64), smooth_images(2, size=64), progress=False)
     with pytest.raises(ValueError, match="pool5 must be"):
         retrieval.retrieve(torch.zeros(16, 6, 6))
 

@@ -4,101 +4,30 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from generator import site
-from sitefixture import HOSTILE_NAME, write_fake_atlas
-
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-
-class PageChecker(HTMLParser):
-    """Collects what the tests check: tag balance, links, images, ids and text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.errors: list[str] = []
-        self.links: list[str] = []  # every href/src
-        self.images: list[dict[str, str | None]] = []
-        self.ids: set[str] = set()
-        self.text: list[str] = []
-        self.scripts_inline: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        values = dict(attrs)
-        if values.get("id"):
-            self.ids.add(values["id"])
-        for name in ("href", "src"):
-            if values.get(name) is not None:
-                self.links.append(values[name])
-        for candidate in (values.get("srcset") or "").split(","):
-            if candidate.strip():
-                self.links.append(candidate.split()[0])
-        if tag == "img":
-            self.images.append(values)
-        if tag == "script":
-            self._in_script = values.get("src") is None
-        if tag not in VOID:
-            self.stack.append(tag)
-
-    def handle_startendtag(self, tag, attrs):
-        values = dict(attrs)
-        if values.get("id"):
-            self.ids.add(values["id"])
-        if tag == "img":
-            self.images.append(values)
-
-    def handle_endtag(self, tag):
-        if tag == "script":
-            self._in_script = False
-        if tag in VOID:
-            self.errors.append(f"end tag for void element </{tag}>")
-        elif not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else 'nothing'}>")
-        else:
-            self.stack.pop()
-
-    def handle_data(self, data):
-        if self._in_script:
-            self.scripts_inline.append(data)
-        else:
-            self.text.append(data)
-
-
-def parse(path: Path) -> PageChecker:
-    checker = PageChecker()
-    checker.feed(path.read_text(encoding="utf-8"))
-    checker.close()
-    return checker
-
-
-def pages(output: Path) -> list[Path]:
-    return [output / "index.html", output / "methods.html", output / "claims.html",
-            *sorted((output / "classes").glob("*/index.html"))]
 
 
 @pytest.fixture(scope="module")
-def atlas(tmp_path_factory) -> Path:
+def atlas(write_fake_atlas, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("atlas")
     write_fake_atlas(output, n_classes=4)
     site.render(output)
     return output
 
 
-def test_render_writes_every_page(atlas):
+def test_render_writes_every_page(pages, atlas):
     for path in pages(atlas):
         assert path.is_file(), path
     assert len(list((atlas / "classes").glob("*/index.html"))) == 4
     assert (atlas / "static" / "atlas.css").is_file() and (atlas / "static" / "atlas.js").is_file()
 
 
-def test_every_page_is_balanced_html(atlas):
+def test_every_page_is_balanced_html(pages, parse, atlas):
     for path in pages(atlas):
         checker = parse(path)
         assert checker.errors == [], f"{path}: {checker.errors}"
@@ -106,7 +35,7 @@ def test_every_page_is_balanced_html(atlas):
         assert path.read_text().startswith("<!doctype html>")
 
 
-def test_every_relative_link_and_image_resolves(atlas):
+def test_every_relative_link_and_image_resolves(pages, parse, atlas):
     for path in pages(atlas):
         checker = parse(path)
         for link in checker.links:
@@ -121,7 +50,7 @@ def test_every_relative_link_and_image_resolves(atlas):
                 assert parts.fragment in checker.ids, f"{path}: no element with id {parts.fragment!r}"
 
 
-def test_every_image_has_alt_text_and_size(atlas):
+def test_every_image_has_alt_text_and_size(pages, parse, atlas):
     for path in pages(atlas):
         for image in parse(path).images:
             assert (image.get("alt") or "").strip(), f"{path}: <img src={image.get('src')!r}> has no alt"
@@ -129,16 +58,16 @@ def test_every_image_has_alt_text_and_size(atlas):
             assert image.get("loading") == "lazy"
 
 
-def test_hostile_class_name_is_escaped(atlas):
+def test_hostile_class_name_is_escaped(parse, hostile_name, atlas):
     for path in [atlas / "index.html", atlas / "classes" / "n00000000" / "index.html",
                  atlas / "classes" / "n00000001" / "index.html"]:
         raw = path.read_text()
         assert "<script>alert" not in raw, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw, path
-        assert HOSTILE_NAME in "".join(parse(path).text), path
+        assert hostile_name in "".join(parse(path).text), path
 
 
-def test_no_network_and_no_inline_script(atlas):
+def test_no_network_and_no_inline_script(pages, parse, atlas):
     for path in pages(atlas):
         raw = path.read_text()
         assert "http://" not in raw and "https://" not in raw, path
@@ -199,14 +128,14 @@ def test_claims_page_shows_claims_and_inversion(atlas):
     assert {c["id"]: c["holds"] for c in claims["claims"]}["prior-prob"] is False
 
 
-def test_site_without_claims(tmp_path):
+def test_site_without_claims(write_fake_atlas, tmp_path):
     write_fake_atlas(tmp_path, n_classes=1, claims=False)
     site.render(tmp_path)
     html = (tmp_path / "claims.html").read_text()
     assert "No claims have been measured" in html and "<svg" not in html
 
 
-def test_unsafe_manifest_paths_are_dropped(tmp_path):
+def test_unsafe_manifest_paths_are_dropped(write_fake_atlas, tmp_path):
     write_fake_atlas(tmp_path, n_classes=1, hostile=False)
     manifest_path = tmp_path / "classes" / "n00000000" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -225,7 +154,7 @@ def test_render_without_manifests_says_so(tmp_path):
         site.render(tmp_path)
 
 
-def test_index_transfer_under_two_megabytes(tmp_path):
+def test_index_transfer_under_two_megabytes(parse, write_fake_atlas, tmp_path):
     write_fake_atlas(tmp_path, n_classes=10, size=96, thumb=160, n_images=2)  # thumbs as big as the build's
     index = site.render(tmp_path)
     checker = parse(index)

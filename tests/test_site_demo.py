@@ -15,7 +15,6 @@ import pytest
 from generator import site
 from generator.build import build
 from generator.catalog import load_catalog
-from test_site import pages, parse
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -46,7 +45,7 @@ def test_every_method_of_every_class_is_on_its_page(demo_atlas):
                 assert picture["file"] in html or picture.get("thumb", "") in html, picture["file"]
 
 
-def test_pages_parse_links_resolve_images_have_alt(demo_atlas):
+def test_pages_parse_links_resolve_images_have_alt(pages, parse, demo_atlas):
     for path in pages(demo_atlas):
         checker = parse(path)
         assert checker.errors == [] and checker.stack == [], (path, checker.errors, checker.stack)
@@ -59,7 +58,7 @@ def test_pages_parse_links_resolve_images_have_alt(demo_atlas):
             assert (image.get("alt") or "").strip(), (path, image.get("src"))
 
 
-def test_hostile_catalog_name_is_text_and_no_absolute_paths(demo_atlas, demo_world):
+def test_hostile_catalog_name_is_text_and_no_absolute_paths(pages, parse, demo_atlas, demo_world):
     for path in pages(demo_atlas):
         raw = path.read_text()
         assert "<script>alert" not in raw, path

@@ -6,14 +6,14 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from generator.methods import topics
-from test_location import demo_context, tiny_context, tiny_pathway
 
 
 def two_style_fc7(n_per_style: int = 10, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
     """fc7-like data from two non-negative directions on disjoint units, plus a little noise."""
     g = torch.Generator().manual_seed(seed)
-    a = torch.zeros(dim); a[: dim // 2] = 2.0
-    b = torch.zeros(dim); b[dim // 2 :] = 2.0
+    a, b = torch.zeros(dim), torch.zeros(dim)
+    a[: dim // 2] = 2.0
+    b[dim // 2 :] = 2.0
     weights = 0.5 + torch.rand(2 * n_per_style, 1, generator=g)
     rows = torch.cat([a.expand(n_per_style, dim), b.expand(n_per_style, dim)]) * weights
     noise = 0.05 * torch.rand(2 * n_per_style, dim, generator=g)
@@ -46,8 +46,8 @@ def test_mask_uses_threshold_or_records_the_quantile_fallback():
     assert rule == "quantile" and int(mask.sum()) == 26 and cutoff == pytest.approx(0.015)
 
 
-def test_topic_masks_for_checks_dimensions_and_keeps_a_mask_per_topic():
-    pathway = tiny_pathway()
+def test_topic_masks_for_checks_dimensions_and_keeps_a_mask_per_topic(demo_net):
+    pathway = demo_net()
     fc7, _ = two_style_fc7()
     model = topics.topic_masks_for(pathway, fc7, k=2, threshold=1.0)
     assert model.masks.shape == (2, 32) and len(model.rule) == 2
@@ -69,7 +69,7 @@ def test_style_loadings_project_onto_the_basis():
     assert [x for _, x in ranked] == sorted((x for _, x in ranked), reverse=True)
 
 
-def test_run_reports_topics_retrieved_images_and_assignments():
+def test_run_reports_topics_retrieved_images_and_assignments(tiny_context):
     ctx = tiny_context(n=10)
     result = topics.run(ctx, {"k": 3, "images": 10, "retrieved": 4})
     assert [p.key for p in result.pictures] == ["topic-0", "topic-1", "topic-2"]
@@ -91,7 +91,7 @@ def test_nearest_topics_by_fc7_cosine():
 
 
 @pytest.mark.slow
-def test_topics_recover_the_planted_styles(demo_world):
+def test_topics_recover_the_planted_styles(demo_context, demo_world):
     """NMI between each image's strongest topic and its planted style, K = number of styles."""
     scores = []
     for class_id in demo_world.class_ids:
