@@ -34,7 +34,7 @@ from benchmarks.common import (
     write_json,
 )
 from generator.methods.inversion import INVERSION_SETTINGS, VARIANTS, inversion_settings, invert_pool5, summarize
-from generator.prior import Pool5Retrieval
+from generator.methods.retrieval import Pool5Retrieval
 
 NAMES = {"retrieved": "[7] average", "rand": "[8]+rand", "avg": "[8]+[7]", "prior": "ours"}
 

@@ -21,8 +21,10 @@ import torch
 import torchvision
 
 from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json
+from generator.engine.settings import Settings
+from generator.engine.solve import Problem, solve
 from generator.methods.classviz import DEFAULTS as CLASSVIZ
-from generator.optimize import Problem, Settings, solve
+from generator.methods.common import class_problem
 from generator.pathway import Pathway
 from generator.prior import PatchDatabase
 
@@ -76,8 +78,8 @@ def main() -> None:
     pathway = Pathway(torchvision.models.alexnet(weights=None))
     settings = Settings(iterations=iterations)
     database = prior_database(pathway.input_size)
-    plain = [Problem(target_class=i, seed=i) for i in range(args.batch)]
-    with_prior = [Problem(target_class=i, seed=i, prior=database) for i in range(args.batch)]
+    plain = [class_problem(pathway, settings, i, seed=i) for i in range(args.batch)]
+    with_prior = [class_problem(pathway, settings, i, database=database, seed=i) for i in range(args.batch)]
 
     # Interleaved rounds, median per run: this VM's speed drifts by 10% within a minute, so a
     # single bare / solve / prior sequence can put a slow phase on one side of a ratio.

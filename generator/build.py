@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from generator import store
-from generator.optimize import settings_from
+from generator.engine.settings import settings_from
 from generator.catalog import Catalog, ClassEntry
 from generator.methods import METHOD_NAMES, ClassContext, method_module
 from generator.store import Inputs

@@ -75,7 +75,7 @@ class Catalog:
     images: ImageSpec
     classes: list[ClassEntry]
     methods: dict[str, dict]  # method name -> DEFAULTS merged with the catalog's values (+ "enabled")
-    engine: dict  # overrides of generator.optimize.Settings fields
+    engine: dict  # overrides of generator.engine.settings.Settings fields
     output: Path
     device: str  # "cpu" | "cuda" | "cuda:N" | "mps" | "auto"
     seed: int = 0
@@ -415,7 +415,7 @@ def _parse_methods(check: _Checker, raw: Any, where: str, base_params: dict[str,
 
 
 def _parse_engine(check: _Checker, raw: Any) -> dict:
-    from generator.optimize import Settings
+    from generator.engine.settings import Settings
 
     defaults = {}
     for f in dataclasses.fields(Settings):

@@ -322,7 +322,7 @@ def complete(
     from generator.images import load_image, to_pil
     from generator.methods.completion import complete as complete_box
     from generator.models import class_table, load_pathway
-    from generator.optimize import settings_from
+    from generator.engine.settings import settings_from
 
     try:
         x, y, w, h = (int(v) for v in box.split(","))

@@ -101,8 +101,8 @@ def test_changing_one_parameter_reruns_only_that_method(wnids, world):
 
 
 def test_retuned_engine_defaults_rerun_everything(world, monkeypatch):
-    """A new default in generator.optimize.Settings (code, not catalog) makes pictures stale."""
-    from generator.optimize import Settings
+    """A new default in generator.engine.settings.Settings (code, not catalog) makes pictures stale."""
+    from generator.engine.settings import Settings
 
     build(world, progress=False)
     assert build(world, progress=False).ran == []

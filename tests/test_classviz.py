@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from generator.energy import colour_distance
-from generator.methods import ClassContext, classviz
+from generator.methods import ClassContext, classviz, common
+from generator.metrics import colour_distance
 
 SIZE = 96
 
@@ -41,14 +41,14 @@ def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
 def test_class_prior_is_built_once_per_class_and_params(tiny_alexnet):
     ctx = coloured_context(tiny_alexnet(SIZE))
     params = {"prior_images": 3, "patch": 5, "stride": 4, "max_patches": 500}
-    first = classviz.class_prior(ctx, params)
-    assert classviz.class_prior(ctx, dict(params)) is first
+    first = common.class_prior(ctx, params)
+    assert common.class_prior(ctx, dict(params)) is first
     assert first.patch == 5 and first.size == 500
-    assert classviz.class_prior(ctx, {**params, "prior_images": 2}) is not first
+    assert common.class_prior(ctx, {**params, "prior_images": 2}) is not first
 
 
 def test_engine_settings_take_params_over_catalog(tiny_alexnet):
     ctx = coloured_context(tiny_alexnet(SIZE))
-    settings = classviz.engine_settings(ctx, {"iterations": 3, "prior_weight": None}, jitter=0)
+    settings = common.engine_settings(ctx, {"iterations": 3, "prior_weight": None}, jitter=0)
     assert settings.iterations == 3 and settings.jitter == 0
-    assert classviz.engine_settings(ctx, {"iterations": None}).iterations == 6
+    assert common.engine_settings(ctx, {"iterations": None}).iterations == 6

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from generator.methods import ClassContext, inversion
-from generator.optimize import settings_from
-from generator.prior import Pool5Retrieval
+from generator.engine.settings import settings_from
+from generator.methods.retrieval import Pool5Retrieval
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_variants_share_settings_and_only_prior_has_a_database(world, monkeypatc
 
     def fake_solve(pathway, problems, settings, progress=True):
         calls.append((problems, settings))
-        from generator.optimize import solve
+        from generator.engine.solve import solve
 
         return solve(pathway, problems, settings, progress=False)
 
@@ -66,7 +66,8 @@ def test_variants_share_settings_and_only_prior_has_a_database(world, monkeypatc
     assert len(calls) == 1  # every variant of every image in one batch, one Settings
     problems = calls[0][0]
     assert [p.label for p in problems] == [f"img{i}-{v}" for i in range(2) for v in ("rand", "avg", "prior")]
-    assert [p.prior is not None for p in problems] == [False, False, True] * 2
+    has_prior = [any(type(t).__name__ == "PatchPrior" for t in p.terms) for p in problems]
+    assert has_prior == [False, False, True] * 2
     assert [p.init is None for p in problems] == [True, False, False] * 2
     assert torch.equal(problems[1].init, problems[2].init)
 

@@ -5,13 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from generator.prior import (
-    PatchDatabase,
-    Pool5Retrieval,
-    Whitening,
-    normalized_patches,
-    pool5_geometry,
-)
+from generator.methods.retrieval import Pool5Retrieval, pool5_geometry
+from generator.prior import PatchDatabase, Whitening, normalized_patches
 
 NET64 = {"size": 64, "num_classes": 3, "dropout": False}  # pool5 (16, 4, 4), stride 16
 

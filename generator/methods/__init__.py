@@ -1,5 +1,5 @@
 """The atlas's methods. Each is a short module that poses problems for the one engine
-(`generator.optimize.solve`) and returns a `MethodResult`; `generator.build` writes it.
+(`generator.engine.solve.solve`) and returns a `MethodResult`; `generator.build` writes it.
 
 Contract for a method module `generator/methods/<name>.py`:
 
@@ -33,7 +33,7 @@ class ClassContext:
     images: Tensor  # (N, 3, S, S) in [0, 1]: the class's images, in their deterministic order
     image_names: list[str]  # display names of those images (file names), same order
     features: Activations  # pool5/fc6/fc7/fc8 of `images` (no masks), on CPU
-    engine: dict[str, Any]  # engine settings from the catalog (`generator.optimize.Settings` fields)
+    engine: dict[str, Any]  # engine settings from the catalog (`generator.engine.settings.Settings` fields)
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = False  # show the engine's bar over optimization steps

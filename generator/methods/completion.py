@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from generator.optimize import Problem, Settings, settings_from, solve
+from generator.engine.settings import Settings, settings_from
+from generator.engine.solve import solve
+from generator.methods.common import class_problem
 from generator.pathway import Pathway
 from generator.prior import PatchDatabase, normalized_patches
 
@@ -109,16 +111,17 @@ def complete(
     with torch.no_grad():
         m7 = None if topic_mask is None else topic_mask.to(device)
         start_score = float(pathway(start[None].to(device), m7=m7).fc8[0, class_index])
-    problem = Problem(
-        target_class=class_index,
+    settings = settings or settings_from(None)
+    problem = class_problem(
+        pathway, settings, class_index,
+        database=prior if prior is not None else context_database(image, box),
         m7=topic_mask,
         init=start,
-        prior=prior if prior is not None else context_database(image, box),
         keep=keep_mask(box, size),
         seed=seed,
         label=f"complete box {box}",
     )
-    solution = solve(pathway, [problem], settings or settings_from(None), progress=False)[0]
+    solution = solve(pathway, [problem], settings, progress=False)[0]
     return Completion(
         image=solution.image,
         class_index=class_index,

@@ -36,8 +36,9 @@ import torch
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.location import class_database, cosine_distances, fc7_of
-from generator.optimize import Problem, settings_from, solve
+from generator.engine.settings import settings_from
+from generator.engine.solve import solve
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 
 VERSION = 2
 DEFAULTS: dict[str, Any] = {
@@ -92,20 +93,21 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         for m in range(n_masks)
         for i in range(n_inits)
     ]
+    settings = settings_from(ctx.engine)
     problems = []
     for cell in cells:
         m6, m7 = mask_pair(pathway.fc6_dim, pathway.fc7_dim, keep, cell["mask_seed"])
         problems.append(
-            Problem(
-                target_class=ctx.class_index,
+            class_problem(
+                pathway, settings, ctx.class_index,
+                database=prior,
                 m6=m6,
                 m7=m7,
-                prior=prior,
                 seed=cell["init_seed"],
                 label=f"mask {cell['mask']} init {cell['init']}",
             )
         )
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
+    solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     pictures = [
         Picture(

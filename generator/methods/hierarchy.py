@@ -64,8 +64,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.location import class_database, cosine_distances, fc7_of
-from generator.optimize import Problem, settings_from, solve
+from generator.engine.settings import settings_from
+from generator.engine.solve import solve
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 from generator.pathway import Activations
 
 VERSION = 5
@@ -175,20 +176,21 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         class_layout_init(ctx.images, index, pathway.pool5_shape[1:]) if params["init"] == "class_layout" else None
         for index in chosen
     ]
+    settings = settings_from(ctx.engine)
     problems = [
-        Problem(
-            target_class=ctx.class_index,
-            prior=prior,
+        class_problem(
+            pathway, settings, ctx.class_index,
+            database=prior,
+            closed=closed_weights(float(params["forbid"]), masks, ctx.features, ctx.class_index),
             init=inits[row],
             seed=ctx.seed,
             label=f"image {index} code {level}",
-            closed_weights=closed_weights(float(params["forbid"]), masks, ctx.features, ctx.class_index),
             **{name: codes[name][row].cpu() for name in masks},
         )
         for row, index in enumerate(chosen)
         for level, masks in LEVELS
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
+    solutions = solve(pathway, problems, settings, progress=ctx.progress)
     results = torch.stack([s.image for s in solutions])
     input_fc7 = fc7_of(pathway, inputs)
     result_fc7 = fc7_of(pathway, results)

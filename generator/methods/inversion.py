@@ -11,7 +11,7 @@ Each image's pool5 (C x 6 x 6) is inverted three ways, all with IDENTICAL engine
 
 plus "retrieved", the [7] average itself (no optimization). The retrieval database pairs
 pool5 1x1 features with the centre patches of their receptive fields in *other* natural
-images (`generator.prior.Pool5Retrieval`). Errors: image error ||I0 - I||_2 / ||I0||_2 on
+images (`generator.methods.retrieval.Pool5Retrieval`). Errors: image error ||I0 - I||_2 / ||I0||_2 on
 [0, 1] pixels, feature error ||phi(I) - phi0|| / ||phi0||.
 """
 from __future__ import annotations
@@ -23,9 +23,11 @@ import torch
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.optimize import Problem, Settings, settings_from, solve
+from generator.engine.settings import Settings, settings_from
+from generator.engine.solve import Problem, solve
+from generator.methods.common import inversion_problem
 from generator.pathway import Pathway
-from generator.prior import Pool5Retrieval
+from generator.methods.retrieval import Pool5Retrieval
 
 VERSION = 1
 
@@ -126,10 +128,10 @@ def invert_pool5(
                 continue
             average, database = retrieved[i] if retrieved else (None, None)
             problems.append(
-                Problem(
-                    target_feature=target,
+                inversion_problem(
+                    pathway, settings, target,
+                    database=database if variant == "prior" else None,
                     init=None if variant == "rand" else average,
-                    prior=database if variant == "prior" else None,
                     seed=seed + i,
                     label=f"img{i}-{variant}",
                 )

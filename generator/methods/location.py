@@ -15,10 +15,9 @@ import torch
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.classviz import class_prior
-from generator.optimize import Problem, settings_from, solve
-from generator.pathway import Pathway
-from generator.prior import PatchDatabase
+from generator.engine.settings import settings_from
+from generator.engine.solve import solve
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, mean_pairwise
 
 VERSION = 1
 DEFAULTS: dict[str, Any] = {
@@ -51,54 +50,24 @@ def window_grid(pool5_shape: tuple[int, int, int], size: int, stride: int) -> li
     ]
 
 
-@torch.no_grad()
-def fc7_of(pathway: Pathway, images: Tensor) -> Tensor:
-    """fc7 of images through the *unmasked* net (CPU): the common space in which the
-    intra-class methods compare their results to each other and to real images."""
-    device = pathway.mean.device
-    return pathway(images.to(device)).fc7.cpu()
-
-
-def cosine_distances(features: Tensor) -> Tensor:
-    """(N, N) matrix of 1 - cos between rows; an all-zero row is at distance 1 from everything."""
-    unit = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return (1.0 - unit @ unit.T).clamp_min(0.0)
-
-
-def mean_pairwise(distances: Tensor) -> float:
-    """Mean of the off-diagonal entries of a square distance matrix (0 for fewer than 2 items)."""
-    n = distances.shape[0]
-    if n < 2:
-        return 0.0
-    return float((distances.sum() - distances.diagonal().sum()) / (n * (n - 1)))
-
-
-def class_database(ctx: ClassContext, params: dict[str, Any]) -> PatchDatabase | None:
-    """The patch prior the paper uses for class visualization: normalized patches of the
-    class's own images, the one database classviz builds and caches per class (None when the
-    method's `prior` parameter is off)."""
-    if not params.get("prior", True):
-        return None
-    return class_prior(ctx)
-
-
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     params = {**DEFAULTS, **params}
     pathway = ctx.pathway
     windows = window_grid(pathway.pool5_shape, int(params["window"]), int(params["stride"]))
     prior = class_database(ctx, params)
+    settings = settings_from(ctx.engine)
     # One init for every window, so differences between the pictures come from the mask alone.
     problems = [
-        Problem(
-            target_class=ctx.class_index,
+        class_problem(
+            pathway, settings, ctx.class_index,
+            database=prior,
             m5=pathway.window_mask(w["top"], w["left"], w["size"]).cpu(),
-            prior=prior,
             seed=ctx.seed,
             label=f"window r{w['row']} c{w['col']}",
         )
         for w in windows
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
+    solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     pictures = []
     for w, solution in zip(windows, solutions):

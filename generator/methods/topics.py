@@ -18,8 +18,9 @@ from sklearn.decomposition import NMF
 from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.location import class_database, cosine_distances, fc7_of
-from generator.optimize import Problem, settings_from, solve
+from generator.engine.settings import settings_from
+from generator.engine.solve import solve
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 from generator.pathway import Pathway
 
 VERSION = 2
@@ -159,11 +160,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         seed=ctx.seed,
     )
     prior = class_database(ctx, params)
+    settings = settings_from(ctx.engine)
     problems = [
-        Problem(target_class=ctx.class_index, m7=mask, prior=prior, seed=ctx.seed, label=f"topic {k}")
+        class_problem(pathway, settings, ctx.class_index, database=prior, m7=mask, seed=ctx.seed, label=f"topic {k}")
         for k, mask in enumerate(topics.masks)
     ]
-    solutions = solve(pathway, problems, settings_from(ctx.engine), progress=ctx.progress)
+    solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     shown = [torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])] for k in range(len(solutions))]
     nearest = nearest_topics(

@@ -1,0 +1,38 @@
+"""The standard parts for a `Settings`: the regularizer terms, the prior term, the transforms
+and the parameterization the catalog's `engine:` section describes. Kept apart from the loop,
+as Lucid keeps its recipes apart from `render`."""
+from __future__ import annotations
+
+from typing import Any
+
+from generator.engine.params import Parameterization, Pixels
+from generator.engine.patch_prior import PatchPrior
+from generator.engine.settings import Settings
+from generator.engine.terms import TV, L2, Term
+from generator.engine.transforms import Jitter, Transform
+
+
+def regularizers(settings: Settings, centre: tuple[float, ...] | float = 0.5) -> list[Term]:
+    """L2 around `centre` (the model's mean colour) and TV, with the Settings' weights."""
+    terms: list[Term] = []
+    if settings.l2:
+        terms.append(settings.l2 * L2(centre))
+    if settings.tv:
+        terms.append(settings.tv * TV())
+    return terms
+
+
+def prior(database: Any, settings: Settings) -> list[Term]:
+    """The patch prior against `database`, or nothing when its weight is 0 (not even matched)."""
+    if database is None or not settings.prior_weight:
+        return []
+    return [PatchPrior(database, settings.rematch_every, settings.prior_stride, settings.prior_start,
+                       settings.prior_full, settings.jitter_seed, settings.prior_weight)]
+
+
+def transforms(settings: Settings) -> list[Transform]:
+    return [Jitter(settings.jitter)] if settings.jitter else []
+
+
+def parameterization(settings: Settings) -> Parameterization:
+    return Pixels()

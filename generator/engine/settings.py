@@ -1,0 +1,90 @@
+"""Engine settings: the catalog's `engine:` section. Torch-free, so the catalog can validate it.
+
+Why these defaults: docs/tuning.md#engine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+SCHEDULES = ("cosine", "step", "constant")
+PARAMETERIZATIONS = ("pixels",)
+
+
+class SettingsError(ValueError):
+    """An engine setting of the wrong name, type or range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Schedule, transforms and the weights the recipes give the standard terms."""
+
+    iterations: int = 200
+    lr: float = 0.05
+    schedule: str = "cosine"  # "cosine" (to 5% of lr) | "step" (authors: 1 / 0.1 / 0.01) | "constant"
+    init_std: float = 0.1  # std of the Gaussian random init around mid-grey
+    param: str = "pixels"  # image parameterization (params.py)
+    jitter: int = 4  # random roll of up to this many pixels each step (0: off)
+    jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
+    l2: float = 30.0  # weight of L2 around the model's mean colour
+    tv: float = 300.0  # weight of squared total variation
+    alpha_norm: float = 0.0  # weight of the alpha-norm (alpha = 6), off by default
+    feature_weight: float = 1.0  # lambda_D: weight of a feature-match data term (class score: 1)
+    prior_weight: float = 100.0  # weight of the patch prior (problems that have a database)
+    rematch_every: int = 2  # steps between nearest-patch searches
+    prior_stride: int | None = 8  # stride of the image's patches (None: the database's)
+    prior_start: float = 0.0  # fraction of the iterations before the prior switches on
+    prior_full: float = 0.0  # fraction at which the prior reaches its weight (linear ramp)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": float, "str": str, "int | None": int}[str(f.type)]
+            if value is None and f.type == "int | None":
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SettingsError(f"engine.{f.name}: expected {f.type}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"engine.{f.name}: must be finite, got {value!r}")
+        positive = ("iterations", "lr", "rematch_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
+        for name in ("init_std", "jitter", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
+        if self.iterations > 100_000 or abs(self.jitter_seed) >= 2**63:
+            raise SettingsError("engine: iterations must be <= 100000 and jitter_seed a 64-bit integer")
+        if self.prior_stride is not None and self.prior_stride <= 0:
+            raise SettingsError(f"engine.prior_stride: must be > 0 or null, got {self.prior_stride!r}")
+        if self.schedule not in SCHEDULES:
+            raise SettingsError(f"engine.schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.param not in PARAMETERIZATIONS:
+            raise SettingsError(f"engine.param: must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}")
+
+
+def settings_from(engine: dict[str, Any] | None = None, **overrides: Any) -> Settings:
+    """Settings from the catalog's `engine:` dict, then a method's overrides on top.
+
+    Unknown names fail loudly so a typo in catalog.yaml is not silently ignored."""
+    values = {**(engine or {}), **overrides}
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"engine: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Settings(**values)
+
+
+def lr_at(step: int, settings: Settings) -> float:
+    """The learning rate at `step`: cosine decay to 5% of lr, or the authors' step drops."""
+    progress = step / max(settings.iterations - 1, 1)
+    if settings.schedule == "cosine":
+        return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    if settings.schedule == "step":
+        return settings.lr * (1.0 if progress < 0.625 else 0.1 if progress < 0.875 else 0.01)
+    return settings.lr

@@ -1,0 +1,287 @@
+"""Energies as small objects, each giving one value per sample (B,).
+
+A `Term` is one energy of one problem: `ClassScore(3)`, `30 * L2()`, `TV()`. Terms compose
+with + (a list of terms) and * (a weight). The engine groups the same kind of term across the
+problems of a batch (`Term.key`) and evaluates each group once per step (`Term.group`), so a
+batch of problems with different term sets still shares one forward/backward pass.
+
+Images are in [0, 1]. Regularizers are *means* over pixels, so a weight means the same thing
+at 64 px and at 224 px. Where a term runs at every step of every problem its gradient is
+written out (tests/test_terms.py checks each against autograd).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from generator.pathway import Activations, Pathway
+
+OUTPUTS = ("pool5", "fc6", "fc7", "fc8")  # activations every pathway returns; other layers are module names
+
+
+@dataclass
+class Step:
+    """What a term group sees at one step."""
+
+    index: int  # step number
+    iterations: int
+    images: Tensor  # (B, 3, S, S) the images being optimized, before transforms
+    acts: Activations  # of the transformed images, under each problem's masks
+    layers: dict[str, Tensor]  # outputs of named modules that some term reads (FeatureMatch)
+
+    def layer(self, name: str) -> Tensor:
+        value = getattr(self.acts, name) if name in OUTPUTS else self.layers[name]
+        if value is None:
+            raise ValueError(f"this pathway has no {name}")
+        return value
+
+
+def pick(values: Tensor, rows: Tensor | None) -> Tensor:
+    """The rows of a batch tensor that belong to a group (None: the whole batch)."""
+    return values if rows is None else values.index_select(0, rows)
+
+
+class Group:
+    """The terms of one kind across a batch, evaluated together. Subclasses set what they need."""
+
+    layer: str | None = None  # a named module whose output the group reads (Step.layers)
+    closed: bool = False  # reads Activations.closed (the pathway computes it only when asked)
+
+    def __init__(self, terms: Sequence[Term], rows: Tensor | None, device: torch.device) -> None:
+        self.rows = rows
+        weights = [t.weight for t in terms]
+        self.weights: Tensor | float = (
+            weights[0] if len(set(weights)) == 1 else torch.tensor(weights, device=device)
+        )
+
+    def before_step(self, step: int, iterations: int, images: Tensor) -> None:
+        """Called without grad before each forward pass (the prior re-matches here)."""
+
+    def __call__(self, step: Step) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Term:
+    """One energy of one problem; subclasses are dataclasses whose last field is `weight`."""
+
+    group_class: ClassVar[type[Group]]
+
+    def key(self) -> Hashable:
+        """Terms with equal keys are evaluated as one group."""
+        return type(self)
+
+    def group(self, terms: Sequence[Any], rows: Tensor | None, pathway: Pathway) -> Group:
+        return self.group_class(terms, rows, pathway.mean.device)
+
+    def __mul__(self, factor: float) -> Any:
+        return dataclasses.replace(self, weight=self.weight * factor)  # type: ignore[attr-defined]
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Term | list[Term]) -> list[Term]:
+        return [self, *(other if isinstance(other, list) else [other])]
+
+    def __radd__(self, other: list[Term]) -> list[Term]:
+        return [*other, self]
+
+
+# --------------------------------------------------------------------------------------------
+# Data terms
+
+
+class _ClassScoreGroup(Group):
+    def __init__(self, terms: Sequence[ClassScore], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.targets = torch.tensor([t.target for t in terms], dtype=torch.long, device=device).view(-1, 1)
+
+    def __call__(self, step: Step) -> Tensor:
+        return -self.weights * pick(step.acts.fc8, self.rows).gather(1, self.targets).squeeze(1)
+
+
+@dataclass
+class ClassScore(Term):
+    """-fc8[target]: E_class's data term [10]. Pre-softmax, because maximizing the softmax can
+    be done by pushing the *other* classes down instead of making a better target."""
+
+    target: int
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _ClassScoreGroup
+
+    def group(self, terms: Sequence[Any], rows: Tensor | None, pathway: Pathway) -> Group:
+        for term in terms:
+            if not 0 <= term.target < pathway.num_classes:
+                raise ValueError(f"ClassScore: target {term.target} not in [0, {pathway.num_classes})")
+        return super().group(terms, rows, pathway)
+
+
+def feature_inversion(pred: Tensor, target: Tensor) -> Tensor:
+    """||phi(I) - phi0||^2 / ||phi0||^2 per sample: E_inv's data term [8]. Normalizing by
+    ||phi0||^2 makes one weight fit every image and layer."""
+    dims = tuple(range(1, pred.dim()))
+    return (pred - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(1e-12)
+
+
+def feature_error(pred: Tensor, target: Tensor) -> Tensor:
+    """||phi(I) - phi0|| / ||phi0|| per sample: the number reported for inversions."""
+    return feature_inversion(pred, target).sqrt()
+
+
+class _FeatureMatchGroup(Group):
+    def __init__(self, terms: Sequence[FeatureMatch], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.name = terms[0].layer
+        self.layer = None if self.name in OUTPUTS else self.name
+        self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
+
+    def __call__(self, step: Step) -> Tensor:
+        return self.weights * feature_inversion(pick(step.layer(self.name), self.rows), self.targets)
+
+
+@dataclass
+class FeatureMatch(Term):
+    """Match a feature map: `layer` is pool5 / fc6 / fc7 / fc8 or the name of a pathway module
+    (e.g. "features.3"), whose output the engine captures with a forward hook."""
+
+    target: Tensor
+    layer: str = "pool5"
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _FeatureMatchGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.layer)
+
+
+# --------------------------------------------------------------------------------------------
+# Regularizers
+
+
+class _CentredSquare(torch.autograd.Function):
+    """mean((x - c)^2) per sample with its gradient 2 (x - c) / N written out: two passes over
+    the batch instead of autograd's five."""
+
+    @staticmethod
+    def forward(ctx: Any, images: Tensor, centre: Tensor) -> Tensor:
+        offset = images - centre
+        ctx.save_for_backward(offset)
+        return offset.pow(2).flatten(1).mean(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
+        (offset,) = ctx.saved_tensors
+        return offset * (2.0 / offset[0].numel() * grad_out.view(-1, *[1] * (offset.dim() - 1))), None
+
+
+def centred_square(images: Tensor, centre: Tensor | Sequence[float] | float = 0.5) -> Tensor:
+    """mean((x - centre)^2) per sample; `centre` a float or one value per channel."""
+    c = torch.as_tensor(centre, dtype=images.dtype, device=images.device)
+    return _CentredSquare.apply(images, c.view(1, -1, 1, 1) if c.dim() == 1 else c)  # type: ignore[no-any-return]
+
+
+class _L2Group(Group):
+    def __init__(self, terms: Sequence[L2], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        centre = torch.as_tensor(terms[0].centre, dtype=torch.float32, device=device)
+        self.centre = centre.view(1, -1, 1, 1) if centre.dim() == 1 else centre
+
+    def __call__(self, step: Step) -> Tensor:
+        return self.weights * _CentredSquare.apply(pick(step.images, self.rows), self.centre)
+
+
+@dataclass
+class L2(Term):
+    """R_alpha ||I - centre||^2 (mean over pixels): keeps the image from drifting to saturated
+    colours the data term does not care about. The authors' ||I||^2 is on Caffe's
+    mean-subtracted input, so `centre` is the model's mean colour."""
+
+    centre: tuple[float, ...] | float = 0.5
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _L2Group
+
+    def key(self) -> Hashable:
+        return (type(self), self.centre)
+
+
+class _SquaredTV(torch.autograd.Function):
+    """mean(dx^2 + dy^2) per sample with its gradient written out: autograd's four slices cost
+    a zero-filled batch-sized tensor each in the backward; this fills one (~2x faster)."""
+
+    @staticmethod
+    def forward(ctx: Any, images: Tensor) -> Tensor:
+        corner = images[..., :-1, :-1]
+        dx = images[..., :-1, 1:] - corner
+        dy = images[..., 1:, :-1] - corner
+        ctx.save_for_backward(dx, dy)
+        ctx.shape = images.shape
+        return (dx.pow(2) + dy.pow(2)).flatten(1).mean(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Tensor:
+        dx, dy = ctx.saved_tensors
+        scale = (2.0 / dx[0].numel()) * grad_out.view(-1, 1, 1, 1)
+        dx, dy = dx * scale, dy * scale
+        grad = dx.new_zeros(ctx.shape)
+        grad[..., :-1, 1:] += dx
+        grad[..., 1:, :-1] += dy
+        grad[..., :-1, :-1] -= dx + dy
+        return grad
+
+
+def total_variation(images: Tensor, beta: float = 2.0) -> Tensor:
+    """mean ||grad I||^beta per sample (beta = 2 with the written-out gradient)."""
+    if beta == 2.0:
+        return _SquaredTV.apply(images)  # type: ignore[no-any-return]
+    dx = images[..., :, 1:] - images[..., :, :-1]
+    dy = images[..., 1:, :] - images[..., :-1, :]
+    grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)
+    return grad_sq.pow(beta / 2).flatten(1).mean(1)
+
+
+class _TVGroup(Group):
+    def __init__(self, terms: Sequence[TV], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.beta = terms[0].beta
+
+    def __call__(self, step: Step) -> Tensor:
+        return self.weights * total_variation(pick(step.images, self.rows), self.beta)
+
+
+@dataclass
+class TV(Term):
+    """R_beta ||grad I||^beta (mean over pixels): suppresses the high-frequency patterns a CNN
+    responds to but natural images lack."""
+
+    beta: float = 2.0
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _TVGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.beta)
+
+
+class _ClosedActivityGroup(Group):
+    closed = True
+
+    def __init__(self, terms: Sequence[ClosedActivity], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.layer_weights = torch.tensor([t.layers for t in terms], device=device)
+
+    def __call__(self, step: Step) -> Tensor:
+        assert step.acts.closed is not None
+        return self.weights * (pick(step.acts.closed, self.rows) * self.layer_weights).sum(1)
+
+
+@dataclass
+class ClosedActivity(Term):
+    """Weighted mean activity on the units the masks close, per layer (pool5, fc6, fc7): a
+    mask only gates, so a code that must also *forbid* its off units pays for their activity."""
+
+    layers: tuple[float, float, float]
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _ClosedActivityGroup

@@ -1,0 +1,106 @@
+"""What the methods share: their engine settings and problems, the class's patch database,
+and the fc7 space in which they compare pictures with real images. Methods import each other
+never; what two of them need lives here."""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from generator.engine import recipes
+from generator.engine.settings import Settings, settings_from
+from generator.engine.solve import Problem
+from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
+from generator.methods import ClassContext
+from generator.pathway import Pathway
+
+DATABASE_DEFAULTS: dict[str, Any] = {
+    "prior_images": 50,  # how many of the class's images feed the patch database
+    "patch": 7,  # patch side (pixels)
+    "stride": 4,  # patch stride for the database and for the image's patches
+    "max_patches": 5_000,  # database size cap: exact matching costs queries x size
+    "search_dims": 32,  # match on the database's first 32 principal components
+}
+
+# id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
+_PRIOR_CACHE: dict[int, tuple[weakref.ref[Tensor], dict[tuple[Any, ...], Any]]] = {}
+
+
+def engine_settings(ctx: ClassContext, params: dict[str, Any], **overrides: Any) -> Settings:
+    """Settings from the catalog's engine section, then the method's non-None `iterations` /
+    `prior_weight` params, then explicit overrides."""
+    from_params = {k: params[k] for k in ("iterations", "prior_weight") if params.get(k) is not None}
+    return settings_from(ctx.engine, **{**from_params, **overrides})
+
+
+def class_prior(ctx: ClassContext, params: dict[str, Any] | None = None) -> Any:
+    """The class's PatchDatabase (normalized patches of its first `prior_images` images),
+    built once per class and parameter set (cached while ctx.images lives)."""
+    from generator.prior import PatchDatabase
+
+    p = {**DATABASE_DEFAULTS, **(params or {})}
+    key = (int(p["prior_images"]), int(p["patch"]), int(p["stride"]), int(p["max_patches"]), ctx.seed, p["search_dims"])
+    entry = _PRIOR_CACHE.get(id(ctx.images))
+    if entry is None or entry[0]() is not ctx.images:
+        forget = lambda _, ident=id(ctx.images): _PRIOR_CACHE.pop(ident, None)  # noqa: E731
+        entry = _PRIOR_CACHE[id(ctx.images)] = (weakref.ref(ctx.images, forget), {})
+    cache = entry[1]
+    if key not in cache:
+        cache[key] = PatchDatabase.from_images(
+            ctx.images[: key[0]], patch=key[1], stride=key[2], max_patches=key[3], seed=ctx.seed, search_dims=p["search_dims"]
+        )
+    return cache[key]
+
+
+def class_database(ctx: ClassContext, params: dict[str, Any]) -> Any:
+    """The class's patch database, or None when the method's `prior` parameter is off."""
+    if not params.get("prior", True):
+        return None
+    return class_prior(ctx)
+
+
+def model_mean(pathway: Pathway) -> tuple[float, ...]:
+    """The model's mean colour: the centre of L2 (the authors' ||I||^2 is on mean-subtracted input)."""
+    return tuple(float(v) for v in pathway.mean.flatten())
+
+
+def class_problem(pathway: Pathway, settings: Settings, class_index: int, *, database: Any = None,
+                  closed: tuple[float, float, float] | None = None, **fields: Any) -> Problem:
+    """E_class: the class score, the Settings' regularizers, the patch prior when there is a
+    database, and the closed-unit activity when `closed` weights are given."""
+    terms: list[Term] = [ClassScore(class_index), *recipes.regularizers(settings, model_mean(pathway))]
+    terms += recipes.prior(database, settings)
+    if closed is not None:
+        terms.append(ClosedActivity(closed))
+    return Problem(terms, **fields)
+
+
+def inversion_problem(pathway: Pathway, settings: Settings, target: Tensor, *, layer: str = "pool5",
+                      database: Any = None, **fields: Any) -> Problem:
+    """E_inv: match `target` at `layer`, with the Settings' regularizers and optional prior."""
+    terms: list[Term] = [settings.feature_weight * FeatureMatch(target, layer),
+                         *recipes.regularizers(settings, model_mean(pathway))]
+    return Problem(terms + recipes.prior(database, settings), **fields)
+
+
+@torch.no_grad()
+def fc7_of(pathway: Pathway, images: Tensor) -> Tensor:
+    """fc7 of images through the *unmasked* net (CPU): the common space in which the
+    intra-class methods compare their results to each other and to real images."""
+    return pathway(images.to(pathway.mean.device)).fc7.cpu()
+
+
+def cosine_distances(features: Tensor) -> Tensor:
+    """(N, N) matrix of 1 - cos between rows; an all-zero row is at distance 1 from everything."""
+    unit = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (1.0 - unit @ unit.T).clamp_min(0.0)
+
+
+def mean_pairwise(distances: Tensor) -> float:
+    """Mean of the off-diagonal entries of a square distance matrix (0 for fewer than 2 items)."""
+    n = distances.shape[0]
+    if n < 2:
+        return 0.0
+    return float((distances.sum() - distances.diagonal().sum()) / (n * (n - 1)))

@@ -1,0 +1,67 @@
+"""The patch prior term: its folded and normalized forms equal the plain prior in value and
+gradient, and its schedule."""
+import torch
+import torch.nn.functional as F
+
+from generator.engine.patch_prior import (
+    PatchPrior,
+    global_normalize,
+    patch_prior,
+    patch_prior_folded,
+    patch_prior_normalized,
+)
+from generator.prior import unfold_patches
+
+
+def test_patch_prior_is_zero_at_its_matches_and_per_sample():
+    patches = torch.randn(2, 10, 12, generator=torch.Generator().manual_seed(1))
+    matched = patches.clone()
+    matched[1] += 1.0
+    value = patch_prior(patches, matched)
+    assert value.shape == (2,) and value[0] == 0 and torch.isclose(value[1], torch.tensor(1.0))
+
+
+def test_patch_prior_folded_equals_patch_prior_in_value_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 3, 21, 21, generator=generator, requires_grad=True)
+    patch, stride = 5, 3
+    matched = torch.randn(2, 36, 75, generator=generator)
+    fold = lambda cols: F.fold(cols.transpose(1, 2), (21, 21), kernel_size=patch, stride=stride)  # noqa: E731
+    coverage = fold(torch.ones(1, 36, patch * patch))
+    plain = patch_prior(unfold_patches(image, patch, stride), matched)
+    (plain_grad,) = torch.autograd.grad(plain.sum(), image)
+    folded = patch_prior_folded(image, coverage, fold(matched), matched.pow(2).flatten(1).sum(1), 36 * 75)
+    (folded_grad,) = torch.autograd.grad(folded.sum(), image)
+    assert torch.allclose(plain, folded, rtol=1e-4)
+    assert torch.allclose(plain_grad, folded_grad, atol=1e-5)
+
+
+def test_patch_prior_normalized_equals_normalizing_then_the_folded_prior():
+    """The hand-written backward through the global normalization equals autograd's."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 10, 12, generator=generator, dtype=torch.float64, requires_grad=True)
+    coverage = torch.randint(0, 3, (1, 1, 10, 12), generator=generator).double()
+    folded = torch.randn(3, 3, 10, 12, generator=generator, dtype=torch.float64)
+    matched_sq = 40 + torch.rand(3, generator=generator, dtype=torch.float64)
+    weights = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    fast = patch_prior_normalized(images, coverage, folded, matched_sq, 50)
+    (fast_grad,) = torch.autograd.grad((fast * weights).sum(), images)
+    plain = patch_prior_folded(global_normalize(images)[0], coverage, folded, matched_sq, 50)
+    (plain_grad,) = torch.autograd.grad((plain * weights).sum(), images)
+    assert torch.allclose(fast, plain) and torch.allclose(fast_grad, plain_grad)
+    assert torch.autograd.gradcheck(
+        lambda x: patch_prior_normalized(x, coverage, folded, matched_sq, 50), (images.detach().requires_grad_(True),)
+    )
+
+
+def test_prior_schedule_is_off_then_linear_then_full():
+    class Database:
+        patch, stride = 5, 4
+
+    group = PatchPrior(Database(), start=0.2, full=0.6).group([PatchPrior(Database(), start=0.2, full=0.6)], None,
+                                                            type("P", (), {"mean": torch.zeros(1)})())
+    factors = [group.schedule(step, 11) for step in range(11)]
+    assert factors[:2] == [0.0, 0.0]
+    assert abs(factors[4] - 0.5) < 1e-9
+    assert factors[6:] == [1.0] * 5
+    assert PatchPrior(Database()).group([PatchPrior(Database())], None, type("P", (), {"mean": torch.zeros(1)})()).schedule(0, 11) == 1.0

@@ -1,0 +1,209 @@
+"""The engine's loop on a tiny AlexNet-layout model (96 px in, pool5 6x6, 43 px receptive fields)."""
+import math
+
+import pytest
+import torch
+
+from generator.engine import solve as solve_module
+from generator.engine import terms as terms_module
+from generator.engine.patch_prior import PatchPrior
+from generator.engine.settings import Settings, SettingsError, settings_from
+from generator.engine.solve import Problem, solve
+from generator.engine.terms import TV, L2, ClassScore, ClosedActivity, FeatureMatch
+
+SIZE = 96
+
+
+def quick(**overrides) -> Settings:
+    return Settings(**{**dict(iterations=15, lr=0.05, jitter=0), **overrides})
+
+
+def class_terms(target: int, l2: float = 1.0, tv: float = 5.0) -> list:
+    return ClassScore(target) + l2 * L2() + tv * TV()
+
+
+@pytest.fixture(scope="module")
+def pathway(tiny_alexnet):
+    return tiny_alexnet(size=SIZE)
+
+
+def window(pathway, top: int, left: int, size: int) -> torch.Tensor:
+    mask = torch.zeros(pathway.pool5_shape)
+    mask[:, top : top + size, left : left + size] = 1.0
+    return mask
+
+
+def test_solve_lowers_the_energy_of_class_and_inversion_problems(pathway):
+    target = pathway.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)))[0]
+    problems = [Problem(class_terms(1), seed=0), Problem(FeatureMatch(target) + 5.0 * TV(), seed=1)]
+    sol_class, sol_inv = solve(pathway, problems, quick(iterations=20), progress=False)
+    assert len(sol_class.energy) == 20
+    assert sol_class.energy[-1] < sol_class.energy[0]
+    assert sol_inv.energy[-1] < sol_inv.energy[0]
+    assert 0 < sol_class.prob < 1 and math.isnan(sol_class.feature_error)
+    assert math.isnan(sol_inv.prob) and sol_inv.feature_error < 1.0
+    assert sol_class.image.shape == (3, SIZE, SIZE) and 0 <= sol_class.image.min() and sol_class.image.max() <= 1
+
+
+def test_problems_with_different_term_sets_share_one_batch(pathway):
+    """A problem's picture is the same alone or beside problems with other terms."""
+    settings = quick(iterations=10)
+    alone = solve(pathway, [Problem(class_terms(2), seed=3)], settings, progress=False)[0]
+    target = pathway.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)))[0]
+    mixed = solve(pathway, [Problem([FeatureMatch(target)], seed=0), Problem(class_terms(2), seed=3),
+                            Problem([ClassScore(1)], seed=4)], settings, progress=False)
+    assert torch.allclose(mixed[1].image, alone.image, atol=1e-3)
+
+
+def test_a_feature_match_on_a_trunk_module_inverts_that_layer(pathway):
+    image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        target = pathway.features[:4](pathway.normalize(image))[0]
+    solution = solve(pathway, [Problem([FeatureMatch(target, "features.3")], seed=0)], quick(iterations=30), progress=False)[0]
+    assert solution.feature_error < 0.8 and solution.energy[-1] < 0.7 * solution.energy[0]
+    assert not pathway.features[3]._forward_hooks  # the capture hook is removed afterwards
+
+
+def test_m5_window_limits_the_data_gradient_to_its_receptive_field(pathway):
+    """With only pool5 cell (0, 0) open, a far corner pixel gets no gradient: it stays at init."""
+    init = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    problems = [Problem([ClassScore(0)], m5=window(pathway, 0, 0, 1), init=init), Problem([ClassScore(0)], init=init)]
+    windowed, open_ = solve(pathway, problems, quick(iterations=1), progress=False)
+    far = (slice(None), slice(60, None), slice(60, None))
+    near = (slice(None), slice(0, 30), slice(0, 30))
+    assert torch.equal(windowed.image[far], init[far])
+    assert not torch.equal(open_.image[far], init[far])
+    assert not torch.equal(windowed.image[near], init[near])
+
+
+def test_a_nan_problem_diverges_alone(pathway):
+    bad = torch.full(pathway.pool5_shape, float("nan"))
+    problems = [Problem([FeatureMatch(bad)], seed=0, label="bad"), Problem(class_terms(2), seed=1, label="good")]
+    bad_sol, good_sol = solve(pathway, problems, quick(), progress=False)
+    assert bad_sol.diverged and not good_sol.diverged
+    assert torch.isfinite(bad_sol.image).all() and torch.isfinite(good_sol.image).all()
+    assert good_sol.energy[-1] < good_sol.energy[0]
+    alone = solve(pathway, [problems[1]], quick(), progress=False)[0]
+    assert torch.allclose(alone.image, good_sol.image, atol=1e-3)
+
+
+def test_diverging_midway_freezes_the_last_finite_image(pathway, monkeypatch):
+    """An energy that turns NaN at step 5 for sample 0 only: sample 0 keeps its step-5 image."""
+    calls = {"n": 0}
+    original = terms_module.total_variation
+
+    def flaky_tv(images, beta=2.0):
+        calls["n"] += 1
+        value = original(images, beta)
+        return value + torch.tensor([float("nan"), 0.0]) if calls["n"] > 5 else value
+
+    monkeypatch.setattr(terms_module, "total_variation", flaky_tv)
+    problems = [Problem(class_terms(0), seed=0), Problem(class_terms(0), seed=1)]
+    first, second = solve(pathway, problems, quick(iterations=12, schedule="constant"), progress=False)
+    assert first.diverged and not second.diverged
+    assert len(first.energy) == 12 and math.isnan(first.energy[5]) and math.isfinite(first.energy[4])
+    monkeypatch.setattr(terms_module, "total_variation", original)
+    five_steps = solve(pathway, problems[:1], quick(iterations=5, schedule="constant"), progress=False)[0]
+    assert torch.allclose(first.image, five_steps.image, atol=1e-3)
+    twelve_steps = solve(pathway, problems[1:], quick(iterations=12, schedule="constant"), progress=False)[0]
+    assert torch.allclose(second.image, twelve_steps.image, atol=1e-3)
+
+
+# Batch vs alone: same maths, but BLAS sums in a different order; Adam can turn 1e-7 float noise
+# in a near-zero gradient into a visible step, so compare within 1e-3 (one step is lr = 0.05).
+def test_same_seed_same_image_and_batch_does_not_matter(pathway):
+    settings = quick(jitter=3)
+    one = solve(pathway, [Problem(class_terms(3), seed=7)], settings, progress=False)[0]
+    again = solve(pathway, [Problem(class_terms(3), seed=7)], settings, progress=False)[0]
+    assert torch.equal(one.image, again.image)
+    problems = [Problem(class_terms(0), seed=1), Problem(class_terms(3), seed=7), Problem(class_terms(2), seed=9)]
+    batch = solve(pathway, problems, settings, progress=False)
+    assert torch.allclose(batch[1].image, one.image, atol=1e-3)
+    assert not torch.allclose(batch[0].image, one.image, atol=1e-2)
+
+
+def test_keep_mask_holds_pixels_fixed(pathway):
+    init = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    keep = torch.ones(1, SIZE, SIZE)
+    keep[:, 30:60, 30:60] = 0
+    sol = solve(pathway, [Problem(class_terms(1), init=init, keep=keep)], quick(jitter=2), progress=False)[0]
+    held = keep.expand(3, -1, -1).bool()
+    assert torch.equal(sol.image[held], init[held])
+    assert not torch.equal(sol.image[~held], init[~held])
+
+
+def test_closed_activity_quiets_the_units_a_code_closes(pathway):
+    """A mask only gates; with ClosedActivity the engine also drives the closed units down."""
+    init = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        m5 = (pathway.trunk(init[None])[0] > 0).float()
+    m5[:, :3] = 0.0  # close the top half of pool5 too
+    problems = [Problem(class_terms(2), m5=m5, init=init),
+                Problem(class_terms(2) + [ClosedActivity((50.0, 0.0, 0.0))], m5=m5, init=init)]
+    gated, forbidden = solve(pathway, problems, quick(iterations=25), progress=False)
+
+    def closed(image):
+        with torch.no_grad():
+            return float(pathway(image[None], m5=m5, closed_activity=True).closed[0, 0])
+
+    assert closed(forbidden.image) < 0.5 * closed(gated.image)
+    assert forbidden.score > 0.5 * gated.score  # still the class: the open units carry it
+
+
+def test_patch_prior_pulls_patches_toward_the_database(pathway):
+    from generator.prior import PatchDatabase, normalized_patches
+
+    generator = torch.Generator().manual_seed(6)
+    smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 12, 12, generator=generator), size=SIZE, mode="bilinear")
+    database = PatchDatabase.from_images(smooth, patch=5, stride=4, max_patches=2000)
+    problems = [Problem(class_terms(1), seed=0), Problem(class_terms(1) + [50.0 * PatchPrior(database, rematch_every=5)], seed=0)]
+    plain, with_prior = solve(pathway, problems, quick(iterations=20), progress=False)
+
+    def prior_distance(image):
+        patches = normalized_patches(image[None], 5, 4)[0]
+        return (patches - database.match(patches)).pow(2).mean().item()
+
+    assert prior_distance(with_prior.image) < 0.7 * prior_distance(plain.image)
+
+
+def test_optimizer_and_schedule_are_injectable(pathway):
+    seen = []
+
+    def sgd(params, lr):
+        seen.append(lr)
+        return torch.optim.SGD(params, lr=lr)
+
+    problem = Problem(class_terms(1), seed=0)
+    solution = solve(pathway, [problem], quick(iterations=5), optimizer=sgd, schedule=lambda step: 0.5, progress=False)[0]
+    adam = solve(pathway, [problem], quick(iterations=5), progress=False)[0]
+    assert seen == [0.5] and not torch.allclose(solution.image, adam.image)
+
+
+def test_a_problem_without_terms_is_refused(pathway):
+    with pytest.raises(ValueError, match="at least one term"):
+        solve(pathway, [Problem([])], quick(), progress=False)
+
+
+def test_settings_reject_unknown_fields_and_bad_values():
+    assert settings_from({"iterations": 5}, lr=0.1) == Settings(iterations=5, lr=0.1)
+    with pytest.raises(SettingsError, match="itertions"):
+        settings_from({"itertions": 5})
+    for bad in ({"iterations": 0}, {"iterations": -5}, {"iterations": "lots"}, {"lr": float("nan")},
+                {"jitter_seed": 10**23}, {"schedule": "fast"}, {"extra": {}}, {"tv": -1.0}):
+        with pytest.raises(SettingsError):
+            settings_from(bad)
+
+
+def test_real_model_reaches_its_class(shared_pathway):
+    settings = settings_from(iterations=12)
+    sol = solve(shared_pathway, [Problem(class_terms(4, 30.0, 300.0), seed=0)], settings, progress=False)[0]
+    assert sol.energy[-1] < sol.energy[0] and sol.prob > 0.5
+
+
+def test_the_engine_knows_no_method():
+    from pathlib import Path
+
+    for module in Path(solve_module.__file__).parent.glob("*.py"):
+        source = module.read_text().lower()
+        for name in ("generator.methods", "hierarchy", "topic", "ensemble", "location", "classviz", "completion"):
+            assert name not in source, f"{module.name} mentions {name}"
