@@ -101,3 +101,15 @@ def test_terms_compose_with_plus_and_times():
     energy = ClassScore(2) + 30 * L2() + TV()
     assert [type(t) for t in energy] == [ClassScore, L2, TV]
     assert energy[1].weight == 30.0 and (energy + 0.5 * TV())[-1].weight == 0.5
+
+
+def test_alpha_norm_bounds_the_extremes_and_barely_touches_the_middle():
+    from generator.engine.terms import AlphaNorm
+
+    middle, extreme = torch.full((1, 3, 4, 4), 0.6), torch.ones(1, 3, 4, 4)
+    value = evaluate([AlphaNorm(), 2.0 * AlphaNorm()], step_with(images=torch.cat([middle, extreme]), fc8=torch.zeros(2, 3)))
+    assert value[0] < 1e-5 and torch.isclose(value[1], torch.tensor(2 * 0.5**6))
+    assert AlphaNorm(alpha=2.0).key() != AlphaNorm().key()
+    images = torch.rand(2, 3, 4, 4, requires_grad=True)
+    evaluate([AlphaNorm(alpha=2.0, centre=0.5)] * 2, step_with(images=images)).sum().backward()
+    assert torch.allclose(images.grad, 2 * (images - 0.5).detach() / 48)  # the L2 gradient at alpha 2

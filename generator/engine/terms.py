@@ -285,3 +285,30 @@ class ClosedActivity(Term):
     layers: tuple[float, float, float]
     weight: float = 1.0
     group_class: ClassVar[type[Group]] = _ClosedActivityGroup
+
+
+class _AlphaNormGroup(Group):
+    def __init__(self, terms: Sequence[AlphaNorm], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        centre = torch.as_tensor(terms[0].centre, dtype=torch.float32, device=device)
+        self.centre = centre.view(1, -1, 1, 1) if centre.dim() == 1 else centre
+        self.alpha = terms[0].alpha
+
+    def __call__(self, step: Step) -> Tensor:
+        offset = pick(step.images, self.rows) - self.centre
+        return self.weights * offset.abs().pow(self.alpha).flatten(1).mean(1)
+
+
+@dataclass
+class AlphaNorm(Term):
+    """Mahendran & Vedaldi's alpha-norm, mean |I - centre|^alpha: like L2 but nearly flat inside
+    the range and steep at its ends (alpha = 6), so it bounds the pixels without dimming the
+    whole image."""
+
+    alpha: float = 6.0
+    centre: tuple[float, ...] | float = 0.5
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _AlphaNormGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.alpha, self.centre)
