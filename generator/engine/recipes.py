@@ -8,15 +8,18 @@ from typing import Any
 from generator.engine.params import Parameterization, Pixels
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings
-from generator.engine.terms import TV, L2, Term
-from generator.engine.transforms import Jitter, Transform
+from generator.engine.terms import TV, L2, AlphaNorm, Term
+from generator.engine.transforms import Jitter, RandomScale, Transform
 
 
 def regularizers(settings: Settings, centre: tuple[float, ...] | float = 0.5) -> list[Term]:
-    """L2 around `centre` (the model's mean colour) and TV, with the Settings' weights."""
+    """L2 and the alpha-norm around `centre` (the model's mean colour) and TV, with the
+    Settings' weights (a term of weight 0 is left out)."""
     terms: list[Term] = []
     if settings.l2:
         terms.append(settings.l2 * L2(centre))
+    if settings.alpha_norm:
+        terms.append(settings.alpha_norm * AlphaNorm(centre=centre))
     if settings.tv:
         terms.append(settings.tv * TV())
     return terms
@@ -31,7 +34,13 @@ def prior(database: Any, settings: Settings) -> list[Term]:
 
 
 def transforms(settings: Settings) -> list[Transform]:
-    return [Jitter(settings.jitter)] if settings.jitter else []
+    """Random scale (when on), then jitter: the scale's edge padding is rolled with the image."""
+    chosen: list[Transform] = []
+    if settings.scale:
+        chosen.append(RandomScale(1 - settings.scale, 1 + settings.scale))
+    if settings.jitter:
+        chosen.append(Jitter(settings.jitter))
+    return chosen
 
 
 def parameterization(settings: Settings) -> Parameterization:

@@ -27,6 +27,7 @@ class Settings:
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "pixels"  # image parameterization (params.py)
     jitter: int = 4  # random roll of up to this many pixels each step (0: off)
+    scale: float = 0.0  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation
@@ -58,6 +59,8 @@ class Settings:
         for name in ("init_std", "jitter", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.scale < 1:
+            raise SettingsError(f"engine.scale: must be in [0, 1), got {self.scale!r}")
         if self.iterations > 100_000 or abs(self.jitter_seed) >= 2**63:
             raise SettingsError("engine: iterations must be <= 100000 and jitter_seed a 64-bit integer")
         if self.prior_stride is not None and self.prior_stride <= 0:

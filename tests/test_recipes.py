@@ -1,0 +1,22 @@
+"""The catalog's engine settings become the standard terms and transforms."""
+from generator.engine import recipes
+from generator.engine.settings import Settings
+from generator.engine.terms import TV, L2, AlphaNorm
+from generator.engine.transforms import Jitter, RandomScale
+
+
+def test_regularizers_follow_the_settings_weights():
+    terms = recipes.regularizers(Settings(l2=2.0, tv=3.0, alpha_norm=4.0), centre=(0.4, 0.5, 0.6))
+    assert [(type(t), t.weight) for t in terms] == [(L2, 2.0), (AlphaNorm, 4.0), (TV, 3.0)]
+    assert terms[0].centre == (0.4, 0.5, 0.6)
+    assert recipes.regularizers(Settings(l2=0.0, tv=0.0)) == []
+
+
+def test_transforms_follow_the_settings():
+    assert recipes.transforms(Settings(jitter=0)) == []
+    assert recipes.transforms(Settings(jitter=3, scale=0.1)) == [RandomScale(0.9, 1.1), Jitter(3)]
+
+
+def test_no_prior_term_without_a_database_or_weight():
+    assert recipes.prior(None, Settings()) == []
+    assert recipes.prior(object(), Settings(prior_weight=0.0)) == []
