@@ -45,7 +45,7 @@ def test_average_init_starts_closer_than_random(world):
     # the database holds near-copies of the targets' pool5 cells: its average is a good init
     own = Pool5Retrieval.from_images(pathway, images, progress=False)
     start = inversion.invert_pool5(
-        pathway, images[:2], own, quick_settings(iterations=0), variants=("rand", "avg"), k=2, patch=5
+        pathway, images[:2], own, quick_settings(iterations=1), variants=("rand", "avg"), k=2, patch=5
     )
     for (_, rand_error, _), (_, avg_error, _) in zip(start["rand"], start["avg"]):
         assert avg_error < rand_error
