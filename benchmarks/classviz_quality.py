@@ -21,7 +21,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
-    IMAGENETTE, IMAGENETTE_NAMES, OUT, class_images, contact_sheet, print_table, shared_pathway, write_json,
+    IMAGENETTE,
+    IMAGENETTE_NAMES,
+    OUT,
+    class_images,
+    contact_sheet,
+    print_table,
+    shared_pathway,
+    write_json,
 )
 from generator.catalog import load_catalog
 from generator.methods import ClassContext

@@ -14,7 +14,6 @@ complete files; the next build sees the missing key and redoes only that class's
 from __future__ import annotations
 
 import dataclasses
-
 import multiprocessing
 import os
 import re
@@ -28,8 +27,8 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from generator import store
-from generator.engine.settings import settings_from
 from generator.catalog import Catalog, ClassEntry
+from generator.engine.settings import settings_from
 from generator.methods import METHOD_NAMES, ClassContext, method_module
 from generator.store import Inputs
 

@@ -319,10 +319,10 @@ def complete(
         atlas complete scene.jpg --box 60,40,100,120 --class church --topic 2 --out church.png
     """
     from generator.catalog import find_class
+    from generator.engine.settings import settings_from
     from generator.images import load_image, to_pil
     from generator.methods.completion import complete as complete_box
     from generator.models import class_table, load_pathway
-    from generator.engine.settings import settings_from
 
     try:
         x, y, w, h = (int(v) for v in box.split(","))

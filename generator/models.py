@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from generator.catalog import ModelSpec, WNID_PATTERN, is_weights_path
+from generator.catalog import WNID_PATTERN, ModelSpec, is_weights_path
 from generator.pathway import Pathway, PathwayError
 
 # torchvision classifiers with the features/avgpool/classifier layout the pathway can split.

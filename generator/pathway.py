@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from generator.memory import keep_freed_memory
 
@@ -64,6 +64,9 @@ class Pathway(nn.Module):
     `avgpool`, and `classifier` (3 Linear layers with ReLUs after the first two):
     torchvision's AlexNet and VGG (with or without BN), and look-alikes.
     """
+
+    mean: Tensor  # (1, 3, 1, 1) buffers: the model's normalization
+    std: Tensor
 
     def __init__(
         self,

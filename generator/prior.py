@@ -37,7 +37,6 @@ from torch import Tensor
 
 from generator.engine.patch_prior import global_normalize
 
-
 # faiss threads (env ATLAS_FAISS_THREADS; default: as many as torch uses). faiss and torch
 # share one OpenMP runtime, so the count is set only around a search and torch's restored
 # after it: setting faiss to 1 thread once at import (as we first did, against spin-waiting

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from generator.methods import completion, topics
 from generator.engine.settings import settings_from
+from generator.methods import completion, topics
 
 FAST = settings_from(None, iterations=8, lr=0.05, l2=0.0, tv=0.0, jitter=0, prior_weight=0.01, rematch_every=4)
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from generator.methods import ClassContext, inversion
 from generator.engine.settings import settings_from
+from generator.methods import ClassContext, inversion
 from generator.methods.retrieval import Pool5Retrieval
 
 

@@ -1,7 +1,7 @@
 """The catalog's engine settings become the standard terms and transforms."""
 from generator.engine import recipes
 from generator.engine.settings import Settings
-from generator.engine.terms import TV, L2, AlphaNorm
+from generator.engine.terms import L2, TV, AlphaNorm
 from generator.engine.transforms import Jitter, RandomScale
 
 

@@ -9,7 +9,7 @@ from generator.engine import terms as terms_module
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings, SettingsError, settings_from
 from generator.engine.solve import Problem, solve
-from generator.engine.terms import TV, L2, ClassScore, ClosedActivity, FeatureMatch
+from generator.engine.terms import L2, TV, ClassScore, ClosedActivity, FeatureMatch
 
 SIZE = 96
 

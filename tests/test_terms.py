@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from generator.engine.terms import (
-    TV,
     L2,
+    TV,
     ClassScore,
     ClosedActivity,
     FeatureMatch,

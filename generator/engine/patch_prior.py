@@ -49,7 +49,8 @@ def patch_prior_normalized(images: Tensor, coverage: Tensor, folded: Tensor, mat
                            eps: float = NORMALIZE_EPS) -> Tensor:
     """`patch_prior_folded(global_normalize(images), ...)` with the gradient written out
     (~18 passes over the batch per step instead of autograd's ~35)."""
-    return _NormalizedFoldedPrior.apply(images, coverage, folded, matched_sq, eps) / entries  # type: ignore[no-any-return]
+    value: Tensor = _NormalizedFoldedPrior.apply(images, coverage, folded, matched_sq, eps)
+    return value / entries
 
 
 class _NormalizedFoldedPrior(torch.autograd.Function):

@@ -8,7 +8,7 @@ from typing import Any
 from generator.engine.params import Parameterization, Pixels
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings
-from generator.engine.terms import TV, L2, AlphaNorm, Term
+from generator.engine.terms import L2, TV, AlphaNorm, Term
 from generator.engine.transforms import Jitter, RandomScale, Transform
 
 

@@ -174,7 +174,8 @@ def solve(
             active &= torch.isfinite(per_sample.detach())
             everyone_active = bool(active.all())
             opt.zero_grad(set_to_none=True)
-            (per_sample if everyone_active else torch.where(active, per_sample, torch.zeros_like(per_sample))).sum().backward()
+            total = per_sample if everyone_active else torch.where(active, per_sample, torch.zeros_like(per_sample))
+            torch.autograd.backward(total.sum())
             with torch.no_grad():
                 assert params.grad is not None
                 if not everyone_active:

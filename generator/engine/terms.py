@@ -11,7 +11,7 @@ written out (tests/test_terms.py checks each against autograd).
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -67,21 +67,23 @@ class Group:
         raise NotImplementedError
 
 
-@dataclass
 class Term:
     """One energy of one problem; subclasses are dataclasses whose last field is `weight`."""
 
+    weight: float
     group_class: ClassVar[type[Group]]
 
     def key(self) -> Hashable:
         """Terms with equal keys are evaluated as one group."""
-        return type(self)
+        return (type(self),)
 
     def group(self, terms: Sequence[Any], rows: Tensor | None, pathway: Pathway) -> Group:
         return self.group_class(terms, rows, pathway.mean.device)
 
     def __mul__(self, factor: float) -> Any:
-        return dataclasses.replace(self, weight=self.weight * factor)  # type: ignore[attr-defined]
+        scaled = copy.copy(self)
+        scaled.weight = self.weight * factor
+        return scaled
 
     __rmul__ = __mul__
 
@@ -181,7 +183,8 @@ class _CentredSquare(torch.autograd.Function):
 def centred_square(images: Tensor, centre: Tensor | Sequence[float] | float = 0.5) -> Tensor:
     """mean((x - centre)^2) per sample; `centre` a float or one value per channel."""
     c = torch.as_tensor(centre, dtype=images.dtype, device=images.device)
-    return _CentredSquare.apply(images, c.view(1, -1, 1, 1) if c.dim() == 1 else c)  # type: ignore[no-any-return]
+    value: Tensor = _CentredSquare.apply(images, c.view(1, -1, 1, 1) if c.dim() == 1 else c)
+    return value
 
 
 class _L2Group(Group):
@@ -191,7 +194,8 @@ class _L2Group(Group):
         self.centre = centre.view(1, -1, 1, 1) if centre.dim() == 1 else centre
 
     def __call__(self, step: Step) -> Tensor:
-        return self.weights * _CentredSquare.apply(pick(step.images, self.rows), self.centre)
+        value: Tensor = _CentredSquare.apply(pick(step.images, self.rows), self.centre)
+        return self.weights * value
 
 
 @dataclass
@@ -226,7 +230,7 @@ class _SquaredTV(torch.autograd.Function):
         dx, dy = ctx.saved_tensors
         scale = (2.0 / dx[0].numel()) * grad_out.view(-1, 1, 1, 1)
         dx, dy = dx * scale, dy * scale
-        grad = dx.new_zeros(ctx.shape)
+        grad: Tensor = dx.new_zeros(ctx.shape)
         grad[..., :-1, 1:] += dx
         grad[..., 1:, :-1] += dy
         grad[..., :-1, :-1] -= dx + dy
@@ -236,7 +240,8 @@ class _SquaredTV(torch.autograd.Function):
 def total_variation(images: Tensor, beta: float = 2.0) -> Tensor:
     """mean ||grad I||^beta per sample (beta = 2 with the written-out gradient)."""
     if beta == 2.0:
-        return _SquaredTV.apply(images)  # type: ignore[no-any-return]
+        value: Tensor = _SquaredTV.apply(images)
+        return value
     dx = images[..., :, 1:] - images[..., :, :-1]
     dy = images[..., 1:, :] - images[..., :-1, :]
     grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
+from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 
 VERSION = 2

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, solve
+from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.common import inversion_problem
-from generator.pathway import Pathway
 from generator.methods.retrieval import Pool5Retrieval
+from generator.pathway import Pathway
 
 VERSION = 1
 

@@ -8,6 +8,7 @@ cell (i, j) centred at pixel (31 + 32 i, 31 + 32 j), centre patch 2 * 32 + 3 = 6
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import faiss
 import torch
@@ -40,7 +41,7 @@ class Pool5Geometry:
         return [self.centre_of(cell) for cell in range(self.grid[0] * self.grid[1])]
 
 
-def _first(value: int | tuple[int, ...] | list[int]) -> int:
+def _first(value: Any) -> int:
     return int(value[0] if isinstance(value, (tuple, list)) else value)
 
 
@@ -70,9 +71,10 @@ def pool5_geometry(pathway: Pathway, centre: int | None = None) -> Pool5Geometry
     2*stride + 3 px (67 for stride 32, the paper's size), at most the image size."""
     size = pathway.input_size
     _, rows, cols = pathway.pool5_shape
-    walked = _walk_receptive_field(pathway.features)
+    features = cast(nn.Module, pathway.features)
+    walked = _walk_receptive_field(features)
     with torch.no_grad():
-        trunk_grid = pathway.features(torch.zeros(1, 3, size, size, device=pathway.mean.device)).shape[-2:]
+        trunk_grid = features(torch.zeros(1, 3, size, size, device=pathway.mean.device)).shape[-2:]
     if walked is not None and tuple(trunk_grid) == (rows, cols):
         stride, offset, support = walked
     else:

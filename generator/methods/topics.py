@@ -17,9 +17,9 @@ from scipy.optimize import nnls
 from sklearn.decomposition import NMF
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
+from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 from generator.pathway import Pathway
 
