@@ -113,3 +113,13 @@ def test_alpha_norm_bounds_the_extremes_and_barely_touches_the_middle():
     images = torch.rand(2, 3, 4, 4, requires_grad=True)
     evaluate([AlphaNorm(alpha=2.0, centre=0.5)] * 2, step_with(images=images)).sum().backward()
     assert torch.allclose(images.grad, 2 * (images - 0.5).detach() / 48)  # the L2 gradient at alpha 2
+
+
+def test_direction_rewards_the_projection_on_a_unit_direction():
+    from generator.engine.terms import Direction
+
+    fc7 = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    step = step_with()
+    step.acts.fc7 = fc7
+    value = evaluate([Direction(torch.tensor([0.0, 2.0])), 2.0 * Direction(torch.tensor([1.0, 0.0]))], step)
+    assert torch.allclose(value, torch.tensor([-4.0, -2.0]))

@@ -160,6 +160,33 @@ class FeatureMatch(Term):
         return (type(self), self.layer)
 
 
+class _DirectionGroup(Group):
+    def __init__(self, terms: Sequence[Direction], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.name = terms[0].layer
+        self.layer = None if self.name in OUTPUTS else self.name
+        vectors = torch.stack([t.vector.detach().float().flatten() for t in terms]).to(device)
+        self.directions = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def __call__(self, step: Step) -> Tensor:
+        values = pick(step.layer(self.name), self.rows).flatten(1)
+        return -self.weights * (values * self.directions).sum(1)
+
+
+@dataclass
+class Direction(Term):
+    """-<phi(I), v / ||v||>: push a layer's activations along a direction (Lucid's `direction`
+    objective), e.g. one style's NMF direction in fc7."""
+
+    vector: Tensor
+    layer: str = "fc7"
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _DirectionGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.layer)
+
+
 # --------------------------------------------------------------------------------------------
 # Regularizers
 
