@@ -170,7 +170,8 @@ class _DirectionGroup(Group):
 
     def __call__(self, step: Step) -> Tensor:
         values = pick(step.layer(self.name), self.rows).flatten(1)
-        return -self.weights * (values * self.directions).sum(1)
+        projection: Tensor = (values * self.directions).sum(1)
+        return -self.weights * projection
 
 
 @dataclass
