@@ -1,7 +1,6 @@
-"""The offline demo world: a procedurally drawn image world with planted truth, and its CNN.
+"""The demo world's drawing: six classes of procedurally drawn images with planted truth.
 
-`atlas demo` must build a whole atlas with no network and no real data, and the tests must be
-able to check that the methods find what is really there. So the world *plants* it:
+The world *plants* what the atlas's methods should find, so tests can check they find it:
 
 * every class has one object with three clearly distinct **styles** (colour scheme + texture,
   for the ladybugs also the silhouette: a red/white striped lighthouse vs a navy one with lit
@@ -12,44 +11,28 @@ able to check that the methods find what is really there. So the world *plants* 
 
 Backgrounds (gradients, waves, tiles, speckle), clutter shapes, position jitter and scale
 noise keep the task from being trivial. Everything is drawn with numpy from explicit seeds, so
-a seed gives byte-identical PNGs, and the small AlexNet-layout CNN (`build`) trains on them
-deterministically, on one thread, in well under a minute. Training adds an auxiliary style
-head on fc7 (see `train_model`): it is what makes fc7 topics follow the planted styles.
-`ensure_demo()` makes both once and caches them under `$ATLAS_CACHE/demo/v<DEMO_VERSION>`
-(or `~/.cache/atlas/demo/v<DEMO_VERSION>`), behind a file lock, renamed into place when whole.
+a seed gives byte-identical PNGs.
 
 Geometry: images are 96x96, pool5 is 6x6, so pool5 cell (r, c) sits over pixels
 [16r, 16r+16) x [16c, 16c+16). Layouts are given in those cells.
 """
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import shutil
-import tempfile
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor, nn
 
-DEMO_VERSION = 5
 IMAGE_SIZE = 96
 GRID = 6  # pool5 is GRID x GRID
 CELL = IMAGE_SIZE // GRID  # pixels per pool5 cell
-WORLD_PER_CLASS = 60  # images per class in world/ (what the atlas reads)
-HELDOUT_PER_CLASS = 40  # images per class in heldout/ (accuracy only)
-TRAIN_PER_CLASS = 150  # images per class drawn in memory for training only
 SPLIT_CODES = {"world": 1, "heldout": 2, "train": 3}
 
 Canvas = np.ndarray  # (S, S, 3) float32 in [0, 1]
 Texture = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (u, v) object coords -> (S, S, 3)
+
 
 
 # --------------------------------------------------------------------------- drawing primitives
@@ -416,174 +399,6 @@ def write_split(root: Path, split: str, per_class: int, seed: int = 0) -> dict[s
     return styles
 
 
-# --------------------------------------------------------------------------- the CNN
-
-class DemoNet(nn.Module):
-    """A narrow AlexNet for 96x96 images: torchvision's layout (features / avgpool / classifier
-    with Dropout, Linear, ReLU at the same indices), pool5 = 64x6x6, fc6 = fc7 = 256.
-
-    Strides: conv1 /2 and three 2x2 max-pools /8, so 96 / 16 = 6 and pool5 cell (r, c) sits over
-    pixels [16r, 16r+16) x [16c, 16c+16). About 25 M multiply-adds per image.
-    """
-
-    def __init__(self, num_classes: int = 6, widths: tuple[int, ...] = (24, 48, 64, 64, 64),
-                 hidden: int = 256, dropout: float = 0.5) -> None:
-        super().__init__()
-        c1, c2, c3, c4, c5 = widths
-        self.features = nn.Sequential(
-            nn.Conv2d(3, c1, kernel_size=5, stride=2, padding=2), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(c1, c2, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(c2, c3, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c3, c4, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c4, c5, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-        )
-        self.avgpool = nn.AdaptiveAvgPool2d((GRID, GRID))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Linear(c5 * GRID * GRID, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
-
-
-def build(num_classes: int = len(CLASSES), **kwargs) -> DemoNet:
-    """Factory for catalogs: model name `generator.demo:build`."""
-    return DemoNet(num_classes=num_classes, **kwargs)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 4e-3
-    weight_decay: float = 1e-4
-    max_steps: int | None = None  # stop early (tests train a few steps only)
-    style_weight: float = 2.0  # weight of the auxiliary (class, style) head on fc7, see train_model
-    seed: int = 0
-
-
-def to_tensor(images: np.ndarray) -> Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of [0,1] images, rounded (they go into the catalog)."""
-    mean = images.mean(dim=(0, 2, 3))
-    std = images.std(dim=(0, 2, 3))
-    return tuple(round(float(m), 3) for m in mean), tuple(round(float(s), 3) for s in std)
-
-
-def fc7_and_logits(model: DemoNet, x: Tensor) -> tuple[Tensor, Tensor]:
-    """fc7 (post-ReLU, after the classifier's own dropouts) and the class scores."""
-    fc7 = model.classifier[:6](torch.flatten(model.avgpool(model.features(x)), 1))
-    return fc7, model.classifier[6](fc7)
-
-
-def train_model(images: Tensor, labels: Tensor, mean: tuple, std: tuple,
-                config: TrainConfig = TrainConfig(), progress: bool = False,
-                substyles: Tensor | None = None) -> DemoNet:
-    """Train a fresh DemoNet; the same inputs and config give the same weights, bit for bit.
-
-    `substyles` (one label per (class, style) pair) switches on an auxiliary head on the
-    *direction* of fc7 during training (weight `config.style_weight`; dropped afterwards). A CNN
-    trained on 1000 ImageNet classes ends up with fc7 units for sub-modes of a class, which is
-    what the paper's NMF topics find; a six-class toy network gets away with class units that
-    are blind to style. The head plants the styles into fc7 the way the world plants them into
-    the pixels, so the atlas has something true to recover.
-
-    Runs on one thread: float sums then add up in one fixed order, so the weights do not depend
-    on the machine's core count, and on a busy shared CPU one thread is several times faster
-    than two (OpenMP threads wait on each other whenever one is descheduled).
-    """
-    previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng():  # dropout draws from the global generator: seed it, then restore it
-            torch.manual_seed(config.seed)
-            return _train(images, labels, mean, std, config, progress, substyles)
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.set_num_threads(previous[1])
-
-
-def _train(images: Tensor, labels: Tensor, mean: tuple, std: tuple, config: TrainConfig,
-           progress: bool, substyles: Tensor | None) -> DemoNet:
-    model = build(num_classes=int(labels.max()) + 1)
-    style_head = None
-    if config.style_weight > 0 and substyles is not None:
-        style_head = nn.Linear(model.classifier[4].out_features, int(substyles.max()) + 1)
-    params = list(model.parameters()) + (list(style_head.parameters()) if style_head else [])
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = (len(images) + config.batch_size - 1) // config.batch_size
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
-    model.train()
-    step = 0
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(images), generator=shuffle)
-        running = 0.0
-        for batch in order.split(config.batch_size):
-            if step == total:
-                return model.eval()
-            fc7, logits = fc7_and_logits(model, (images[batch] - mean_t) / std_t)
-            loss = nn.functional.cross_entropy(logits, labels[batch])
-            if style_head is not None:
-                # on the direction of fc7 only: styles must differ in *which* units fire, not in
-                # how strongly the same units fire, which is what NMF topics can separate
-                direction = nn.functional.normalize(fc7, dim=1) * 10.0
-                # non-negative read-out: a style can only be told by units of its own, the
-                # parts-based structure NMF looks for (shared units raise every style alike)
-                style_logits = nn.functional.linear(direction, style_head.weight.clamp(min=0), style_head.bias)
-                loss = loss + config.style_weight * nn.functional.cross_entropy(style_logits, substyles[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            running += float(loss.detach())
-            step += 1
-        if progress:
-            print(f"  epoch {epoch + 1}/{config.epochs}: loss {running / steps_per_epoch:.3f}", flush=True)
-    return model.eval()
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, mean: tuple, std: tuple) -> float:
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
-    model.eval()
-    predictions = torch.cat([model((chunk - mean_t) / std_t).argmax(1) for chunk in images.split(128)])
-    return float((predictions == labels).float().mean())
-
-
-def substyle_labels(labels: Tensor, styles: list[int]) -> Tensor:
-    """One label per (class, style) pair, for the auxiliary style head."""
-    offsets = np.cumsum([0] + [len(c.styles) for c in CLASSES])
-    return torch.tensor([int(offsets[int(y)]) + s for y, s in zip(labels, styles)])
-
-
-def split_tensors(split: str, per_class: int, seed: int = 0) -> tuple[Tensor, Tensor, list[int]]:
-    """A whole split in memory: images (N,3,S,S) in [0,1], labels (N,), styles."""
-    drawn = list(draw_split(split, per_class, seed))
-    images = to_tensor(np.stack([d[3] for d in drawn]))
-    labels = torch.tensor([d[0] for d in drawn])
-    return images, labels, [d[2] for d in drawn]
-
-
-# --------------------------------------------------------------------------- the cached world
-
 def layout_windows_of(cells: set[tuple[int, int]] | frozenset, size: int = 2, stride: int = 2) -> set[tuple[int, int]]:
     """Windows (r, c) of the default grid (size x size at `stride`) at least half inside `cells`."""
     n = (GRID - size) // stride + 1
@@ -594,203 +409,3 @@ def layout_windows_of(cells: set[tuple[int, int]] | frozenset, size: int = 2, st
             if 2 * sum(covered) >= len(covered):
                 windows.add((r, c))
     return windows
-
-
-@dataclass
-class DemoWorld:
-    """The cached demo: images on disk (ImageNet layout), trained weights, planted truth."""
-
-    root: Path
-    image_root: Path  # <root>/world/<class_id>/<class_id>_<i>.png
-    heldout_root: Path
-    weights: Path  # state_dict of build(num_classes)
-    class_ids: list[str]  # in model output order
-    class_names: list[str]
-    input_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    accuracy: float  # held-out top-1
-    train_seconds: float
-    catalog_path: Path
-    styles: dict[str, int] = field(repr=False, default_factory=dict)  # image file name -> style
-    style_names: dict[str, list[str]] = field(repr=False, default_factory=dict)
-    layouts: dict[str, set[tuple[int, int]]] = field(repr=False, default_factory=dict)
-
-    def style_of(self, image_name: str) -> int:
-        """Planted style index of an image (file name, with or without folder)."""
-        return self.styles[Path(image_name).name]
-
-    def n_styles(self, class_id: str) -> int:
-        return len(self.style_names[class_id])
-
-    def layout(self, class_id: str) -> set[tuple[int, int]]:
-        """Planted part positions as pool5 cells (row, col), each in 0..5."""
-        return set(self.layouts[class_id])
-
-    def layout_windows(self, class_id: str) -> set[tuple[int, int]]:
-        """Windows (row, col) in 0..2 of the 3x3 grid of 2x2 pool5 windows at stride 2 that lie
-        at least half on the planted parts (window (r, c) opens cells 2r..2r+1 x 2c..2c+1)."""
-        return layout_windows_of(self.layouts[class_id])
-
-    def load_model(self) -> DemoNet:
-        model = build(num_classes=len(self.class_ids))
-        model.load_state_dict(torch.load(self.weights, weights_only=True))
-        return model.eval()
-
-    def pathway(self):
-        from generator.pathway import Pathway
-
-        return Pathway(self.load_model(), self.mean, self.std, self.input_size)
-
-    def write_catalog(self, path: Path, output: str | Path = "site") -> Path:
-        """Write a catalog.yaml for an atlas of the demo world (what `atlas demo` builds)."""
-        import yaml
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(catalog_dict(self, output), sort_keys=False)
-        _atomic_write_text(path, text)
-        return path
-
-
-def catalog_dict(world: DemoWorld, output: str | Path = "site") -> dict:
-    """The demo catalog: every class, topics k = its number of planted styles, a small engine.
-
-    Relative `output` paths resolve against the catalog's folder (catalog.py); `atlas demo`
-    passes its --output (default ./site) as an override.
-    """
-    counts = [world.n_styles(class_id) for class_id in world.class_ids]
-    usual_k = max(set(counts), key=counts.count)
-    classes = []
-    for class_id, name, k in zip(world.class_ids, world.class_names, counts):
-        entry: dict = {"id": class_id, "name": name}
-        if k != usual_k:
-            entry["methods"] = {"topics": {"k": k}}
-        classes.append(entry)
-    return {
-        "model": {
-            "name": "generator.demo:build",
-            "weights": str(world.weights.resolve()),
-            "num_classes": len(world.class_ids),
-            "labels": list(world.class_ids),
-            "input_size": world.input_size,
-            "mean": list(world.mean),
-            "std": list(world.std),
-        },
-        "images": {"source": "folder", "root": str(world.image_root.resolve()), "per_class": 50,
-                   "truth": str((world.root / "truth.json").resolve())},
-        "classes": classes,
-        "methods": {"topics": {"k": usual_k}},
-        "engine": {"iterations": 80},
-        "output": str(output),
-        "device": "cpu",
-        "seed": 0,
-    }
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("ATLAS_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "atlas"
-    return root / "demo" / f"v{DEMO_VERSION}"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (several test workers may call ensure_demo at once)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _load(root: Path) -> DemoWorld:
-    meta = json.loads((root / "meta.json").read_text())
-    truth = json.loads((root / "truth.json").read_text())
-    return DemoWorld(
-        root=root,
-        image_root=root / "world",
-        heldout_root=root / "heldout",
-        weights=root / "model.pt",
-        class_ids=meta["class_ids"],
-        class_names=meta["class_names"],
-        input_size=meta["input_size"],
-        mean=tuple(meta["mean"]),
-        std=tuple(meta["std"]),
-        accuracy=meta["accuracy"],
-        train_seconds=meta["train_seconds"],
-        catalog_path=root / "catalog.yaml",
-        styles=truth["styles"],
-        style_names=truth["style_names"],
-        layouts={c: {tuple(cell) for cell in cells} for c, cells in truth["layouts"].items()},
-    )
-
-
-def create(root: Path, seed: int = 0, config: TrainConfig = TrainConfig(), progress: bool = True) -> None:
-    """Draw the world, train the CNN and write everything into `root` (which must not exist yet).
-
-    Everything goes into a temporary sibling first and is renamed into place at the end, so a
-    killed run never leaves a half-written world that looks finished.
-    """
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        log = print if progress else (lambda *a, **k: None)
-        log(f"demo: drawing the world into {root} ...", flush=True)
-        styles = write_split(tmp / "world", "world", WORLD_PER_CLASS, seed)
-        styles.update(write_split(tmp / "heldout", "heldout", HELDOUT_PER_CLASS, seed))
-        train_images, train_labels, train_styles = split_tensors("train", TRAIN_PER_CLASS, seed)
-        test_images, test_labels, _ = split_tensors("heldout", HELDOUT_PER_CLASS, seed)
-        mean, std = channel_stats(train_images)
-        log(f"demo: training the demo CNN on {len(train_images)} images (one thread) ...", flush=True)
-        start = time.perf_counter()
-        model = train_model(train_images, train_labels, mean, std, config, progress=progress,
-                            substyles=substyle_labels(train_labels, train_styles))
-        seconds = time.perf_counter() - start
-        held_out = accuracy(model, test_images, test_labels, mean, std)
-        log(f"demo: trained in {seconds:.1f}s, held-out accuracy {held_out:.1%}", flush=True)
-        torch.save(model.state_dict(), tmp / "model.pt")
-        truth = {
-            "styles": styles,
-            "style_names": {c.id: [s.name for s in c.styles] for c in CLASSES},
-            "layouts": {c.id: sorted(c.layout) for c in CLASSES},
-            "layout_notes": {c.id: c.layout_note for c in CLASSES},
-            "grid": {"pool5": GRID, "cell_pixels": CELL},
-        }
-        (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
-        meta = {
-            "version": DEMO_VERSION, "seed": seed, "class_ids": [c.id for c in CLASSES],
-            "class_names": [c.name for c in CLASSES], "input_size": IMAGE_SIZE,
-            "mean": mean, "std": std, "accuracy": held_out, "train_seconds": round(seconds, 2),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        # the catalog names final paths, so it is written from a world that points at `root`
-        world = _load(tmp)
-        world.root, world.image_root, world.weights = root, root / "world", root / "model.pt"
-        world.write_catalog(tmp / "catalog.yaml")
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def ensure_demo(cache_dir: str | Path | None = None, progress: bool = True) -> DemoWorld:
-    """The demo world and its trained CNN: loaded from the cache, or made (once) and cached."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if not (root / "meta.json").is_file():
-        with _locked(root.parent / f".{root.name}.lock"):
-            if not (root / "meta.json").is_file():  # another process may have made it meanwhile
-                if root.exists():  # a foreign or broken folder: never build on top of it
-                    raise RuntimeError(f"{root} exists but holds no finished demo world; remove it")
-                for stale in root.parent.glob(f".{root.name}.tmp-*"):  # left by killed runs (we hold the lock)
-                    shutil.rmtree(stale, ignore_errors=True)
-                create(root, progress=progress)
-    return _load(root)
