@@ -5,27 +5,7 @@ Fixing one such 50% mask pair picks one member; visualizing the class through it
 member's style. The paper samples 2 mask pairs x 2 random inits and sees that the mask decides
 the style (pose, species, layout, scale) more than the init does.
 
-The member is the net *as it was trained*: torch (like Caffe) uses inverted dropout, scaling
-the kept units by 1 / keep during training, so our masks are 0 or 1 / keep, not 0 / 1. With
-plain 0/1 masks fc8 shrinks about keep^2 = 4x, the class term loses to the regularizers
-(demo fish: probabilities 0.16-0.34 under the masks) and the pictures are mostly grey + prior
-texture, whose differences come from the init noise alone. Caveat: torchvision-layout nets
-(the demo net, alexnet-slim) put their Dropout layers *before* fc6 and fc7, i.e. on pool5 and
-fc6, where the paper's Caffe AlexNet drops the outputs of fc6 and fc7. We keep the paper's
-m6-7, so m7 is a mask such a net never saw in training.
-
-The measurement (fixed before measuring it over the classes, not picked after):
-- 3 masks x 3 inits by default: 9 problems (the shared build pays one 227-px optimization per
-  problem) and a balanced design, 9 pairs differing only in the mask (same init) and 9 differing
-  only in the init (same mask); the paper's 2 x 2 has 2 of each and is too noisy to compare.
-- Distance: fc7 cosine distance of the unmasked net (a common, translation-tolerant "style"
-  space). RMS pixel difference is reported too, but it is dominated by where the init happens
-  to put the object, which is layout, not style.
-- Per class: mean distance across masks / mean across inits. Over classes (generator.claims):
-  the geometric mean of the per-class ratios. A ratio is scale-free, so every class counts the
-  same however large its distances (a pooled mean / mean is dominated by the classes with the
-  largest distances), and the log makes 2x and 0.5x cancel, where an arithmetic mean of ratios
-  is pulled up by one class with a near-zero denominator.
+Tuning notes: docs/tuning.md#ensemble
 """
 from __future__ import annotations
 

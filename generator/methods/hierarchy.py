@@ -5,55 +5,7 @@ under the code of a real image, with more and more of it fixed ({m7}, then {m6, 
 {m5, m6, m7}), should give pictures closer and closer to that image: the class knowledge is
 organized hierarchically, the later layers choosing among the layouts the earlier ones allow.
 
-Error metrics, fixed before measuring (not chosen by which one makes the claim hold):
-- pixel: ||I0 - I|| / ||I0|| in [0, 1] RGB, the paper's error for reconstructions. It is
-  dominated by global colour and contrast: a saturated class visualization is far from any
-  photo, and a picture that stayed near its flat init scores *better* than one that worked.
-- fc7: 1 - cos(fc7(I0), fc7(I)) through the unmasked net, the "content" error: does the
-  picture look like the image to the network? Cosine, like every fc7 comparison in the atlas,
-  because a visualization drives fc7 to several times a photo's norm.
-The claim (generator.claims.hierarchy_claims) is that each error, averaged over the class's
-images, falls at every step m7 -> m6-7 -> m5-7; both are reported. What holds (below): the
-pixel error falls on both the demo world and the shared alexnet-slim; the fc7 error falls on
-the shared model only.
-
-Codes forbid, not only gate (`forbid`, our change). The paper fixes a code by masking the
-weights, m7 W7 m6 and m6 W6 m5: a closed unit cannot reach fc8, but nothing stops the picture
-from driving it. With masks that only gate, the code changed almost nothing on the demo world:
-the three levels of an image gave the same picture (the class's generic texture), the pixel
-error was flat (class averages 0.593/0.593/0.598, ctx seed 0, 80 iterations) and the picture's
-own pool5 code overlapped the image's at IoU ~0.43 at every level. A binary code has two
-halves, though, and "generating images only from these binary masks" needs both: so each fixed
-layer also costs its activity on the units the code closes (Pathway.head(closed_activity=True),
-the engine's Problem.closed_weights), weighted so that a closed layer firing at the class's
-mean activity costs `forbid` times the class's mean score (closed_weights). forbid 0 is the
-literal paper. With forbid 2.5 the pictures take the image's style (the green or the orange
-fish, the red-and-white lighthouse) and the class-averaged pixel error falls at each step on
-the demo world for ctx seeds 0-4 (0.583/0.573/0.528 at seed 0); 1 -> 0.585/0.585/0.555 and
-5 -> 0.576/0.561/0.513 fall too. On the demo the fc7 error drops to ~0.06-0.12 at {m7}
-already (0.19 gated) and rises again at {m5-7} (0.07-0.19): forbidding pool5 units costs
-some of the content. On the shared alexnet-slim (10 classes, 3 images, 200 iterations),
-gated -> forbid 2.5: pixel 0.777/0.757/0.727 -> 0.745/0.703/0.668 (falls in 10 of 10
-classes), fc7 0.259/0.258/0.243 -> 0.200/0.136/0.121 (8 of 10); forbid 1 and 5 fall too. The
-pictures show it: the style of the image (the green or the orange fish, the purple checks of
-one balloon), and calmer, less saturated pictures as layers are fixed. The control
-(`pixel_others`, the error to the class's *other* images) says how much of the fall is that
-calm: most of it. Demo, seed 0, forbid 2.5: to I0 0.583 -> 0.528, to the others 0.619 ->
-0.575; the ratio I0 / others still falls 0.942 -> 0.917 (m7 -> m5-7 on seeds 0-4, by 1-2.5%),
-where gated it stays at 0.951 -> 0.949. So the code finds a little of its own image, and
-mostly stops the class's saturated texture.
-
-Init. Under a sparse code (the demo net's fc7 code keeps ~45 of 256 units) the engine's
-mid-grey noise init often leaves the code's fc7 units dead: the L2/TV/prior terms win and the
-picture stays grey at masked score ~0. So by default all three levels start from one
-class-level picture: the mean of the class's *other* images, averaged down to the pool5 grid
-and upsampled (a coarse colour layout, nothing of I0). Their differences come from the code
-alone. It does not help a class with no layout (the demo's ladybug swarm: flat mean).
-`lowest_score_ratio` (masked score of the picture / masked score of I0 under the same code)
-flags inversions that never reached the image's own score.
-
-Images. The most typical image first, then distinct ones (`typical_and_distinct`): the three
-most typical images share their fc7 code at IoU 0.84-0.98 on 4 of the 6 demo classes.
+Tuning notes: docs/tuning.md#hierarchy
 """
 from __future__ import annotations
 

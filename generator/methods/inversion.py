@@ -31,15 +31,7 @@ from generator.pathway import Pathway
 
 VERSION = 1
 
-# Engine settings for pool5 inversion, the same for every variant. Tuned on the shared
-# alexnet-slim with benchmarks/inversion.py (3-image sweeps, then the protocol; numbers in the
-# final report). The authors' values (PAPER.md: lambda_D 10 on the normalized feature error,
-# TV 1e2, 800 iterations, SGD + momentum) are sums on a 0-255 scale; ours are per-pixel means
-# on [0, 1] with Adam. What the sweeps showed: a large step (lr 0.02) lets the optimizer walk
-# far from the retrieved average (image error 0.29 -> 0.36) for little feature gain, so lr is
-# 0.01; the prior helps more the weaker TV is (TV 10 smooths as much as the prior does), and
-# its weight saturates around 5-20 (matches are re-drawn every 10 steps on a stride-8 grid
-# with a moving offset: ~4x cheaper exact matching than stride 4, every pixel still covered).
+# Engine settings for pool5 inversion, the same for every variant. Tuning notes: docs/tuning.md#inversion
 INVERSION_SETTINGS: dict[str, Any] = {
     "iterations": 100,
     "lr": 0.01,
