@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,10 +171,20 @@ def test_catalog_describes_the_demo_atlas(demo_world):
     assert catalog.device == "cpu" and catalog.seed == 0
 
 
-def test_ensure_demo_reuses_the_cache_and_refuses_a_broken_folder(demo_world, tmp_path):
-    again = demo.ensure_demo(demo_world.root, progress=False)
-    assert again.weights == demo_world.weights and again.accuracy == demo_world.accuracy
+def test_ensure_demo_reuses_the_cache_and_refuses_a_broken_folder(demo_world, tmp_path, monkeypatch):
+    from generator.demo import cache
+
+    monkeypatch.setattr(cache, "create", lambda *args, **kwargs: pytest.fail("a cached world was made again"))
+    assert demo.ensure_demo(demo_world.root, progress=False) == demo_world
     broken = tmp_path / "half-written"
     broken.mkdir()
     with pytest.raises(RuntimeError, match="no finished demo world"):
         demo.ensure_demo(broken, progress=False)
+
+
+def test_the_demo_world_is_cached_under_atlas_cache(demo_world, atlas_cache, tmp_path, monkeypatch):
+    assert demo_world.root == atlas_cache / "demo" / f"v{demo.DEMO_VERSION}"  # the session's, not ~/.cache
+    monkeypatch.setenv("ATLAS_CACHE", str(tmp_path))
+    assert demo.default_cache_dir() == tmp_path / "demo" / f"v{demo.DEMO_VERSION}"
+    monkeypatch.delenv("ATLAS_CACHE")
+    assert demo.default_cache_dir() == Path.home() / ".cache" / "atlas" / "demo" / f"v{demo.DEMO_VERSION}"
