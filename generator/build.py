@@ -449,8 +449,13 @@ def _publish_truth(catalog: Catalog, output: Path) -> None:
 
 
 def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = False, dry_run: bool = False,
-          shard: tuple[int, int] | None = None, workers: int = 1, progress: bool = True) -> BuildReport:
+          shard: tuple[int, int] | None = None, workers: int = 1, progress: bool = True,
+          executor: Any = None) -> BuildReport:
     """Bring `catalog.output` up to date with the catalog; see the module docstring.
+
+    `executor` runs the stale classes elsewhere (`generator.executors.RayExecutor`: its
+    `run(catalog, plans, model_digest, progress)` yields ClassOutcomes); None runs them here,
+    in `workers` processes.
 
     Raises store.StoreError when the output folder cannot be used at all (not writable, another
     build holds it); everything that goes wrong inside one class is in the report instead.
@@ -479,7 +484,9 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
         if dry_run:
             return report
         todo = [plan for plan in plans if plan.needs_work]
-        for outcome in _run_all(catalog, todo, keys.model_digest, workers, progress):
+        outcomes = (executor.run(catalog, todo, keys.model_digest, progress) if executor is not None
+                    else _run_all(catalog, todo, keys.model_digest, workers, progress))
+        for outcome in outcomes:
             report.add(outcome)
         _publish_truth(catalog, output)
     finally:

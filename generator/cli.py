@@ -130,6 +130,8 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, run nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Build only shard i of n (i/n, from 0), for cluster array jobs.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Classes built in parallel processes.")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local, or ray: one Ray task per class (pip install -e '.[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster (host:6379, auto); default: a new one.")] = None,
 ) -> None:
     """Build (or update) the atlas of the catalog's classes, then render the website.
 
@@ -137,9 +139,13 @@ def build(
 
         atlas build --classes church,golf_ball --device cuda
     """
+    from generator.executors import make_executor
     from generator.images import source_root
     from generator.models import ensure_weights
 
+    runner = make_executor(executor, address)
+    if runner is not None and workers > 1:
+        raise UsageError("--workers is for the local executor; Ray runs as many classes as the cluster has room for")
     cat = _load(catalog, model=model, weights=weights, labels=labels, images=images, classes=classes,
                 device=device, output=output, seed=seed, per_class=per_class)
     methods = _parse_only(only)
@@ -151,7 +157,7 @@ def build(
     from generator import build as builder
 
     report = builder.build(cat, only=methods, force=force, dry_run=dry_run, shard=shard_pair,
-                           workers=workers, progress=True)
+                           workers=workers, progress=True, executor=runner)
     typer.echo(report.summary())
     if not dry_run and shard_pair is None:
         _render_after_build(cat.output, report.ok)
