@@ -23,6 +23,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from benchmarks.common import print_table, write_json
 from generator import demo
+from generator.methods.location import window_mask
 from generator.pathway import Pathway
 
 
@@ -35,7 +36,7 @@ def planted_truth_checks(pathway: Pathway, seed: int) -> list[dict]:
         mine = (labels == index).nonzero().flatten()
         with torch.no_grad():
             acts = pathway(images[mine])
-            scores = {(r, c): float(pathway.head(acts.pool5, m5=pathway.window_mask(2 * r, 2 * c, 2)).fc8[:, index].mean())
+            scores = {(r, c): float(pathway.head(acts.pool5, m5=window_mask(pathway.pool5_shape, 2 * r, 2 * c, 2)).fc8[:, index].mean())
                       for r in range(3) for c in range(3)}
         k = len(demo_class.styles)
         loadings = NMF(k, init="nndsvda", max_iter=1000, random_state=0).fit_transform(acts.fc7.numpy())

@@ -305,12 +305,12 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
                 raise check.fail("model.name", f"model file {file} not found")
             name = f"{file}:{factory}"
     elif name not in models.TORCHVISION_MODELS:
-        known = ", ".join(models.TORCHVISION_MODELS)
         if name in models.torchvision_model_names():
-            raise check.fail("model.name", f"torchvision's {name} has no pool5 -> fc6 -> fc7 -> fc8 pathway "
-                             f"(features/avgpool/classifier layout); supported: {known}, or file.py:factory")
-        raise check.fail("model.name", f"unknown model {name!r}{_hint(name, models.TORCHVISION_MODELS)}; supported: {known}, "
-                         "or path/file.py:factory, or package.module:factory")
+            raise check.fail("model.name", f"torchvision's {name} cannot be split into the atlas's pathway: "
+                             f"{models.unsupported_reason(name)}; or file.py:factory")
+        raise check.fail("model.name", f"unknown model {name!r}{_hint(name, models.TORCHVISION_MODELS)}; supported "
+                         f"torchvision families: {models.supported_families()}; or path/file.py:factory, "
+                         "or package.module:factory")
     weights = spec.get("weights")
     if weights is not None:
         weights = check.typed(weights, "model.weights", str, "a weights name or a state_dict path")

@@ -194,8 +194,10 @@ def ensemble_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- 4.4 hierarchy
 
 def smallest_drop(errors: Mapping[str, float]) -> float:
-    """min(err[m7] - err[m6-7], err[m6-7] - err[m5-7]): positive iff the error falls at each step."""
-    return min(errors[a] - errors[b] for a, b in zip(LEVELS, LEVELS[1:]))
+    """min(err[m7] - err[m6-7], err[m6-7] - err[m5-7]): positive iff the error falls at each step
+    (over the levels the net has: m7 -> m5-7 alone for a net without fc6)."""
+    present = [lv for lv in LEVELS if lv in errors]
+    return min(errors[a] - errors[b] for a, b in zip(present, present[1:]))
 
 
 def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -204,9 +206,11 @@ def hierarchy_claims(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_class: dict[str, dict[str, float]] = {}
         for manifest in manifests:
             method = _method(manifest, "hierarchy")
-            if method is not None and all(f"{space}_{lv}" in method["numbers"] for lv in LEVELS):
-                per_class[manifest["class"]["id"]] = {lv: float(method["numbers"][f"{space}_{lv}"]) for lv in LEVELS}
-        averaged = {lv: mean(e[lv] for e in per_class.values()) for lv in LEVELS} if per_class else None
+            if method is not None and all(f"{space}_{lv}" in method["numbers"] for lv in ("m7", "m5-7")):
+                per_class[manifest["class"]["id"]] = {lv: float(method["numbers"][f"{space}_{lv}"]) for lv in LEVELS
+                                                      if f"{space}_{lv}" in method["numbers"]}
+        averaged = {lv: mean(e[lv] for e in per_class.values()) for lv in LEVELS
+                    if all(lv in e for e in per_class.values())} if per_class else None
         claims.append(_claim(
             f"hierarchy-{space}", "4.4",
             "Inverting an image's binary code with more constraints (m7, m6-7, m5-7) comes closer to the image (Sec. 4.4).",

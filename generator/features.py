@@ -1,4 +1,4 @@
-"""pool5 / fc6 / fc7 / fc8 of a class's images, computed once and cached on disk.
+"""pool5 / fc6 (None for nets without one) / fc7 / fc8 of a class's images, computed once and cached on disk.
 
 Topics (NMF on fc7), hierarchy codes and retrieval all start from the same activations of the
 same images, so a rebuild that only changes a method parameter should not pay for the forward
@@ -55,13 +55,14 @@ def extract(pathway: Pathway, images: Tensor, batch_size: int = 32, cache_dir: s
         if cached is not None:
             return cached
     device = pathway.mean.device
-    parts: dict[str, list[Tensor]] = {name: [] for name in _FIELDS}
+    parts: dict[str, list[Tensor | None]] = {name: [] for name in _FIELDS}
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="features", unit="batch", disable=not progress, leave=False):
         acts = pathway(images[start : start + batch_size].to(device))
         for name in _FIELDS:
-            parts[name].append(getattr(acts, name).cpu())
-    result = Activations(**{name: torch.cat(parts[name]) for name in _FIELDS})
+            value = getattr(acts, name)
+            parts[name].append(None if value is None else value.cpu())  # fc6 is None for nets without one
+    result = Activations(**{name: None if parts[name][0] is None else torch.cat(parts[name]) for name in _FIELDS})
     if cache_file is not None:
         _write_cache(cache_file, result)
     return result

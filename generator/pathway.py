@@ -1,13 +1,23 @@
-"""The neural pathway of Sec. 4: trunk -> pool5 -> fc6 -> fc7 -> fc8 with 0/1 masks.
+"""The neural pathway of Sec. 4: trunk -> pool5 -> (fc6) -> fc7 -> fc8 with 0/1 masks.
 
 Every method in the atlas is an optimization through this one module. It takes images in
 [0, 1] RGB (normalization by the model's mean/std happens inside, so the optimizer, the
-regularizers and the patch prior all live in plain image space) and returns the four
-activations. Masks multiply post-ReLU activations, so they gate both the forward values and
-the gradients, exactly as in the authors' code:
+regularizers and the patch prior all live in plain image space) and returns the activations.
+Masks multiply activations, so they gate both the forward values and the gradients, exactly
+as in the authors' code. Two families of networks:
 
-    fc6 = m6 * relu(W6 vec(m5 * pool5)),  fc7 = m7 * relu(W7 fc6),  fc8 = W8 fc7.
+- "fc" (AlexNet, VGG and look-alikes: features / avgpool / classifier with three Linear layers):
+      fc6 = m6 * relu(W6 vec(m5 * pool5)),  fc7 = m7 * relu(W7 fc6),  fc8 = W8 fc7.
+- "pooled" (ResNet, Wide ResNet, ResNeXt, RegNet, MobileNet v2/v3, EfficientNet, ConvNeXt): the
+  last spatial feature map plays pool5, its global average (where MobileNet and EfficientNet
+  are trained with dropout) plays fc7, the logits fc8; fc6 does not exist (`Activations.fc6 is None`):
+      fc7 = m7 * head_pre(avgpool(m5 * pool5)),  fc8 = W8 fc7.
+  A classifier with one hidden Linear layer (MobileNet v3) makes the pooled vector fc6 and the
+  hidden layer's output fc7, since that is where its dropout sits:
+      fc6 = m6 * avgpool(m5 * pool5),  fc7 = m7 * act(W7 fc6),  fc8 = W8 fc7.
 
+`pathway.levels` / `pathway.masks` / `pathway.has_fc6` say which exist; `pathway.roles` says,
+as data, which module plays each part (for the site's methods page).
 A mask is either per sample (first dim = batch) or broadcast (no batch dim).
 """
 from __future__ import annotations
@@ -23,14 +33,34 @@ from generator.memory import keep_freed_memory
 
 
 class PathwayError(ValueError):
-    """The model does not have the features/avgpool/classifier layout we can split."""
+    """The model does not have a layout we can split into a pathway."""
+
+
+NEEDS = (
+    "the atlas needs either AlexNet/VGG's features/avgpool/classifier layout with three Linear layers "
+    "(pool5 -> fc6 -> fc7 -> fc8), or a globally pooled CNN: a conv trunk (`features`, or ResNet/RegNet's "
+    "layers before `avgpool`), global average pooling, and a classifier of one Linear layer (or two with "
+    "an activation between) as in torchvision's resnet*, wide_resnet*, resnext*, regnet_*, mobilenet_v2/v3, "
+    "efficientnet_b*, convnext_*"
+)
+# What the last map holds per torchvision class (the roles table's wording; "?" for other models).
+LAST_MAP = {
+    "ResNet": "ReLU after the last residual add (non-negative)",
+    "RegNet": "ReLU after the last residual add (non-negative)",
+    "MobileNetV2": "ReLU6 of the last 1x1 conv (non-negative)",
+    "MobileNetV3": "Hardswish of the last 1x1 conv (>= -0.375)",
+    "EfficientNet": "SiLU of the last 1x1 conv (>= -0.28)",
+    "ConvNeXt": "the last stage's residual stream, no activation (signed)",
+}
+_HEAD_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU)
+_PRE_POOL_OK = (nn.Dropout, nn.Flatten, nn.LayerNorm, nn.Identity)
 
 
 @dataclass
 class Activations:
-    pool5: Tensor  # (B, C, H, W), after the last ReLU + max-pool (+ avgpool)
-    fc6: Tensor  # (B, D6) post-ReLU, masked
-    fc7: Tensor  # (B, D7) post-ReLU, masked
+    pool5: Tensor  # (B, C, H, W): AlexNet/VGG: after the last ReLU + max-pool (+ avgpool); pooled nets: the last map
+    fc6: Tensor | None  # (B, D6) masked; None for nets without fc6 (most globally pooled nets)
+    fc7: Tensor  # (B, D7) masked: AlexNet/VGG's fc7, or a pooled net's pooled vector (MobileNet v3: hidden layer)
     fc8: Tensor  # (B, classes) pre-softmax scores
     closed: Tensor | None = None  # (B, 3) mean activity on the units each mask closes (head(closed_activity=True))
 
@@ -57,12 +87,46 @@ def _find_classifier_layers(classifier: nn.Module) -> tuple[nn.Linear, nn.Linear
     return linears[0], linears[1], linears[2]
 
 
-class Pathway(nn.Module):
-    """A classifier split into trunk (to pool5) and the three fc layers, with masks.
+def _is_global_pool(module: nn.Module | None) -> bool:
+    if module is None:
+        return True  # mobilenet_v2 pools in forward() with adaptive_avg_pool2d(x, (1, 1))
+    size = getattr(module, "output_size", None)
+    return isinstance(module, nn.AdaptiveAvgPool2d) and size in (1, (1, 1), [1, 1])
 
-    Works for any model with `features` (conv trunk ending in ReLU/max-pool), optional
-    `avgpool`, and `classifier` (3 Linear layers with ReLUs after the first two):
-    torchvision's AlexNet and VGG (with or without BN), and look-alikes.
+
+def _is_fc_layout(model: nn.Module) -> bool:
+    """AlexNet/VGG: features + classifier with three Linear layers."""
+    classifier = getattr(model, "classifier", None)
+    if not hasattr(model, "features") or not isinstance(classifier, nn.Sequential):
+        return False
+    return sum(isinstance(m, nn.Linear) for m in classifier.children()) == 3
+
+
+def _split_pooled(model: nn.Module) -> tuple[nn.Sequential, str, list[tuple[str, nn.Module]]]:
+    """(trunk, trunk description, named head layers) of a globally pooled CNN, or PathwayError."""
+    name = type(model).__name__
+    if not _is_global_pool(getattr(model, "avgpool", None)):
+        raise PathwayError(f"{name}.avgpool is {getattr(model, 'avgpool')}, not a global average pool; {NEEDS}")
+    if isinstance(getattr(model, "features", None), nn.Module) and isinstance(getattr(model, "classifier", None), nn.Module):
+        trunk, where = model.features, "features"
+        head = model.classifier
+        named = [(f"classifier.{n}", m) for n, m in head.named_children()] if isinstance(head, nn.Sequential) else [("classifier", head)]
+    elif isinstance(getattr(model, "fc", None), nn.Linear) and hasattr(model, "avgpool"):
+        children = list(model.named_children())
+        before = [(n, m) for n, m in children[: [n for n, _ in children].index("avgpool")]]
+        trunk, where = nn.Sequential(*[m for _, m in before]), " -> ".join(n for n, _ in before)
+        named = [("fc", model.fc)]
+    else:
+        raise PathwayError(f"{name} has neither features/classifier nor avgpool/fc; {NEEDS}")
+    if not isinstance(trunk, nn.Sequential):
+        trunk = nn.Sequential(trunk)
+    return trunk, where, named
+
+
+class Pathway(nn.Module):
+    """A classifier split into trunk (to pool5) and its head, with masks.
+
+    See the module docstring for the two families. `family` is "fc" or "pooled".
     """
 
     mean: Tensor  # (1, 3, 1, 1) buffers: the model's normalization
@@ -77,42 +141,157 @@ class Pathway(nn.Module):
     ) -> None:
         super().__init__()
         keep_freed_memory()  # every pathway allocates batch-sized tensors at each step (memory.py)
-        missing = [n for n in ("features", "classifier") if not hasattr(model, n)]
-        if missing:
-            raise PathwayError(
-                f"{type(model).__name__} has no {' or '.join(missing)}: the atlas needs the "
-                "features/avgpool/classifier layout of AlexNet and VGG (pool5 -> fc6 -> fc7 -> fc8); "
-                "ResNets and other architectures without fc6/fc7 cannot be split into a pathway"
+        model.eval()
+        self.architecture = type(model).__name__
+        self.input_size = input_size
+        self.fc6: nn.Module | None
+        self.head_pre: nn.ModuleList = nn.ModuleList()  # pooled: layers between the pool and fc7 (ConvNeXt's LayerNorm2d)
+        self.hidden_activation: nn.Module | None = None  # pooled with a hidden layer: its activation
+        self.dropout_at: tuple[str, ...] = ()  # the levels whose values the net drops out in training
+        if _is_fc_layout(model):
+            self.family = "fc"
+            self.features = model.features
+            self.avgpool = getattr(model, "avgpool", None) or nn.Identity()
+            self.fc6, self.fc7, self.fc8 = _find_classifier_layers(model.classifier)
+            layers = list(model.classifier.children())
+            self.dropout_at = tuple(
+                level for level, linear in zip(("pool5", "fc6", "fc7"), (self.fc6, self.fc7, self.fc8))
+                if isinstance(layers[layers.index(linear) - 1], nn.Dropout)
             )
-        self.features = model.features
-        self.avgpool = getattr(model, "avgpool", None) or nn.Identity()
-        self.fc6, self.fc7, self.fc8 = _find_classifier_layers(model.classifier)
+            self._roles = {
+                "pool5": "features -> avgpool: the last conv map after ReLU and max-pool",
+                "fc6": "classifier's first Linear + ReLU",
+                "fc7": "classifier's second Linear + ReLU",
+                "fc8": "classifier's last Linear (logits)",
+            }
+        else:
+            if not (hasattr(model, "features") or hasattr(model, "fc")):
+                raise PathwayError(f"{self.architecture} has no features or fc layer: {NEEDS}")
+            self.family = "pooled"
+            self.features, where, named = _split_pooled(model)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self._init_pooled_head(named)
+            pooled = "the global average of the last map"
+            last = LAST_MAP.get(self.architecture, "the trunk's last output")
+            self._roles = {
+                "pool5": f"{where}: the last spatial map ({last}); location windows and the m5 code live here",
+                "fc6": (f"{pooled} (input of the hidden classifier layer)" if self.fc6 is not None else
+                        "absent: the net pools the last map straight into its classifier, so there is no m6 "
+                        "(the hierarchy has {m7} and {m5-7} only)"),
+                "fc7": (f"{self._names['fc7']} + {type(self.hidden_activation).__name__}" if self.fc6 is not None else
+                        f"{pooled}{' after ' + self._names['pre'] if self._names['pre'] else ''}")
+                + ("; the net was trained with dropout here" if "fc7" in self.dropout_at else
+                   "; the net has no dropout here (its dropout masks pick members of an ensemble it never trained)")
+                + "; topics and the m7 code live here",
+                "fc8": f"{self._names['fc8']} (logits)",
+            }
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.input_size = input_size
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
         with torch.no_grad():
             probe = self.trunk(torch.zeros(1, 3, input_size, input_size))
+        if probe.dim() != 4:
+            raise PathwayError(f"{self.architecture}'s trunk gives shape {tuple(probe.shape)}, not a (C, H, W) map; {NEEDS}")
         self.pool5_shape: tuple[int, int, int] = tuple(probe.shape[1:])  # type: ignore[assignment]
-        if probe[0].numel() != self.fc6.in_features:
+        if self.family == "fc" and probe[0].numel() != self.fc6.in_features:  # type: ignore[union-attr]
             raise PathwayError(
                 f"pool5 has {probe[0].numel()} values {self.pool5_shape} but fc6 expects "
-                f"{self.fc6.in_features}"
+                f"{self.fc6.in_features}"  # type: ignore[union-attr]
             )
+        first = self.fc7 if self.has_fc6 else self.fc8
+        if self.family == "pooled" and self.pool5_shape[0] != first.in_features:  # type: ignore[union-attr]
+            raise PathwayError(f"the last map has {self.pool5_shape[0]} channels {self.pool5_shape} but the "
+                               f"classifier expects {first.in_features}; {NEEDS}")  # type: ignore[union-attr]
+        if self.family == "pooled":
+            self._check_reproduces(model)
+
+    def _init_pooled_head(self, named: list[tuple[str, nn.Module]]) -> None:
+        """Split a pooled net's classifier: [pre layers] Linear [activation, dropout] [Linear]."""
+        linears = [i for i, (_, m) in enumerate(named) if isinstance(m, nn.Linear)]
+        if len(linears) not in (1, 2):
+            raise PathwayError(f"{self.architecture}'s classifier has {len(linears)} Linear layers; {NEEDS}")
+        pre = named[: linears[0]]
+        odd = [f"{n} ({type(m).__name__})" for n, m in pre if not isinstance(m, _PRE_POOL_OK)
+               and "LayerNorm" not in type(m).__name__]
+        if odd:
+            raise PathwayError(f"{self.architecture}'s classifier has layers before its Linear the pathway cannot "
+                               f"pass: {', '.join(odd)}")
+        self.head_pre = nn.ModuleList([m for _, m in pre if not isinstance(m, (nn.Dropout, nn.Flatten, nn.Identity))])
+        names = {"pre": ", ".join(n for n, m in pre if m in list(self.head_pre))}
+        dropout_first = any(isinstance(m, nn.Dropout) for _, m in pre)
+        if len(linears) == 1:
+            self.fc6, self.fc7 = None, None
+            between = named[linears[0] + 1 :]
+            self.fc8 = named[linears[0]][1]
+            names["fc8"] = named[linears[0]][0]
+            self.dropout_at = ("fc7",) if dropout_first else ()
+        else:
+            between = named[linears[0] + 1 : linears[1]]
+            acts = [m for _, m in between if isinstance(m, _HEAD_ACTIVATIONS)]
+            odd = [type(m).__name__ for _, m in between if not isinstance(m, (*_HEAD_ACTIVATIONS, nn.Dropout))]
+            if len(acts) != 1 or odd:
+                raise PathwayError(f"{self.architecture}'s classifier needs exactly one activation (and dropout) "
+                                   f"between its two Linear layers; {NEEDS}")
+            self.fc6 = nn.Identity()  # type: ignore[assignment]  # marks "exists"; fc6 is the pooled vector itself
+            self.fc7, self.hidden_activation = named[linears[0]][1], acts[0]
+            self.fc8 = named[linears[1]][1]
+            names |= {"fc7": named[linears[0]][0], "fc8": named[linears[1]][0]}
+            self.dropout_at = (("fc6",) if dropout_first else ()) + \
+                (("fc7",) if any(isinstance(m, nn.Dropout) for _, m in between) else ())
+            between = named[linears[1] + 1 :]
+        if any(not isinstance(m, nn.Dropout) for _, m in between if not isinstance(m, nn.Linear)):
+            raise PathwayError(f"{self.architecture}'s classifier has layers after its logits; {NEEDS}")
+        self._names = names
+
+    @torch.no_grad()
+    def _check_reproduces(self, model: nn.Module) -> None:
+        """A split that does not reproduce model(x) (e.g. a forward() that does more than its
+        children) is refused instead of giving an atlas of some other function."""
+        x = torch.rand(2, 3, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
+        try:
+            expected = model.eval()(self.normalize(x))
+        except Exception as exc:
+            raise PathwayError(f"{self.architecture} fails on a {self.input_size}px input: {type(exc).__name__}: {exc}") from None
+        got = self(x).fc8
+        if not isinstance(expected, Tensor) or expected.shape != got.shape or \
+                (expected - got).abs().max() > 1e-4 * (1.0 + expected.abs().max()):
+            raise PathwayError(f"splitting {self.architecture} into trunk -> global pool -> classifier does not "
+                               f"reproduce its forward(); {NEEDS}")
+
+    @property
+    def has_fc6(self) -> bool:
+        return self.fc6 is not None
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The activations this net has, in order: pool5, [fc6,] fc7, fc8."""
+        return ("pool5", "fc6", "fc7", "fc8") if self.has_fc6 else ("pool5", "fc7", "fc8")
+
+    @property
+    def masks(self) -> tuple[str, ...]:
+        """The masks this net takes: m5, [m6,] m7."""
+        return ("m5", "m6", "m7") if self.has_fc6 else ("m5", "m7")
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Which module plays each part (pool5, fc6, fc7, fc8), in words, for the methods page."""
+        return dict(self._roles)
 
     @property
     def num_classes(self) -> int:
         return self.fc8.out_features
 
     @property
-    def fc6_dim(self) -> int:
-        return self.fc6.out_features
+    def fc6_dim(self) -> int | None:
+        if self.fc6 is None:
+            return None
+        return self.fc6.out_features if isinstance(self.fc6, nn.Linear) else self.pool5_shape[0]
 
     @property
     def fc7_dim(self) -> int:
-        return self.fc7.out_features
+        return self.fc8.in_features
 
     def train(self, mode: bool = True) -> "Pathway":
         # Dropout is never part of the pathway (masks replace it); keep BN in eval too.
@@ -123,7 +302,8 @@ class Pathway(nn.Module):
 
     def trunk(self, images: Tensor) -> Tensor:
         """pool5 of [0,1] images (no mask)."""
-        return self.avgpool(self.features(self.normalize(images)))
+        x = self.features(self.normalize(images))
+        return self.avgpool(x) if self.family == "fc" else x
 
     def trunk_layer(self, images: Tensor, index: int) -> Tensor:
         """Output of features[index] (for inverting any conv layer)."""
@@ -156,9 +336,12 @@ class Pathway(nn.Module):
         """fc6, fc7, fc8 from pool5 under the masks (pool5 returned unmasked).
 
         With closed_activity, also each layer's mean activity on the units its mask closes,
-        before the mask zeroes it (0 for a layer without a mask). A mask only gates: a closed
-        unit's value cannot reach fc8, but nothing stops the image from driving it. This is what
-        a method penalizes when a code must also *forbid* its off units (hierarchy.py)."""
+        before the mask zeroes it (0 for a layer without a mask, or that the net lacks). A mask
+        only gates: a closed unit's value cannot reach fc8, but nothing stops the image from
+        driving it. This is what a method penalizes when a code must also *forbid* its off units
+        (hierarchy.py)."""
+        if m6 is not None and not self.has_fc6:
+            raise ValueError(f"{self.architecture} has no fc6 (its pooled vector plays fc7), so it takes no m6 mask")
         closed = []
 
         def gate(values: Tensor, mask: Tensor | None) -> Tensor:
@@ -168,25 +351,22 @@ class Pathway(nn.Module):
             return values if mask is None else values * mask
 
         x = gate(pool5, m5)
-        fc6 = gate(F.relu(self.fc6(torch.flatten(x, 1))), m6)
-        fc7 = gate(F.relu(self.fc7(fc6)), m7)
+        fc6: Tensor | None
+        if self.family == "fc":
+            fc6 = gate(F.relu(self.fc6(torch.flatten(x, 1))), m6)  # type: ignore[misc]
+            fc7 = gate(F.relu(self.fc7(fc6)), m7)
+        else:
+            pooled = self.avgpool(x)
+            for layer in self.head_pre:
+                pooled = layer(pooled)
+            pooled = torch.flatten(pooled, 1)
+            if self.has_fc6:
+                fc6 = gate(pooled, m6)
+                fc7 = gate(self.hidden_activation(self.fc7(fc6)), m7)  # type: ignore[misc]
+            else:
+                if closed_activity:
+                    closed.append(pooled.new_zeros(pooled.shape[0]))  # no fc6: nothing closed there
+                fc6, fc7 = None, gate(pooled, m7)
         return Activations(
             pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), closed=torch.stack(closed, 1) if closed else None
         )
-
-    @torch.no_grad()
-    def codes(self, images: Tensor) -> dict[str, Tensor]:
-        """The binary ReLU codes (m5, m6, m7) of images: 1 where the unit is on (Sec. 4.4)."""
-        acts = self(images)
-        return {
-            "m5": (acts.pool5 > 0).float(),
-            "m6": (acts.fc6 > 0).float(),
-            "m7": (acts.fc7 > 0).float(),
-        }
-
-    def window_mask(self, top: int, left: int, size: int) -> Tensor:
-        """m5 that opens only a size x size window of pool5 positions (all channels, Sec. 4.1)."""
-        c, h, w = self.pool5_shape
-        mask = torch.zeros(c, h, w, device=self.mean.device)
-        mask[:, top : top + size, left : left + size] = 1.0
-        return mask

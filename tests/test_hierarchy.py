@@ -63,7 +63,7 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input(tiny_context):
         assert all(0.0 <= picture.numbers[f"iou_{m}"] <= 1.0 for m in ("m5", "m6", "m7"))
     # the full-code picture reaches its score under the image's own masks, and the ratio is
     # that score over the image's own score under the same code
-    codes = ctx.pathway.codes(ctx.images[chosen][None])
+    codes = hierarchy.codes(ctx.pathway, ctx.images[chosen][None])
     with torch.no_grad():
         fc8 = ctx.pathway(result.pictures[3].image[None], **codes).fc8
         own = float(ctx.pathway(ctx.images[chosen][None], **codes).fc8[0, ctx.class_index])

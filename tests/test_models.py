@@ -100,11 +100,42 @@ def test_pickled_whole_model_is_refused_by_weights_only(tmp_path, tiny_file):
         load_pathway(ModelSpec(f"{tiny_file}:build", weights=str(pickled), input_size=64))
 
 
-def test_resnet18_is_refused_clearly():
-    with pytest.raises(ModelError, match=r"resnet18 cannot be used: the atlas needs the pool5 -> fc6 -> fc7 -> fc8"):
-        load_pathway(ModelSpec("resnet18"))
-    with pytest.raises(ModelError, match=r"ResNet has no features or classifier"):
-        load_pathway(ModelSpec("torchvision.models:resnet18"))
+def test_unsupported_architectures_are_refused_with_what_the_pathway_needs():
+    with pytest.raises(ModelError, match=r"squeezenet1_1 cannot be used: the atlas needs either AlexNet/VGG.*"
+                                         r"or a globally pooled CNN.*Supported by name: alexnet: alexnet"):
+        load_pathway(ModelSpec("squeezenet1_1"))
+    with pytest.raises(ModelError, match=r"SqueezeNet's classifier has 0 Linear layers; the atlas needs"):
+        load_pathway(ModelSpec("torchvision.models:squeezenet1_1", input_size=64))
+    with pytest.raises(ModelError, match=r"unknown model 'resnet19'; use a name of the families .*resnet: resnet18"):
+        load_pathway(ModelSpec("resnet19"))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "torchvision.models:resnet18"])
+def test_resnet18_loads_by_name_and_as_a_factory(name):
+    pathway = load_pathway(ModelSpec(name, num_classes=7, input_size=64), "cpu")
+    assert (pathway.family, pathway.num_classes, pathway.pool5_shape) == ("pooled", 7, (512, 2, 2))
+    assert not pathway.has_fc6 and pathway.fc6_dim is None and pathway.fc7_dim == 512
+    assert not any(p.requires_grad for p in pathway.parameters())
+
+
+def test_pooled_family_names_are_supported_and_listed():
+    from generator.models import MODEL_FAMILIES, TORCHVISION_MODELS, model_family, torchvision_model_names
+
+    wanted = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "mobilenet_v2",
+              "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b7", "convnext_tiny",
+              "convnext_large", "regnet_x_400mf", "regnet_y_128gf"]
+    assert all(name in TORCHVISION_MODELS for name in wanted)
+    assert set(TORCHVISION_MODELS) <= set(torchvision_model_names())  # every listed name exists in torchvision
+    assert model_family("mobilenet_v3_large") == "mobilenet" and model_family("vit_b_16") is None
+    assert MODEL_FAMILIES["alexnet"] == ("alexnet",)
+
+
+def test_offline_pooled_weights_download_is_one_clear_error(offline):
+    with pytest.raises(ModelError) as info:
+        load_pathway(ModelSpec("resnet18", weights="DEFAULT"))
+    message = str(info.value)
+    assert "\n" not in message and "needs network access" in message
+    assert "--weights /path/to/resnet18-f37072fd.pth" in message
 
 
 def test_factory_errors_are_model_errors(tmp_path, tiny_file):

@@ -5,6 +5,10 @@ Fixing one such 50% mask pair picks one member; visualizing the class through it
 member's style. The paper samples 2 mask pairs x 2 random inits and sees that the mask decides
 the style (pose, species, layout, scale) more than the init does.
 
+A globally pooled net has no fc6: its member is one mask on the pooled vector (fc7), which is
+exactly where MobileNet and EfficientNet drop out in training (ResNet, RegNet and ConvNeXt have
+no dropout at all; `dropout_in_training` in the numbers says which levels the net drops out).
+
 Tuning notes: docs/tuning.md#ensemble
 """
 from __future__ import annotations
@@ -42,9 +46,10 @@ def dropout_mask(units: int, keep: float, seed: int) -> Tensor:
     return mask
 
 
-def mask_pair(fc6_dim: int, fc7_dim: int, keep: float, seed: int) -> tuple[Tensor, Tensor]:
-    """(m6, m7) of one ensemble member; m7 uses the next seed so the two are independent."""
-    return dropout_mask(fc6_dim, keep, seed), dropout_mask(fc7_dim, keep, seed + 1)
+def mask_pair(fc6_dim: int | None, fc7_dim: int, keep: float, seed: int) -> tuple[Tensor | None, Tensor]:
+    """(m6, m7) of one ensemble member; m7 uses the next seed so the two are independent.
+    A net without fc6 (globally pooled) has no m6: its member is the m7 mask on the pooled vector."""
+    return None if fc6_dim is None else dropout_mask(fc6_dim, keep, seed), dropout_mask(fc7_dim, keep, seed + 1)
 
 
 def mean_distance(distances: Tensor, pairs: list[tuple[int, int]]) -> float | None:
@@ -89,12 +94,13 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         )
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
+    masked = "fc6 and fc7" if pathway.has_fc6 else "the pooled vector (fc7)"
     pictures = [
         Picture(
             key=f"mask{c['mask']}-init{c['init']}",
             image=s.image,
             caption=(
-                f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of fc6 and fc7), "
+                f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of {masked}), "
                 f"random init {c['init'] + 1}" + (", patch prior" if prior is not None else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
@@ -118,6 +124,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         numbers[f"{space}_across_inits"] = mean_distance(distances, across_inits)
         numbers[f"{space}_ratio"] = ratio(numbers[f"{space}_across_masks"], numbers[f"{space}_across_inits"])
     numbers |= {
+        "masked": list(pathway.masks[1:]),  # m6 and m7, or m7 alone on a net without fc6
+        "dropout_in_training": list(pathway.dropout_at),  # where the net itself was trained with dropout
         "fc7_metric": "mean fc7 cosine distance (unmasked net)",
         "pixel_metric": "mean RMS pixel difference in [0, 1]",
     }

@@ -5,6 +5,10 @@ under the code of a real image, with more and more of it fixed ({m7}, then {m6, 
 {m5, m6, m7}), should give pictures closer and closer to that image: the class knowledge is
 organized hierarchically, the later layers choosing among the layouts the earlier ones allow.
 
+Nets without fc6 (globally pooled: ResNet, MobileNet v2, EfficientNet, ConvNeXt, RegNet) have a
+two-level code, {m7} (the pooled vector) then {m5-7} (plus the last feature map); the result
+says so in `numbers["levels_note"]` and the claim compares the levels the net has.
+
 Tuning notes: docs/tuning.md#hierarchy
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
-from generator.pathway import Activations
+from generator.pathway import Activations, Pathway
 
 VERSION = 5
 DEFAULTS: dict[str, Any] = {
@@ -34,6 +38,24 @@ LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m6-7", ("m6", "m7")),
     ("m5-7", ("m5", "m6", "m7")),
 )
+NO_FC6 = ("{m6-7} is left out: this network has no fc6 (a globally pooled net: its last feature map "
+          "plays pool5 and the pooled vector fc7), so the code has two levels, {m7} then {m5-7}")
+
+
+def levels_of(pathway: Pathway) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The code levels this net has: all three for AlexNet/VGG, {m7} and {m5-7} without fc6."""
+    return tuple((level, tuple(m for m in masks if m in pathway.masks)) for level, masks in LEVELS
+                 if level != "m6-7" or pathway.has_fc6)
+
+
+@torch.no_grad()
+def codes(pathway: Pathway, images: Tensor) -> dict[str, Tensor]:
+    """The binary codes (m5, [m6,] m7) of images: 1 where the unit is on (> 0, Sec. 4.4). On a
+    post-ReLU layer that is the ReLU pattern; on a signed one (ConvNeXt's, SiLU / Hardswish
+    maps) it is the sign pattern, the same test applied to values that also go negative."""
+    acts = pathway(images)
+    layers = {"m5": acts.pool5, "m6": acts.fc6, "m7": acts.fc7}
+    return {name: (layers[name] > 0).float() for name in pathway.masks}
 
 
 def most_typical(fc7: Tensor, count: int) -> list[int]:
@@ -105,7 +127,8 @@ def closed_weights(
     score = max(float(features.fc8[:, class_index].mean()), 1e-6)
     activity = {"m5": features.pool5, "m6": features.fc6, "m7": features.fc7}
     return tuple(
-        forbid * score / max(float(activity[name].mean()), 1e-6) if name in masks else 0.0 for name in LAYERS
+        forbid * score / max(float(activity[name].mean()), 1e-6)  # type: ignore[union-attr]
+        if name in masks and activity[name] is not None else 0.0 for name in LAYERS
     )  # type: ignore[return-value]
 
 
@@ -117,11 +140,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     device = pathway.mean.device
     chosen = typical_and_distinct(ctx.features.fc7, min(int(params["images"]), ctx.images.shape[0]))
     inputs = ctx.images[chosen]
-    codes = pathway.codes(inputs.to(device))
+    levels = levels_of(pathway)
+    image_codes = codes(pathway, inputs.to(device))
     with torch.no_grad():  # each image's own score under its code: what an inversion should reach
         own_scores = {
-            level: pathway(inputs.to(device), **{m: codes[m] for m in masks}).fc8[:, ctx.class_index].cpu()
-            for level, masks in LEVELS
+            level: pathway(inputs.to(device), **{m: image_codes[m] for m in masks}).fc8[:, ctx.class_index].cpu()
+            for level, masks in levels
         }
     prior = class_database(ctx, params)
     inits = [
@@ -137,20 +161,20 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             init=inits[row],
             seed=ctx.seed,
             label=f"image {index} code {level}",
-            **{name: codes[name][row].cpu() for name in masks},
+            **{name: image_codes[name][row].cpu() for name in masks},
         )
         for row, index in enumerate(chosen)
-        for level, masks in LEVELS
+        for level, masks in levels
     ]
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
     results = torch.stack([s.image for s in solutions])
     input_fc7 = fc7_of(pathway, inputs)
     result_fc7 = fc7_of(pathway, results)
-    result_codes = {name: code.cpu() for name, code in pathway.codes(results.to(device)).items()}
+    result_codes = {name: code.cpu() for name, code in codes(pathway, results.to(device)).items()}
 
     pictures: list[Picture] = []
     kinds = ("pixel", "pixel_others", "fc7")
-    errors: dict[str, list[float]] = {f"{kind}_{level}": [] for kind in kinds for level, _ in LEVELS}
+    errors: dict[str, list[float]] = {f"{kind}_{level}": [] for kind in kinds for level, _ in levels}
     score_ratios: list[float] = []
     for row, index in enumerate(chosen):
         name = ctx.image_names[index]
@@ -164,8 +188,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 meta={"image": index, "level": "input"},
             )
         )
-        for step, (level, masks) in enumerate(LEVELS):
-            at = row * len(LEVELS) + step
+        for step, (level, masks) in enumerate(levels):
+            at = row * len(levels) + step
             solution = solutions[at]
             pixel = relative_error(solution.image, inputs[row])
             others = error_to_others(solution.image, ctx.images, index)
@@ -186,7 +210,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                         "pixel_error_others": others,
                         "score_ratio": ratio,
                         # does the picture's own (unmasked) code agree with the image's? (mechanism)
-                        **{f"iou_{m}": code_iou(result_codes[m][at], codes[m][row].cpu()) for m in ("m5", "m6", "m7")},
+                        **{f"iou_{m}": code_iou(result_codes[m][at], image_codes[m][row].cpu()) for m in pathway.masks},
                     },
                     meta={"image": index, "level": level, "masks": list(masks), "diverged": solution.diverged},
                 )
@@ -195,7 +219,9 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     finite = [r for r in score_ratios if r == r]
     numbers["lowest_score_ratio"] = min(finite) if finite else None
     numbers["images"] = chosen
-    numbers["levels"] = [level for level, _ in LEVELS]
+    numbers["levels"] = [level for level, _ in levels]
+    if not pathway.has_fc6:
+        numbers["levels_note"] = NO_FC6
     numbers["init"] = params["init"]
     numbers["forbid"] = float(params["forbid"])
     numbers["pixel_metric"] = "||I0 - I|| / ||I0|| in [0, 1] RGB"

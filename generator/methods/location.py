@@ -12,18 +12,55 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, mean_pairwise
+from generator.pathway import Pathway
 
-VERSION = 1
+VERSION = 2
 DEFAULTS: dict[str, Any] = {
-    "window": 2,  # k: the window is k x k pool5 positions
-    "stride": 2,  # step between windows (2 on a 6x6 pool5 gives a 3x3 grid)
+    "window": None,  # k: the window is k x k pool5 positions (None: auto_window, 2 on a 6x6 pool5, 3 on 7x7)
+    "stride": None,  # step between windows (None: auto_window; 2 on a 6x6 or a 7x7 pool5: a 3x3 grid)
     "prior": True,  # patch prior from the class's own images
 }
+
+
+def auto_window(extent: int) -> tuple[int, int]:
+    """(window, stride) of the paper's 3x3 grid on any pool5 side: the smallest window and
+    stride whose three windows cover the map. On AlexNet's 6x6 that is the paper's 2x2 at
+    stride 2; on the 7x7 last map of a ResNet / MobileNet / EfficientNet / ConvNeXt it is 3x3
+    at stride 2 (rows 0-2, 2-4, 4-6: every cell covered, the middle row and column shared by
+    two windows, the grid symmetric). The other candidates were worse: 2x2 at stride 2 on 7
+    leaves a 4x4 grid whose last window overlaps the third by one cell (uneven), and 2x2 at
+    stride 1 gives 36 windows of 4/49 of the map each, 4x the optimization for pictures that
+    differ by one cell."""
+    window = max(1, -(-extent // 3))
+    stride = max(1, -(-(extent - window) // 2))
+    return window, stride
+
+
+def window_mask(pool5_shape: tuple[int, int, int], top: int, left: int, size: int, value: float = 1.0) -> Tensor:
+    """m5 that opens only a size x size window of pool5 positions (all channels, Sec. 4.1),
+    with `value` inside (see open_value) and 0 outside; on the CPU."""
+    c, h, w = pool5_shape
+    mask = torch.zeros(c, h, w)
+    mask[:, top : top + size, left : left + size] = value
+    return mask
+
+
+def open_value(pathway: Pathway, size: int) -> float:
+    """The value a window mask has inside. AlexNet/VGG: 1 (the paper's 0/1 m5; fc6 sees the
+    window's cells at their own places). A globally pooled net averages the map, so a 0/1
+    window would shrink the pooled vector to size^2 / (H*W) of its scale (9/49 for 3x3 on 7x7)
+    and the class term would lose to the regularizers; H*W / size^2 makes the pooled vector
+    the window's own mean: the net sees the class as if the whole map looked like the window."""
+    if pathway.family != "pooled":
+        return 1.0
+    _, h, w = pathway.pool5_shape
+    return h * w / (size * size)
 
 
 def window_positions(extent: int, size: int, stride: int) -> list[int]:
@@ -52,7 +89,11 @@ def window_grid(pool5_shape: tuple[int, int, int], size: int, stride: int) -> li
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     params = {**DEFAULTS, **params}
     pathway = ctx.pathway
-    windows = window_grid(pathway.pool5_shape, int(params["window"]), int(params["stride"]))
+    size, stride = auto_window(pathway.pool5_shape[1])
+    size = size if params["window"] is None else int(params["window"])
+    stride = stride if params["stride"] is None else int(params["stride"])
+    windows = window_grid(pathway.pool5_shape, size, stride)
+    value = open_value(pathway, size)
     prior = class_database(ctx, params)
     settings = settings_from(ctx.engine)
     # One init for every window, so differences between the pictures come from the mask alone.
@@ -60,7 +101,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         class_problem(
             pathway, settings, ctx.class_index,
             database=prior,
-            m5=pathway.window_mask(w["top"], w["left"], w["size"]).cpu(),
+            m5=window_mask(pathway.pool5_shape, w["top"], w["left"], w["size"], value),
             seed=ctx.seed,
             label=f"window r{w['row']} c{w['col']}",
         )
@@ -76,7 +117,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 key=f"window-r{w['row']}-c{w['col']}",
                 image=solution.image,
                 caption=f"{ctx.class_name} seen only through {span} (m5 window, patch prior)",
-                alt=f"Visualization of {ctx.class_name} using only {span} of the 6x6 pool5 grid",
+                alt=f"Visualization of {ctx.class_name} using only {span} of the "
+                f"{pathway.pool5_shape[1]}x{pathway.pool5_shape[2]} pool5 grid",
                 numbers={"score": solution.score, "prob": solution.prob},
                 meta={**w, "diverged": solution.diverged},
             )
@@ -94,5 +136,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         "score_spread": (max(scores) - min(scores)) if scores else 0.0,
         "windows": len(windows),
         "grid": [len({w["row"] for w in windows}), len({w["col"] for w in windows})],
+        "window": size,
+        "stride": stride,
+        "open_value": value,
     }
     return MethodResult(method="location", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)

@@ -72,7 +72,9 @@ def pool5_geometry(pathway: Pathway, centre: int | None = None) -> Pool5Geometry
     size = pathway.input_size
     _, rows, cols = pathway.pool5_shape
     features = cast(nn.Module, pathway.features)
-    walked = _walk_receptive_field(features)
+    # A chain of layers only for AlexNet/VGG: a residual trunk's parallel branches would be walked
+    # as if in series (ResNet's downsample convs), so globally pooled nets get the uniform grid.
+    walked = _walk_receptive_field(features) if pathway.family == "fc" else None
     with torch.no_grad():
         trunk_grid = features(torch.zeros(1, 3, size, size, device=pathway.mean.device)).shape[-2:]
     if walked is not None and tuple(trunk_grid) == (rows, cols):

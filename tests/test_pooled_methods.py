@@ -1,0 +1,105 @@
+"""Every method on a globally pooled net (random-init resnet18 at 96 px: a 512x3x3 last map,
+no fc6): the methods read which levels the net has instead of assuming AlexNet's."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from generator.catalog import ModelSpec
+from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
+from generator.models import load_pathway
+from generator.optimize import settings_from
+
+SIZE = 96
+FAST_ENGINE = {"iterations": 4, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 2}
+
+
+@pytest.fixture(scope="module")
+def ctx() -> ClassContext:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        pathway = load_pathway(ModelSpec("resnet18", num_classes=4, input_size=SIZE))
+    images = torch.rand(10, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        features = pathway(images)
+    return ClassContext(pathway=pathway, class_index=1, class_id="c1", class_name="thing", images=images,
+                        image_names=[f"img{i}.png" for i in range(10)], features=features,
+                        engine=dict(FAST_ENGINE), seed=0)
+
+
+def test_the_window_grid_keeps_the_papers_3x3_layout_on_6x6_and_7x7_maps():
+    assert location.auto_window(6) == (2, 2)  # the paper's 2x2 windows at stride 2 on AlexNet's pool5
+    assert location.auto_window(7) == (3, 2)  # a ResNet / MobileNet last map: 3x3 windows at stride 2
+    assert location.window_positions(7, 3, 2) == [0, 2, 4]  # rows 0-2, 2-4, 4-6: every cell covered
+    assert location.auto_window(3) == (1, 1) and location.auto_window(14) == (5, 5)
+    assert location.window_positions(14, 5, 5) == [0, 5, 9]
+
+
+def test_a_pooled_window_mask_shows_the_net_the_windows_own_mean(ctx):
+    pathway = ctx.pathway
+    value = location.open_value(pathway, 1)
+    assert value == 9.0  # 3x3 map, 1x1 window
+    with torch.no_grad():
+        acts = pathway(ctx.images[:2], m5=location.window_mask(pathway.pool5_shape, 1, 2, 1, value))
+    assert torch.allclose(acts.fc7, acts.pool5[:, :, 1, 2], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_every_method_runs_on_a_pooled_net(ctx):
+    viz = classviz.run(ctx, {"prior_images": 4, "patch": 5, "stride": 4, "max_patches": 1000})
+    assert [p.key for p in viz.pictures] == ["baseline", "prior"]
+
+    grid = location.run(ctx, {})
+    assert grid.numbers["grid"] == [3, 3] and grid.numbers["open_value"] == 9.0
+    assert "3x3 pool5 grid" in grid.pictures[0].alt
+
+    styles = topics.run(ctx, {"k": 2, "images": 10, "retrieved": 2})
+    assert len([p for p in styles.pictures if p.key.startswith("topic")]) >= 2
+
+    members = ensemble.run(ctx, {"masks": 2, "inits": 2})
+    assert members.numbers["masked"] == ["m7"] and members.numbers["dropout_in_training"] == []
+    assert "the pooled vector (fc7)" in members.pictures[0].caption
+
+    codes = hierarchy.run(ctx, {"images": 1})
+    assert codes.numbers["levels"] == ["m7", "m5-7"] and "no fc6" in codes.numbers["levels_note"]
+    assert [p.key for p in codes.pictures] == ["image0-input", "image0-m7", "image0-m5-7"]
+    assert codes.pictures[2].meta["masks"] == ["m5", "m7"]
+    assert "pixel_m6-7" not in codes.numbers and math.isfinite(codes.numbers["pixel_m5-7"])
+    assert set(codes.pictures[1].numbers) >= {"iou_m5", "iou_m7"} and "iou_m6" not in codes.pictures[1].numbers
+
+    params = {**inversion.DEFAULTS, "images": 1, "iterations": 3, "rematch_every": 2, "k": 2, "patch": 5}
+    inverted = inversion.run(ctx, params)
+    assert [p.key for p in inverted.pictures] == ["img0-original", "img0-retrieved", "img0-rand", "img0-avg",
+                                                  "img0-prior"]
+    assert inverted.numbers["database_pairs"] == 9 * 9  # 9 database images x the 3x3 last map
+    assert math.isfinite(inverted.pictures[-1].numbers["feature_error"])
+
+
+def test_completion_with_a_topic_style_on_a_pooled_net(ctx):
+    style = topics.topic_masks_for(ctx.pathway, ctx.features.fc7, k=2)
+    image, box = ctx.images[0], (20, 24, 40, 32)
+    settings = settings_from(None, iterations=4, lr=0.05, l2=0.0, tv=0.0, jitter=0, prior_weight=0.01, rematch_every=2)
+    result = completion.complete(ctx.pathway, image, box, class_index=1, topic_mask=style.masks[0], settings=settings)
+    keep = completion.keep_mask(box, SIZE).bool().expand(3, -1, -1)
+    assert torch.equal(result.image[keep], image[keep]) and result.score > result.start_score
+
+
+def test_hierarchy_codes_and_levels_follow_the_net(ctx):
+    assert hierarchy.levels_of(ctx.pathway) == (("m7", ("m7",)), ("m5-7", ("m5", "m7")))
+    own = hierarchy.codes(ctx.pathway, ctx.images[:2])
+    assert set(own) == {"m5", "m7"} and own["m7"].shape == (2, 512)
+    with torch.no_grad():  # an image under its own code scores as without it (closed units were 0)
+        assert torch.allclose(ctx.pathway(ctx.images[:2], **own).fc8, ctx.pathway(ctx.images[:2]).fc8, atol=1e-5)
+
+
+def test_hierarchy_claim_compares_the_levels_a_net_has():
+    from generator.claims import hierarchy_claims
+
+    def manifest(cls: str, m7: float, m57: float) -> dict:
+        numbers = {f"{kind}_{lv}": v for kind in ("pixel", "fc7", "pixel_others") for lv, v in (("m7", m7), ("m5-7", m57))}
+        return {"class": {"id": cls}, "methods": {"hierarchy": {"numbers": numbers}}}
+
+    claims = {c["id"]: c for c in hierarchy_claims([manifest("a", 0.6, 0.5), manifest("b", 0.7, 0.65)])}
+    assert claims["hierarchy-pixel"]["value"] == pytest.approx(0.075)
