@@ -106,7 +106,7 @@ def _split_pooled(model: nn.Module) -> tuple[nn.Sequential, str, list[tuple[str,
     """(trunk, trunk description, named head layers) of a globally pooled CNN, or PathwayError."""
     name = type(model).__name__
     if not _is_global_pool(getattr(model, "avgpool", None)):
-        raise PathwayError(f"{name}.avgpool is {getattr(model, 'avgpool')}, not a global average pool; {NEEDS}")
+        raise PathwayError(f"{name}.avgpool is {model.avgpool}, not a global average pool; {NEEDS}")
     if isinstance(getattr(model, "features", None), nn.Module) and isinstance(getattr(model, "classifier", None), nn.Module):
         trunk, where = model.features, "features"
         head = model.classifier
