@@ -1,0 +1,290 @@
+"""Pictures another network recognizes: the judge (benchmarks/judge.py) reads a built atlas.
+
+    python -m benchmarks.transfer ATLAS_FOLDER [--json NAME] [--sheet PATH]
+
+Reads only the atlas folder (classes/*/manifest.json, the pictures and the class images'
+thumbnails) and prints, for each kind of picture: n, the judge's top-1 among the atlas's
+classes and its top-5 among all 1000 (classes whose id is not an ImageNet wnid are left out).
+Then two style metrics in the judge's 768-d pooled-feature space, vectors centred on the mean
+of the class's own images:
+- topics: fraction of topic pictures nearest (cosine) the mean of their own topic's retrieved
+  images, beside the real-photo reference (each retrieved photo against the mean of the other
+  retrieved photos of its topic and the means of the other topics). Chance is 1/K.
+- ensemble: mean distance between pictures from different masks (same init) over that between
+  pictures from different inits (same mask), in the judge's space (cosine) and in low-passed
+  pixels (RMS of 8x8-block means); > 1 means the masks, not the inits, make the variety.
+Also the classviz colour ratio (prior / baseline colour distance to the class photos) the
+build measured. Needs the `judge` extra (ai-edge-litert).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import judge as judge_module
+
+LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
+
+
+@dataclass
+class Picture:
+    cls: str  # the class id (wnid)
+    file: Path
+    picture: dict  # the manifest's picture entry
+
+
+@dataclass
+class ClassAtlas:
+    id: str
+    folder: Path
+    manifest: dict
+    kinds: dict[str, list[Picture]] = field(default_factory=lambda: defaultdict(list))
+
+    def image_file(self, index: int) -> Path:
+        return self.folder / self.manifest["images"][index]["thumb"]
+
+
+def kind_of(method: str, picture: dict) -> str | None:
+    """The table row a picture belongs to (None: not a synthetic picture we judge)."""
+    meta, key = picture.get("meta", {}), picture["key"]
+    if method == "inversion":
+        variant = meta.get("variant", key.split("-")[-1])
+        return "photos (inversion originals)" if variant == "original" else f"inversion {variant}"
+    if method == "classviz":
+        return f"classviz {key}"
+    if method == "hierarchy":
+        level = meta.get("level", key.split("-", 1)[-1])
+        return None if level == "input" else f"hierarchy {level}"
+    if method in ("topics", "ensemble", "location"):
+        return {"topics": "topic pictures", "ensemble": "ensemble samples", "location": "location grid"}[method]
+    return f"{method} {key}"
+
+
+ORDER = ("photos", "classviz baseline", "classviz prior", "topic", "ensemble", "location", "hierarchy", "inversion")
+
+
+def load_atlas(folder: Path) -> list[ClassAtlas]:
+    manifests = sorted((folder / "classes").glob("*/manifest.json"))
+    if not manifests:
+        sys.exit(f"error: no class manifests under {folder / 'classes'} (is it a built atlas folder?)")
+    classes = []
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        entry = ClassAtlas(id=manifest["class"]["id"], folder=path.parent, manifest=manifest)
+        for method, record in manifest.get("methods", {}).items():
+            for picture in record.get("pictures", []):
+                kind = kind_of(method, picture)
+                if kind:
+                    entry.kinds[kind].append(Picture(entry.id, path.parent / picture["file"], picture))
+        classes.append(entry)
+    return classes
+
+
+def sort_key(kind: str) -> tuple[int, str]:
+    return next((i for i, prefix in enumerate(ORDER) if kind.startswith(prefix)), len(ORDER)), kind
+
+
+def open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+class Reader:
+    """The judge with a cache per file (a picture is read once however many metrics use it)."""
+
+    def __init__(self, judge: judge_module.Judge) -> None:
+        self.judge = judge
+        self.cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+
+    def read(self, files: list[Path]) -> judge_module.Reading:
+        missing = [f for f in dict.fromkeys(files) if f not in self.cache]
+        if missing:
+            reading = self.judge.read([open_rgb(f) for f in missing])
+            for i, f in enumerate(missing):
+                self.cache[f] = (reading.probs[i], reading.features[i])
+        return judge_module.Reading(
+            probs=np.stack([self.cache[f][0] for f in files]) if files else np.zeros((0, 1000)),
+            features=np.stack([self.cache[f][1] for f in files]) if files else np.zeros((0, 768)),
+        )
+
+
+def recognition(classes: list[ClassAtlas], reader: Reader) -> list[dict[str, Any]]:
+    """Per kind: n, top-1 among the atlas's classes, top-5 among the 1000."""
+    index = judge_module.wnid_indices()
+    known = [c for c in classes if c.id in index]
+    left_out = [c.id for c in classes if c.id not in index]
+    if left_out:
+        print(f"left out (not ImageNet wnids, the judge cannot name them): {', '.join(left_out)}")
+    candidates = [index[c.id] for c in known]
+    rows = []
+    for kind in sorted({k for c in known for k in c.kinds}, key=sort_key):
+        pictures = [p for c in known for p in c.kinds.get(kind, [])]
+        reading = reader.read([p.file for p in pictures])
+        truth = np.array([index[p.cls] for p in pictures])
+        rows.append({
+            "kind": kind,
+            "n": len(pictures),
+            "top1_among_classes": float((reading.top1_among(candidates) == truth).mean()),
+            "top5_among_1000": float((reading.top(5) == truth[:, None]).any(1).mean()),
+        })
+    return rows
+
+
+def cosine_nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    p = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+    c = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    return np.argmax(p @ c.T, axis=1)
+
+
+def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | None:
+    """Fraction of topic pictures nearest their own topic's retrieved-image mean, and the
+    leave-one-out real-photo reference, in the judge's pooled space centred on the class mean."""
+    hits, reference_hits, chance = [], [], []
+    for c in classes:
+        pictures = [p for p in c.kinds.get("topic pictures", []) if p.picture.get("meta", {}).get("retrieved")]
+        pictures.sort(key=lambda p: p.picture["meta"].get("topic", 0))
+        if len(pictures) < 2:
+            continue
+        centre = reader.read([c.image_file(i) for i in range(len(c.manifest["images"]))]).features.mean(0)
+        retrieved = [[r["image"] for r in p.picture["meta"]["retrieved"]] for p in pictures]
+        topic_features = [reader.read([c.image_file(i) for i in shown]).features - centre for shown in retrieved]
+        means = np.stack([f.mean(0) for f in topic_features])
+        picture_features = reader.read([p.file for p in pictures]).features - centre
+        hits += list(cosine_nearest(picture_features, means) == np.arange(len(pictures)))
+        for k, features in enumerate(topic_features):
+            for j in range(len(features)):
+                others = np.delete(features, j, axis=0)
+                if len(others) == 0:
+                    continue
+                loo = means.copy()
+                loo[k] = others.mean(0)
+                reference_hits.append(cosine_nearest(features[j : j + 1], loo)[0] == k)
+        chance.append(1 / len(pictures))
+    if not hits:
+        return None
+    return {
+        "pictures_nearest_own_topic": float(np.mean(hits)),
+        "n": len(hits),
+        "real_photos_reference": float(np.mean(reference_hits)),
+        "chance": float(np.mean(chance)),
+    }
+
+
+def low_passed(path: Path, block: int = LOW_PASS) -> np.ndarray:
+    array = np.asarray(open_rgb(path), dtype=np.float32) / 255
+    h, w = (array.shape[0] // block) * block, (array.shape[1] // block) * block
+    return array[:h, :w].reshape(h // block, block, w // block, block, 3).mean((1, 3)).ravel()
+
+
+def ensemble_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | None:
+    """Across-masks / across-inits mean distance, per class, in the judge's space and low-passed pixels."""
+    spaces: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "judge": lambda a, b: 1 - float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)),
+        "lowpass_pixels": lambda a, b: float(np.sqrt(np.mean((a - b) ** 2))),
+    }
+    ratios: dict[str, list[float]] = {s: [] for s in spaces}
+    for c in classes:
+        pictures = [p for p in c.kinds.get("ensemble samples", []) if {"mask", "init"} <= set(p.picture.get("meta", {}))]
+        if len(pictures) < 3:
+            continue
+        cells = [(p.picture["meta"]["mask"], p.picture["meta"]["init"]) for p in pictures]
+        pairs = list(combinations(range(len(pictures)), 2))
+        across_masks = [(a, b) for a, b in pairs if cells[a][1] == cells[b][1] and cells[a][0] != cells[b][0]]
+        across_inits = [(a, b) for a, b in pairs if cells[a][0] == cells[b][0] and cells[a][1] != cells[b][1]]
+        if not across_masks or not across_inits:
+            continue
+        vectors = {
+            "judge": reader.read([p.file for p in pictures]).features,
+            "lowpass_pixels": np.stack([low_passed(p.file) for p in pictures]),
+        }
+        for space, distance in spaces.items():
+            v = vectors[space]
+            masks = float(np.mean([distance(v[a], v[b]) for a, b in across_masks]))
+            inits = float(np.mean([distance(v[a], v[b]) for a, b in across_inits]))
+            ratios[space].append(masks / max(inits, 1e-12))
+    if not ratios["judge"]:
+        return None
+    return {
+        "classes": len(ratios["judge"]),
+        **{f"{s}_ratio_mean": float(np.mean(r)) for s, r in ratios.items()},
+        **{f"{s}_classes_masks_differ_more": float(np.mean(np.array(r) > 1)) for s, r in ratios.items()},
+    }
+
+
+def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
+    """Mean over classes of the colour distances the classviz method recorded (prior / baseline)."""
+    numbers = [c.manifest["methods"]["classviz"]["numbers"] for c in classes if "classviz" in c.manifest.get("methods", {})]
+    base = [n["baseline_colour_distance"] for n in numbers if "baseline_colour_distance" in n]
+    prior = [n["prior_colour_distance"] for n in numbers if "prior_colour_distance" in n]
+    if not base or not prior:
+        return None
+    return {"baseline": float(np.mean(base)), "prior": float(np.mean(prior)), "ratio": float(np.mean(prior) / np.mean(base))}
+
+
+def measure(folder: Path, judge: judge_module.Judge | None = None) -> dict[str, Any]:
+    """Everything the table prints, as a dict."""
+    classes = load_atlas(folder)
+    reader = Reader(judge or judge_module.Judge.load())
+    return {
+        "atlas": str(folder),
+        "classes": len(classes),
+        "recognition": recognition(classes, reader),
+        "topics": topic_metric(classes, reader),
+        "ensemble": ensemble_metric(classes, reader),
+        "colour": colour_ratio(classes),
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"atlas {result['atlas']}: {result['classes']} classes")
+    print(f"{'pictures':<32} {'n':>4}  {'top-1 among classes':>19}  {'top-5 among 1000':>16}")
+    for row in result["recognition"]:
+        print(f"{row['kind']:<32} {row['n']:>4}  {row['top1_among_classes']:>19.2f}  {row['top5_among_1000']:>16.2f}")
+    if result["topics"]:
+        t = result["topics"]
+        print(f"topics: {t['pictures_nearest_own_topic']:.2f} of {t['n']} topic pictures nearest their own topic's "
+              f"retrieved images (judge pool, class-centred); real photos {t['real_photos_reference']:.2f}; "
+              f"chance {t['chance']:.2f}")
+    if result["ensemble"]:
+        e = result["ensemble"]
+        print(f"ensemble ({e['classes']} classes): across masks / across inits = {e['judge_ratio_mean']:.2f} in the "
+              f"judge's space ({e['judge_classes_masks_differ_more']:.0%} of classes > 1), "
+              f"{e['lowpass_pixels_ratio_mean']:.2f} in low-passed pixels "
+              f"({e['lowpass_pixels_classes_masks_differ_more']:.0%} > 1)")
+    if result["colour"]:
+        c = result["colour"]
+        print(f"classviz colour distance to the class photos: prior {c['prior']:.3f} / baseline {c['baseline']:.3f} "
+              f"= {c['ratio']:.2f}x (target <= 0.7x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("atlas", type=Path, help="a built atlas folder (the one with classes/*/manifest.json)")
+    parser.add_argument("--json", default=None, help="also write benchmarks/out/<NAME>.json")
+    args = parser.parse_args()
+    why = judge_module.available()
+    if why:
+        sys.exit(f"error: {why}")
+    result = measure(args.atlas)
+    report(result)
+    if args.json:
+        out = Path(__file__).resolve().parent / "out" / f"{args.json}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""benchmarks/judge.py and benchmarks/transfer.py: the judge reads real photos as their class, and
+the transfer benchmark reads an atlas folder (manifests, pictures, thumbnails) into its table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import judge as judge_module
+from benchmarks import transfer
+
+TENCH, CHURCH, GOLF = "n01440764", "n03028079", "n03445777"
+
+
+@pytest.fixture(scope="module")
+def judge(shared: Path) -> judge_module.Judge:
+    why = judge_module.available()
+    if why:
+        pytest.skip(why)
+    return judge_module.Judge.load()
+
+
+def val_photos(shared: Path, wnid: str, n: int) -> list[Path]:
+    return sorted((shared / "data" / "imagenette" / "val" / wnid).glob("*.JPEG"))[:n]
+
+
+def test_wnids_map_to_the_judges_1000_classes() -> None:
+    index = judge_module.wnid_indices()
+    assert len(index) == 1000 and index[TENCH] == 0 and index[CHURCH] == 497
+
+
+def test_the_judge_reads_real_photos_as_their_class(shared: Path, judge: judge_module.Judge) -> None:
+    from benchmarks.common import IMAGENETTE
+
+    index = judge_module.wnid_indices()
+    photos = [val_photos(shared, wnid, 1)[0] for wnid in IMAGENETTE]
+    reading = judge.read([Image.open(p) for p in photos])
+    truth = np.array([index[w] for w in IMAGENETTE])
+    assert reading.probs.shape == (10, 1000) and reading.features.shape == (10, 768)
+    assert np.allclose(reading.probs.sum(1), 1, atol=1e-3)
+    assert (reading.top1_among([index[w] for w in IMAGENETTE]) == truth).sum() >= 7
+    # A flat grey picture is no class: its features differ from every photo's.
+    grey = judge.read([Image.new("RGB", (224, 224), (128, 128, 128))])
+    assert not any(np.allclose(grey.features[0], f) for f in reading.features)
+
+
+def save(image: Image.Image, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.convert("RGB").resize((224, 224)).save(path)
+    return path.name
+
+
+def write_class(root: Path, wnid: str, photos: list[Image.Image], pictures: dict[str, list[dict]]) -> None:
+    """A class folder as the build writes it: manifest, image thumbnails, method pictures."""
+    folder = root / "classes" / wnid
+    images = []
+    for i, photo in enumerate(photos):
+        save(photo, folder / "images" / f"{i:03d}.jpg")
+        images.append({"index": i, "name": f"{i}.JPEG", "thumb": f"images/{i:03d}.jpg"})
+    methods = {}
+    for method, entries in pictures.items():
+        listed = []
+        for entry in entries:
+            name = save(entry.pop("image"), folder / method / f"{entry['key']}.png")
+            listed.append({"file": f"{method}/{name}", "thumb": f"{method}/{name}", "meta": {}, **entry})
+        methods[method] = {"pictures": listed, "numbers": {}}
+    manifest = {"schema": 1, "class": {"id": wnid, "name": wnid, "index": 0, "slug": wnid}, "images": images, "methods": methods}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_transfer_reads_an_atlas_folder(shared: Path, judge: judge_module.Judge, tmp_path: Path) -> None:
+    """Real photos stand in for pictures: 'prior' pictures are photos of their own class, 'baseline'
+    pictures photos of another class, so the table must read 1.0 and 0.0."""
+    wnids = [TENCH, CHURCH, GOLF]
+    photos = {w: [Image.open(p).convert("RGB") for p in val_photos(shared, w, 4)] for w in wnids}
+    for i, wnid in enumerate(wnids):
+        other = wnids[(i + 1) % 3]
+        write_class(tmp_path, wnid, photos[wnid][:2], {
+            "classviz": [{"key": "prior", "image": photos[wnid][2]}, {"key": "baseline", "image": photos[other][3]}],
+            "inversion": [{"key": "img0-original", "image": photos[wnid][3], "meta": {"variant": "original"}}],
+        })
+    rows = {r["kind"]: r for r in transfer.measure(tmp_path, judge)["recognition"]}
+    assert list(rows) == ["photos (inversion originals)", "classviz baseline", "classviz prior"]
+    assert rows["classviz prior"]["n"] == 3 and rows["classviz prior"]["top1_among_classes"] >= 2 / 3
+    assert rows["classviz baseline"]["top1_among_classes"] <= 1 / 3
+
+
+class ColourJudge:
+    """A stand-in judge whose 'features' are the mean colour: the metrics' logic without litert."""
+
+    def read(self, images: list[Image.Image]) -> judge_module.Reading:
+        features = np.stack([np.asarray(im, dtype=np.float32).mean((0, 1)) for im in images])
+        return judge_module.Reading(probs=np.full((len(images), 1000), 1e-3), features=features)
+
+
+def flat(rgb: tuple[int, int, int]) -> Image.Image:
+    return Image.new("RGB", (64, 64), rgb)
+
+
+def test_topic_metric_finds_pictures_near_their_own_topic(tmp_path: Path) -> None:
+    # Three topics, each two photos of one hue; the class mean is grey-ish.
+    hues = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]
+    photos = [flat(h) for h in hues for _ in range(2)]
+    retrieved = [[{"image": 2 * k}, {"image": 2 * k + 1}] for k in range(3)]
+
+    def topics(order: list[int]) -> list[dict]:
+        return [{"key": f"topic-{k}", "image": flat(hues[order[k]]), "meta": {"topic": k, "retrieved": retrieved[k]}}
+                for k in range(3)]
+
+    write_class(tmp_path / "right", TENCH, photos, {"topics": topics([0, 1, 2])})
+    write_class(tmp_path / "wrong", TENCH, photos, {"topics": topics([1, 2, 0])})
+    right = transfer.measure(tmp_path / "right", ColourJudge())["topics"]  # type: ignore[arg-type]
+    wrong = transfer.measure(tmp_path / "wrong", ColourJudge())["topics"]  # type: ignore[arg-type]
+    assert right["pictures_nearest_own_topic"] == 1.0 and wrong["pictures_nearest_own_topic"] == 0.0
+    assert right["real_photos_reference"] == 1.0 and right["chance"] == pytest.approx(1 / 3)
+
+
+def test_ensemble_metric_says_whether_masks_or_inits_make_the_variety(tmp_path: Path) -> None:
+    def ensemble(by_mask: bool) -> list[dict]:
+        colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+        return [{"key": f"mask{m}-init{i}", "meta": {"mask": m, "init": i},
+                 "image": flat(tuple(c + (i if by_mask else 0) for c in colours[m if by_mask else i]))}  # type: ignore[arg-type]
+                for m in range(3) for i in range(3)]
+
+    write_class(tmp_path / "masks", TENCH, [flat((90, 90, 90))], {"ensemble": ensemble(True)})
+    write_class(tmp_path / "inits", TENCH, [flat((90, 90, 90))], {"ensemble": ensemble(False)})
+    masks = transfer.measure(tmp_path / "masks", ColourJudge())["ensemble"]  # type: ignore[arg-type]
+    inits = transfer.measure(tmp_path / "inits", ColourJudge())["ensemble"]  # type: ignore[arg-type]
+    assert masks["lowpass_pixels_ratio_mean"] > 10 and masks["judge_ratio_mean"] > 1
+    assert inits["lowpass_pixels_ratio_mean"] < 0.1 and inits["judge_ratio_mean"] < 1
+
+
+def test_transfer_without_the_judge_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_litert(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.startswith("ai_edge_litert"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    monkeypatch.setattr("sys.argv", ["transfer", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        transfer.main()
+    assert "ai-edge-litert" in str(exit_.value)
