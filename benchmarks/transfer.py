@@ -120,14 +120,14 @@ class Reader:
         )
 
 
-def recognition(classes: list[ClassAtlas], reader: Reader) -> list[dict[str, Any]]:
-    """Per kind: n, top-1 among the atlas's classes, top-5 among the 1000."""
+def recognition(classes: list[ClassAtlas], reader: Reader, among: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per kind: n, top-1 among the atlas's classes (or the wnids `among`), top-5 among the 1000."""
     index = judge_module.wnid_indices()
     known = [c for c in classes if c.id in index]
     left_out = [c.id for c in classes if c.id not in index]
     if left_out:
         print(f"left out (not ImageNet wnids, the judge cannot name them): {', '.join(left_out)}")
-    candidates = [index[c.id] for c in known]
+    candidates = [index[w] for w in among] if among else [index[c.id] for c in known]
     rows = []
     for kind in sorted({k for c in known for k in c.kinds}, key=sort_key):
         pictures = [p for c in known for p in c.kinds.get(kind, [])]
@@ -233,14 +233,14 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
     return {"baseline": float(np.mean(base)), "prior": float(np.mean(prior)), "ratio": float(np.mean(prior) / np.mean(base))}
 
 
-def measure(folder: Path, judge: judge_module.Judge | None = None) -> dict[str, Any]:
-    """Everything the table prints, as a dict."""
+def measure(folder: Path, judge: judge_module.Judge | None = None, among: list[str] | None = None) -> dict[str, Any]:
+    """Everything the table prints, as a dict (top-1 among the atlas's classes, or the wnids `among`)."""
     classes = load_atlas(folder)
     reader = Reader(judge or judge_module.Judge.load())
     return {
         "atlas": str(folder),
         "classes": len(classes),
-        "recognition": recognition(classes, reader),
+        "recognition": recognition(classes, reader, among),
         "topics": topic_metric(classes, reader),
         "ensemble": ensemble_metric(classes, reader),
         "colour": colour_ratio(classes),

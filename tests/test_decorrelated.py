@@ -1,0 +1,66 @@
+"""generator/engine/decorrelated.py: any image can be a start, every params value is an image in
+(0, 1), and an equal step in every coordinate changes the image the way photos vary (low
+frequencies and correlated colour channels), unlike a step in raw pixels."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generator.engine.decorrelated import Decorrelated
+
+
+@pytest.mark.parametrize("fourier", [True, False])
+@pytest.mark.parametrize("size", [32, 33])
+def test_init_then_image_gives_the_start_back(fourier: bool, size: int) -> None:
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 0.98 + 0.01
+    param = Decorrelated(fourier=fourier)
+    assert torch.allclose(param.image(param.init(images)), images, atol=1e-4)
+
+
+@pytest.mark.parametrize("fourier", [True, False])
+def test_every_params_value_is_an_image(fourier: bool) -> None:
+    param = Decorrelated(fourier=fourier)
+    params = 20 * torch.randn_like(param.init(torch.full((1, 3, 16, 16), 0.5)))
+    image = param.image(params)
+    assert image.shape == (1, 3, 16, 16) and float(image.min()) >= 0 and float(image.max()) <= 1
+
+
+def sign_step(param: Decorrelated | None, size: int = 64) -> torch.Tensor:
+    """The image change of one Adam-like step (the same size in every coordinate, random sign)."""
+    grey = torch.full((1, 3, size, size), 0.5)
+    generator = torch.Generator().manual_seed(0)
+    if param is None:
+        return 0.01 * torch.randn(grey.shape, generator=generator).sign()
+    params = param.init(grey)
+    return param.image(params + 0.01 * torch.randn(params.shape, generator=generator).sign()) - grey
+
+
+def low_over_high_power(delta: torch.Tensor) -> float:
+    power = torch.fft.rfft2(delta[0].mean(0)).abs() ** 2
+    size = delta.shape[-1]
+    f = torch.sqrt(torch.fft.fftfreq(size).view(-1, 1) ** 2 + torch.fft.rfftfreq(size).view(1, -1) ** 2)
+    return float(power[(f > 0) & (f < 0.1)].mean() / power[f > 0.3].mean())
+
+
+def channel_correlation(delta: torch.Tensor) -> float:
+    flat = delta[0].flatten(1)
+    return float(torch.corrcoef(flat)[0, 1])
+
+
+def test_a_fourier_step_is_mostly_low_frequency() -> None:
+    assert low_over_high_power(sign_step(Decorrelated(fourier=True))) > 20
+    assert 0.5 < low_over_high_power(sign_step(Decorrelated(fourier=False))) < 2
+    assert 0.5 < low_over_high_power(sign_step(None)) < 2
+
+
+def test_a_decorrelated_step_moves_the_channels_together_as_photo_colours_do() -> None:
+    assert channel_correlation(sign_step(Decorrelated(fourier=False))) > 0.7
+    assert abs(channel_correlation(sign_step(None))) < 0.1
+
+
+def test_the_step_size_matches_raw_pixels() -> None:
+    """The learning rate means about the same: an equal step moves pixels by a similar RMS."""
+    pixels = float(sign_step(None).pow(2).mean().sqrt())
+    for fourier in (True, False):
+        moved = float(sign_step(Decorrelated(fourier=fourier)).pow(2).mean().sqrt())
+        assert 0.4 * pixels < moved < 2.5 * pixels

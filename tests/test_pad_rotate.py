@@ -1,0 +1,60 @@
+"""generator.engine.pad_rotate.py: Pad and RandomRotate keep the size, move the picture as said,
+and draw one random value per step from the solve's generator."""
+from __future__ import annotations
+
+import torch
+
+from generator.engine.pad_rotate import Pad, RandomRotate
+
+
+def numbered(size: int = 16) -> torch.Tensor:
+    """(1, 3, S, S) with every pixel a distinct value in (0, 1), so a shift can be read back."""
+    return (torch.arange(3 * size * size, dtype=torch.float32).view(1, 3, size, size) + 1) / (3 * size * size + 2)
+
+
+def test_pad_shifts_with_a_grey_border_instead_of_wrapping() -> None:
+    images, generator = numbered(), torch.Generator().manual_seed(0)
+    shifts = set()
+    for _ in range(40):
+        out = Pad(3)(images, generator)
+        assert out.shape == images.shape
+        # the input's pixel (8, 8) is somewhere within 3 px; the whole overlap moved with it
+        where = (out[0, 0] == images[0, 0, 8, 8]).nonzero()
+        assert len(where) == 1
+        dy, dx = (where[0] - 8).tolist()
+        assert abs(dy) <= 3 and abs(dx) <= 3
+        shifts.add((dy, dx))
+        shifted = torch.full_like(images, 0.5)
+        src = images[..., max(-dy, 0) : 16 - max(dy, 0), max(-dx, 0) : 16 - max(dx, 0)]
+        shifted[..., max(dy, 0) : 16 - max(-dy, 0), max(dx, 0) : 16 - max(-dx, 0)] = src
+        assert torch.equal(out, shifted)  # grey where the shift uncovered pixels, nothing wrapped
+    assert len(shifts) > 10
+    assert torch.equal(Pad(0)(images, generator), images)
+
+
+def test_rotate_turns_a_bar_and_leaves_a_disc() -> None:
+    size = 64
+    yy, xx = torch.meshgrid(torch.arange(size) - size / 2 + 0.5, torch.arange(size) - size / 2 + 0.5, indexing="ij")
+    disc = (0.5 + 0.5 * (xx**2 + yy**2 < 15**2).float()).expand(1, 3, size, size)  # on grey, like the fill
+    bar = (0.5 + 0.5 * (yy.abs() < 3).float()).expand(1, 3, size, size)
+    generator = torch.Generator().manual_seed(1)
+    changes = []
+    for _ in range(20):
+        state = generator.get_state()
+        out = RandomRotate(30)(torch.cat([disc, bar]), generator)
+        assert out.shape == (2, 3, size, size)
+        assert (out[0] - disc[0]).abs().mean() < 0.02  # a centred disc is rotation-invariant
+        changes.append(float((out[1] - bar[0]).abs().mean()))
+        # one draw per step for the whole batch: the bar alone gets the same rotation
+        alone = RandomRotate(30)(bar, torch.Generator().set_state(state))
+        assert torch.allclose(alone[0], out[1], atol=1e-6)
+    assert max(changes) > 0.05 and min(changes) < max(changes)
+    assert torch.equal(RandomRotate(0)(bar, generator), bar)
+
+
+def test_rotate_fills_the_corners_with_grey() -> None:
+    white = torch.ones(1, 3, 32, 32)
+    generator = torch.Generator().manual_seed(0)
+    out = torch.stack([RandomRotate(45)(white, generator) for _ in range(10)])
+    assert float(out[..., 0, 0].min()) < 0.75  # some draw turned a corner out of the picture...
+    assert float(out.min()) >= 0.5 - 1e-6  # ...and filled it with grey, never black
