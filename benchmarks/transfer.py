@@ -31,8 +31,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks import judge as judge_module
 
 LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
