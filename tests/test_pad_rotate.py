@@ -58,3 +58,20 @@ def test_rotate_fills_the_corners_with_grey() -> None:
     out = torch.stack([RandomRotate(45)(white, generator) for _ in range(10)])
     assert float(out[..., 0, 0].min()) < 0.75  # some draw turned a corner out of the picture...
     assert float(out.min()) >= 0.5 - 1e-6  # ...and filled it with grey, never black
+
+
+def test_the_engine_sees_through_them_and_a_picture_does_not_depend_on_its_batch(tiny_alexnet) -> None:
+    from generator.engine.settings import Settings
+    from generator.engine.solve import Problem, solve
+    from generator.engine.terms import TV, ClassScore
+
+    pathway = tiny_alexnet(size=64)
+    settings = Settings(iterations=15, lr=0.05, jitter=2)
+    transforms = [Pad(4), RandomRotate(10)]
+    alone = solve(pathway, [Problem(ClassScore(1) + 5.0 * TV(), seed=3)], settings, transforms=transforms, progress=False)[0]
+    batch = solve(pathway, [Problem([ClassScore(2)], seed=0), Problem(ClassScore(1) + 5.0 * TV(), seed=3)], settings,
+                  transforms=transforms, progress=False)
+    assert alone.energy[-1] < alone.energy[0]
+    assert torch.allclose(batch[1].image, alone.image, atol=1e-3)
+    plain = solve(pathway, [Problem(ClassScore(1) + 5.0 * TV(), seed=3)], settings, transforms=[], progress=False)[0]
+    assert not torch.allclose(plain.image, alone.image, atol=1e-3)  # the transforms were applied
