@@ -6,8 +6,14 @@ Benchmark-only: needs the `judge` extra (`pip install -e '.[judge]'`, i.e. ai-ed
 
     judge = Judge.load()
     reading = judge.read(images)          # (B,3,H,W) in [0,1] or PIL images
-    reading.probs     # (B, 1000) ILSVRC-2012 order (the model's background class dropped)
+    reading.logits    # (B, 1000) ILSVRC-2012 order (the model's background class dropped)
+    reading.probs     # (B, 1000) their softmax
     reading.features  # (B, 768) average-pool features, dequantized
+
+The scores are the model's last layer (a 1x1 convolution on the pooled features) recomputed in
+float from its dequantized weights: the model's own uint8 softmax rounds every probability below
+1/256 to 0, and synthetic pictures give the true class less than that, so on them its output
+ties the classes at zero and an argmax would pick whichever class comes first.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ SHARED = Path(os.environ.get("ATLAS_SHARED", REPO.parent / "shared"))
 JUDGE_DIR = SHARED / "models" / "judge"
 MODEL_FILE = "mobilenet_v1_0.75_192_quant.tflite"
 FEATURE_TENSOR = "MobilenetV1/Logits/AvgPool_1a/AvgPool"
+LOGITS_PREFIX = "MobilenetV1/Logits/Conv2d_1c_1x1/"  # its weights (uint8) and biases (int32) tensors
 CLASSES_TSV = REPO / "generator" / "data" / "imagenet_classes.tsv"
 INSTALL_HINT = "the judge needs ai-edge-litert: pip install -e '.[judge]' (or pip install ai-edge-litert)"
 
@@ -63,17 +70,22 @@ def to_judge_input(image: Image.Image | np.ndarray | object, size: int = 192) ->
 
 @dataclass
 class Reading:
-    probs: np.ndarray  # (B, 1000) softmax over the ILSVRC classes (background dropped)
+    logits: np.ndarray  # (B, 1000) class scores over the ILSVRC classes (background dropped)
     features: np.ndarray  # (B, 768) average-pool features
+
+    @property
+    def probs(self) -> np.ndarray:
+        shifted = np.exp(self.logits - self.logits.max(1, keepdims=True))
+        return shifted / shifted.sum(1, keepdims=True)
 
     def top(self, k: int = 5) -> np.ndarray:
         """(B, k) class indices, most probable first."""
-        return np.argsort(-self.probs, axis=1)[:, :k]
+        return np.argsort(-self.logits, axis=1)[:, :k]
 
     def top1_among(self, candidates: Sequence[int]) -> np.ndarray:
         """(B,) the most probable class of `candidates` (indices into the 1000) per image."""
         among = np.asarray(candidates)
-        return among[np.argmax(self.probs[:, among], axis=1)]
+        return among[np.argmax(self.logits[:, among], axis=1)]
 
 
 class Judge:
@@ -92,8 +104,14 @@ class Judge:
             )
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.feature = next(d for d in self.interpreter.get_tensor_details() if d["name"] == FEATURE_TENSOR)
+        details = self.interpreter.get_tensor_details()
+        self.feature = next(d for d in details if d["name"] == FEATURE_TENSOR)
+        last = [d for d in details if d["name"].startswith(LOGITS_PREFIX) and len(d["shape"]) in (1, 4)]
+        weights = next(d for d in last if len(d["shape"]) == 4 and d["shape"][-1] == self.feature["shape"][-1])
+        biases = next(d for d in last if len(d["shape"]) == 1 and d["dtype"] == np.int32)
+        # (1000, 768) and (1000,) in float, without the background class (row 0)
+        self.weights = _dequantize(self.interpreter.get_tensor(weights["index"]), weights).reshape(-1, self.feature["shape"][-1])[1:]
+        self.biases = _dequantize(self.interpreter.get_tensor(biases["index"]), biases)[1:]
         self.size = int(self.input["shape"][1])
 
     @classmethod
@@ -102,15 +120,13 @@ class Judge:
 
     def read(self, images: Sequence) -> Reading:
         """Class probabilities and pooled features of images ((B,3,H,W) tensors in [0,1] or PIL)."""
-        probs, features = [], []
+        features = []
         for image in images:
             self.interpreter.set_tensor(self.input["index"], to_judge_input(image, self.size)[None])
             self.interpreter.invoke()
-            probs.append(_dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)[0, 1:])
             features.append(_dequantize(self.interpreter.get_tensor(self.feature["index"]), self.feature).reshape(-1))
-        p = np.stack(probs) if probs else np.zeros((0, 1000))
-        p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
-        return Reading(probs=p, features=np.stack(features) if features else np.zeros((0, 768)))
+        pooled = np.stack(features) if features else np.zeros((0, self.weights.shape[1]), np.float32)
+        return Reading(logits=pooled @ self.weights.T + self.biases, features=pooled)
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:

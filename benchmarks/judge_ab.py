@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 from PIL import Image, ImageDraw
 
+import generator.engine.recipes as recipes
 from benchmarks import judge as judge_module
 from benchmarks import transfer
 from benchmarks.common import IMAGENETTE, require_shared
 from generator.build import build
 from generator.catalog import load_catalog
-from generator.engine import recipes
 from generator.engine.decorrelated import Decorrelated
 from generator.engine.pad_rotate import Pad, RandomRotate
 from generator.engine.settings import Settings
@@ -61,6 +61,8 @@ VARIANTS: dict[str, Variant] = {
     "fourier": Variant(param=fourier),
     "fourier-robust": Variant(transforms=robust, param=fourier, engine=ROBUST),
     "fourier-robust-notv": Variant(transforms=robust, param=fourier, engine={**ROBUST, "tv": 0.0}),
+    "fourier-robust-prior30": Variant(transforms=robust, param=fourier, engine={**ROBUST, "prior_weight": 30.0}),
+    "colour-robust": Variant(transforms=robust, param=lambda s: Decorrelated(fourier=False), engine=ROBUST),
 }
 
 

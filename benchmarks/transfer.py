@@ -111,9 +111,9 @@ class Reader:
         if missing:
             reading = self.judge.read([open_rgb(f) for f in missing])
             for i, f in enumerate(missing):
-                self.cache[f] = (reading.probs[i], reading.features[i])
+                self.cache[f] = (reading.logits[i], reading.features[i])
         return judge_module.Reading(
-            probs=np.stack([self.cache[f][0] for f in files]) if files else np.zeros((0, 1000)),
+            logits=np.stack([self.cache[f][0] for f in files]) if files else np.zeros((0, 1000)),
             features=np.stack([self.cache[f][1] for f in files]) if files else np.zeros((0, 768)),
         )
 

@@ -42,8 +42,16 @@ def test_the_judge_reads_real_photos_as_their_class(shared: Path, judge: judge_m
     assert reading.probs.shape == (10, 1000) and reading.features.shape == (10, 768)
     assert np.allclose(reading.probs.sum(1), 1, atol=1e-3)
     assert (reading.top1_among([index[w] for w in IMAGENETTE]) == truth).sum() >= 7
-    # A flat grey picture is no class: its features differ from every photo's.
+    # The float scores are the model's own: the last photo's softmax is the model's uint8 output.
+    output = judge.interpreter.get_output_details()[0]
+    scale, zero = output["quantization"]
+    own = (judge.interpreter.get_tensor(output["index"])[0, 1:].astype(np.float32) - zero) * scale
+    assert np.abs(reading.probs[-1] - own).max() < 0.03 and reading.top(1)[-1, 0] == own.argmax()
+    # A flat grey picture is no class: the model's uint8 softmax gives all ten 0, our scores still
+    # rank them, so the answer does not depend on the candidates' order.
     grey = judge.read([Image.new("RGB", (224, 224), (128, 128, 128))])
+    ten = [index[w] for w in IMAGENETTE]
+    assert grey.top1_among(ten)[0] == grey.top1_among(ten[::-1])[0]
     assert not any(np.allclose(grey.features[0], f) for f in reading.features)
 
 
@@ -93,7 +101,7 @@ class ColourJudge:
 
     def read(self, images: list[Image.Image]) -> judge_module.Reading:
         features = np.stack([np.asarray(im, dtype=np.float32).mean((0, 1)) for im in images])
-        return judge_module.Reading(probs=np.full((len(images), 1000), 1e-3), features=features)
+        return judge_module.Reading(logits=np.zeros((len(images), 1000)), features=features)
 
 
 def flat(rgb: tuple[int, int, int]) -> Image.Image:
