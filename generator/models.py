@@ -25,39 +25,9 @@ import torch
 from torch import nn
 
 from generator.catalog import WNID_PATTERN, ModelSpec, is_weights_path
+from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
 from generator.pathway import Pathway, PathwayError
 
-# torchvision classifiers the pathway can split, by family (generator/pathway.py says how).
-MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
-    "alexnet": ("alexnet",),
-    "vgg": ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"),
-    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-               "wide_resnet50_2", "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"),
-    "mobilenet": ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"),
-    "efficientnet": tuple(f"efficientnet_b{i}" for i in range(8)),
-    "convnext": ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
-    "regnet": tuple(f"regnet_{kind}_{size}" for kind, sizes in (
-        ("x", ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")),
-        ("y", ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf", "128gf"))) for size in sizes),
-}
-TORCHVISION_MODELS = tuple(name for names in MODEL_FAMILIES.values() for name in names)
-# Which layer plays which part, per family (the methods page's table; Pathway.roles says it per model).
-FAMILY_ROLES: dict[str, dict[str, str]] = {
-    "alexnet": {"pool5": "pool5 (256x6x6)", "fc6": "fc6 (4096, ReLU)", "fc7": "fc7 (4096, ReLU)", "fc8": "fc8"},
-    "vgg": {"pool5": "pool5 (512x7x7)", "fc6": "fc6 (4096, ReLU)", "fc7": "fc7 (4096, ReLU)", "fc8": "fc8"},
-    "resnet": {"pool5": "layer4's output (2048x7x7; 512 for resnet18/34)", "fc6": "none",
-               "fc7": "global average pool of layer4 (no dropout in training)", "fc8": "fc"},
-    "mobilenet": {"pool5": "features' last map (mobilenet_v2: 1280x7x7, ReLU6; v3: 576/960x7x7, Hardswish)",
-                  "fc6": "v2: none; v3: the global average pool (576/960)",
-                  "fc7": "v2: the global average pool (1280, dropout in training); "
-                         "v3: classifier's hidden Linear + Hardswish (1024/1280, dropout in training)",
-                  "fc8": "classifier's last Linear"},
-    "efficientnet": {"pool5": "features' last map (1280x7x7 for b0, SiLU)", "fc6": "none",
-                     "fc7": "global average pool (dropout in training)", "fc8": "classifier.1"},
-    "convnext": {"pool5": "features' last map (768x7x7 for tiny; a residual stream, signed)", "fc6": "none",
-                 "fc7": "global average pool + LayerNorm2d (signed, no dropout)", "fc8": "classifier.2"},
-    "regnet": {"pool5": "trunk_output (ReLU)", "fc6": "none", "fc7": "global average pool (no dropout)", "fc8": "fc"},
-}
 DOWNLOAD_TIMEOUT_S = 30
 
 
@@ -77,17 +47,6 @@ def torchvision_model_names() -> list[str]:
     import torchvision.models
 
     return list(torchvision.models.list_models(module=torchvision.models))
-
-
-def model_family(name: str) -> str | None:
-    """The family of a supported torchvision name ("resnet", "mobilenet", ...), None otherwise."""
-    return next((family for family, names in MODEL_FAMILIES.items() if name in names), None)
-
-
-def supported_families() -> str:
-    """One line naming the supported torchvision families, for error messages."""
-    return "; ".join(f"{family}: {names[0]}{' ... ' + names[-1] if len(names) > 1 else ''}"
-                     for family, names in MODEL_FAMILIES.items())
 
 
 def unsupported_reason(name: str) -> str:

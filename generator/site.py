@@ -21,6 +21,8 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
+from generator.families import FAMILY_ROLES, model_family
+
 # Sections of a class page, in the paper's order; unknown methods follow, alphabetically.
 METHOD_TITLES = {
     "classviz": "Class visualization",
@@ -419,7 +421,7 @@ def render(output: Path, templates: Path | None = None) -> Path:
     shutil.copytree(templates / "static", output / "static", dirs_exist_ok=True)
     claims, inversion = _measure(output)
     model = classes[0].model
-    common = {"classes": classes, "model": model}
+    common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name"))}
 
     def write(path: Path, template: str, root: str, **context: Any) -> None:
         html = env.get_template(template).render(root=root, **common, **context)

@@ -128,6 +128,11 @@ def test_pooled_family_names_are_supported_and_listed():
     assert set(TORCHVISION_MODELS) <= set(torchvision_model_names())  # every listed name exists in torchvision
     assert model_family("mobilenet_v3_large") == "mobilenet" and model_family("vit_b_16") is None
     assert MODEL_FAMILIES["alexnet"] == ("alexnet",)
+    from generator.families import FAMILY_ROLES
+
+    assert set(FAMILY_ROLES) == set(MODEL_FAMILIES)  # the methods page's table covers every family
+    assert all(set(roles) == {"pool5", "fc6", "fc7", "fc8"} for roles in FAMILY_ROLES.values())
+    assert FAMILY_ROLES["resnet"]["fc6"] == "none" and FAMILY_ROLES["alexnet"]["fc6"].startswith("fc6")
 
 
 def test_offline_pooled_weights_download_is_one_clear_error(offline):

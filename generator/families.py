@@ -1,0 +1,48 @@
+"""The torchvision families the atlas supports by name, and which layer plays which part in
+each (data only, no torch: the catalog checks names and the site's methods page prints the
+table without loading a model; `Pathway.roles` says the same for one loaded model)."""
+from __future__ import annotations
+
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "alexnet": ("alexnet",),
+    "vgg": ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"),
+    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+               "wide_resnet50_2", "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"),
+    "mobilenet": ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"),
+    "efficientnet": tuple(f"efficientnet_b{i}" for i in range(8)),
+    "convnext": ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
+    "regnet": tuple(f"regnet_{kind}_{size}" for kind, sizes in (
+        ("x", ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")),
+        ("y", ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf", "128gf"))) for size in sizes),
+}
+TORCHVISION_MODELS = tuple(name for names in MODEL_FAMILIES.values() for name in names)
+
+# Which layer plays which part, per family (the methods page's table). "none": the family lacks
+# the level, so its masks and hierarchy levels are left out.
+FAMILY_ROLES: dict[str, dict[str, str]] = {
+    "alexnet": {"pool5": "pool5 (256x6x6)", "fc6": "fc6 (4096, ReLU)", "fc7": "fc7 (4096, ReLU)", "fc8": "fc8"},
+    "vgg": {"pool5": "pool5 (512x7x7)", "fc6": "fc6 (4096, ReLU)", "fc7": "fc7 (4096, ReLU)", "fc8": "fc8"},
+    "resnet": {"pool5": "layer4's output (2048x7x7; 512 for resnet18/34)", "fc6": "none",
+               "fc7": "global average pool of layer4 (no dropout in training)", "fc8": "fc"},
+    "mobilenet": {"pool5": "features' last map (v2: 1280x7x7, ReLU6; v3: 576/960x7x7, Hardswish)",
+                  "fc6": "v2: none; v3: the global average pool (576/960)",
+                  "fc7": "v2: the global average pool (1280, dropout in training); "
+                         "v3: the classifier's hidden Linear + Hardswish (1024/1280, dropout in training)",
+                  "fc8": "the classifier's last Linear"},
+    "efficientnet": {"pool5": "features' last map (1280x7x7 for b0, SiLU)", "fc6": "none",
+                     "fc7": "global average pool (dropout in training)", "fc8": "classifier.1"},
+    "convnext": {"pool5": "features' last map (768x7x7 for tiny; a residual stream, signed)", "fc6": "none",
+                 "fc7": "global average pool + LayerNorm2d (signed, no dropout)", "fc8": "classifier.2"},
+    "regnet": {"pool5": "trunk_output (ReLU)", "fc6": "none", "fc7": "global average pool (no dropout)", "fc8": "fc"},
+}
+
+
+def model_family(name: str | None) -> str | None:
+    """The family of a supported torchvision name ("resnet", "mobilenet", ...), None otherwise."""
+    return next((family for family, names in MODEL_FAMILIES.items() if name in names), None)
+
+
+def supported_families() -> str:
+    """One line naming the supported torchvision families, for error messages."""
+    return "; ".join(f"{family}: {names[0]}{' ... ' + names[-1] if len(names) > 1 else ''}"
+                     for family, names in MODEL_FAMILIES.items())
