@@ -17,7 +17,6 @@ import dataclasses
 import multiprocessing
 import os
 import re
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -266,6 +265,12 @@ def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set
     return ClassPlan(entry=entry, methods=plans, manifest=manifest, keep=keep, images_missing=images_missing)
 
 
+def _manifest_files(manifest: dict | None) -> list[str]:
+    from generator.clean import referenced
+
+    return referenced(manifest)
+
+
 def _files_of(record: dict) -> list[str]:
     return [path for picture in record.get("pictures", []) for path in (picture["file"], picture["thumb"])]
 
@@ -327,6 +332,8 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         if len(loaded.names) == 0:
             raise ValueError("no usable images")
         images = [{"index": i, "name": name, "thumb": f"{IMAGES_DIR}/{i:03d}.jpg"} for i, name in enumerate(loaded.names)]
+        # the ledger `atlas clean` trusts: what this build writes, and what older manifests listed
+        store.remember(folder, [image["thumb"] for image in images] + _manifest_files(plan.manifest))
         for image, tensor in zip(images, loaded.images):
             store.write_jpeg(tensor, folder / image["thumb"])
         stale = plan.stale
@@ -384,6 +391,7 @@ def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, 
     for picture, stem in zip(result.pictures, stems):
         file = f"{plan.method}/{prefix}-{stem}.png"
         thumb = f"{plan.method}/{prefix}-{stem}.thumb.jpg"
+        store.remember(folder, [file, thumb])
         width, height = store.write_png(picture.image, folder / file)
         store.write_jpeg(picture.image, folder / thumb)
         pictures.append({"key": picture.key, "file": file, "thumb": thumb, "width": width, "height": height,
@@ -466,6 +474,8 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
     output = Path(catalog.output)
     lock = None if dry_run else store.BuildLock(output, shard).acquire()
     try:
+        if not dry_run:
+            store.mark_output(output)
         digests = store.FileDigests(output / store.CACHE_DIR / "digests.json" if output.is_dir() else None)
         keys = KeyMaker(catalog, digests)
         plans = []
@@ -524,37 +534,8 @@ def _run_all(catalog: Catalog, plans: list[ClassPlan], model_digest: str, worker
 # Clean
 
 
-def clean(catalog: Catalog) -> list[Path]:
-    """Remove what no manifest refers to: old method files, folders of classes no longer in the
-    catalog, leftover temp files, and the feature cache (one forward pass per class to redo).
-    Files the site renders (index.html, ...) are left alone."""
-    output = Path(catalog.output)
-    classes = output / "classes"
-    if not classes.is_dir():
-        return []
-    removed: list[Path] = []
-    slugs = {entry.slug for entry in catalog.classes}
-    with store.BuildLock(output):
-        features = output / store.CACHE_DIR / "features"
-        if features.is_dir():
-            shutil.rmtree(features)
-            removed.append(features)
-        for folder in sorted(p for p in classes.iterdir() if p.is_dir()):
-            if folder.name not in slugs:
-                removed.append(folder)
-                shutil.rmtree(folder)
-                continue
-            removed += store.sweep_temp_files(folder)
-            manifest = store.read_json(folder / MANIFEST) or {}
-            keep = {image["thumb"] for image in manifest.get("images", [])}
-            keep |= {path for record in manifest.get("methods", {}).values() for path in _files_of(record)}
-            for sub in [folder / IMAGES_DIR] + [folder / m for m in METHOD_NAMES]:
-                if not sub.is_dir():
-                    continue
-                for path in sorted(sub.rglob("*")):
-                    if path.is_file() and path.relative_to(folder).as_posix() not in keep:
-                        path.unlink()
-                        removed.append(path)
-                if not any(sub.iterdir()):
-                    sub.rmdir()
-    return removed
+def clean(catalog: Catalog, dry_run: bool = False) -> list[Path]:
+    """Delete stale files the atlas wrote, and nothing else (see generator/clean.py)."""
+    from generator.clean import clean as clean_output
+
+    return clean_output(catalog, dry_run=dry_run)

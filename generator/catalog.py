@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from generator.methods import METHOD_NAMES, method_defaults
+from generator.store import unsafe_output
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -278,7 +279,12 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
     methods = _parse_methods(check, top.get("methods"), "methods", base_params=None)
     classes = _parse_classes(check, top.get("classes"), model, methods)
     engine = _parse_engine(check, top.get("engine"))
-    output = _resolve_path(str(check.typed(top.get("output", "site"), "output", str, "a folder path")), base)
+    output_value = str(check.typed(top.get("output", "site"), "output", str, "a folder path"))
+    unsafe = unsafe_output(output_value) or unsafe_output(_resolve_path(output_value, base))
+    if unsafe:
+        raise check.fail("output", f"{output_value!r} cannot be the output folder: {unsafe} "
+                         "(`atlas clean` and the build write there); use a folder of its own, e.g. site")
+    output = _resolve_path(output_value, base)
     device = check.typed(top.get("device", "auto"), "device", str, "a device name")
     if not DEVICE_PATTERN.match(device):
         raise check.fail("device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")

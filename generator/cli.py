@@ -267,20 +267,23 @@ def list_classes(
 def clean(
     catalog: CatalogPath = Path("catalog.yaml"),
     output: OutputOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed, remove nothing.")] = False,
 ) -> None:
-    """Remove the catalog's built artifacts and caches from its output folder.
+    """Remove stale files the atlas wrote (old pictures, classes left out of the catalog, the
+    feature cache) from its output folder; files the atlas did not write are never touched.
 
-    Example:
+    Works only in a folder `atlas build` marked as its output (.atlas-output). Example:
 
-        atlas clean --output site
+        atlas clean --output site --dry-run
     """
     from generator import build as builder
 
     cat = _load(catalog, output=output)
-    removed = builder.clean(cat)
+    removed = builder.clean(cat, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for path in removed:
-        typer.echo(f"removed {path}")
-    typer.echo(f"{len(removed)} paths removed")
+        typer.echo(f"{verb} {path}")
+    typer.echo(f"{len(removed)} paths {'would be removed' if dry_run else 'removed'}")
 
 
 @app.command()

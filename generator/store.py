@@ -19,7 +19,9 @@ import io
 import json
 import math
 import os
+import re
 import secrets
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from PIL import Image
 TEMP_MARK = ".tmp-"
 LOCK_NAME = ".atlas.lock"
 CACHE_DIR = ".atlas-cache"  # digests and feature caches, beside the site (hidden from static hosts' indexes)
+MARKER = ".atlas-output"  # written by `atlas build` in the output root: `atlas clean` works only where it is
+LEDGER = ".atlas-files"  # in each class folder: every file the build wrote there, one relative path a line
 THUMB_SIZE = 160
 
 
@@ -208,16 +212,101 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def sweep_temp_files(folder: Path) -> list[Path]:
-    """Remove temp files a killed build left under `folder`; returns what was removed."""
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for path in folder.rglob(f".*{TEMP_MARK}*"):
-        if path.is_file():
+def sweep_temp_files(folder: Path, dry_run: bool = False) -> list[Path]:
+    """Remove temp files a killed build left under `folder` (never behind a symlink); returns them."""
+    found = [path for path in walk_files(folder) if is_temp(path)]
+    if not dry_run:
+        for path in found:
             path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
+    return found
+
+
+def walk_files(folder: Path) -> list[Path]:
+    """Regular files under `folder`, not following symlinks (a link to ~/thesis is not ours)."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        for name in names:
+            path = Path(root) / name
+            if stat.S_ISREG(path.lstat().st_mode):
+                files.append(path)
+    return sorted(files)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the atlas wrote: the output marker and each class folder's ledger
+
+
+def mark_output(output: Path) -> None:
+    """Write the marker that says "atlas owns what its records list here" (once)."""
+    marker = Path(output) / MARKER
+    if not marker.is_file():
+        atomic_write(marker, b'{"written_by": "atlas build", "version": 1}\n')
+
+
+def is_atlas_output(output: Path) -> bool:
+    marker = Path(output) / MARKER
+    return not marker.is_symlink() and marker.is_file()
+
+
+def unsafe_output(path: Path | str) -> str | None:
+    """Why `path` must not be an output folder (the filesystem root, the home folder or one
+    above it, an empty path), or None when it may be one."""
+    if str(path).strip() == "":
+        return "an empty path is not an output folder"
+    resolved = Path(path).expanduser().resolve()
+    home = Path.home().resolve()
+    if resolved == Path(resolved.anchor):
+        return f"{resolved} is the filesystem root"
+    if resolved == home or resolved in home.parents:
+        return f"{resolved} is your home folder{' or above it' if resolved != home else ''}"
+    return None
+
+
+def remember(folder: Path, files: list[str]) -> None:
+    """Append paths (relative to the class folder) to its ledger, before they are written, so
+    that `atlas clean` may later delete them and nothing else."""
+    new = [name for name in dict.fromkeys(files) if name not in set(ledger(folder))]
+    if not new:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        with open(Path(folder) / LEDGER, "a", encoding="utf-8") as handle:
+            handle.write("".join(f"{name}\n" for name in new))
+    except OSError as exc:
+        raise StoreError(f"cannot write {Path(folder) / LEDGER}: {_describe(exc)}") from exc
+
+
+def ledger(folder: Path) -> list[str]:
+    """The relative paths a class folder's ledger lists (empty when it has none)."""
+    path = Path(folder) / LEDGER
+    if path.is_symlink():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return list(dict.fromkeys(line for line in lines if line.strip()))
+
+
+def own_file(folder: Path, relative: str) -> Path | None:
+    """`folder/relative` if it is a regular file reached without leaving `folder` through a
+    symlink or `..`; else None. What `clean` checks before deleting anything."""
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or any(part in ("..", ".", "") for part in parts):
+        return None
+    path = Path(folder)
+    try:
+        for part in parts[:-1]:
+            path = path / part
+            if not stat.S_ISDIR(path.lstat().st_mode):  # lstat: a symlink is not a folder here
+                return None
+        path = path / parts[-1]
+        return path if stat.S_ISREG(path.lstat().st_mode) else None
+    except (OSError, ValueError):
+        return None
 
 
 def to_pil(image: Any) -> Image.Image:
