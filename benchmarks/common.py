@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from generator.pathway import Pathway
+from generator.store import to_pil
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_SHARED", REPO.parent / "shared"))
@@ -63,11 +64,6 @@ def class_images(wnid: str, n: int, split: str = "train", size: int = 224) -> Te
     """The first n images (sorted file names) of an Imagenette class: (n, 3, size, size) in [0, 1]."""
     files = sorted((require_shared() / "data" / "imagenette" / split / wnid).glob("*.JPEG"))[:n]
     return torch.stack([load_image(f, size) for f in files])
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
-    return Image.fromarray(array)
 
 
 def contact_sheet(rows: Sequence[Sequence[Tensor]], path: Path, labels: Sequence[str] = (), cell: int = 128) -> Path:

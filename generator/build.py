@@ -28,6 +28,7 @@ from tqdm import tqdm
 from generator import store
 from generator.catalog import Catalog, ClassEntry
 from generator.engine.settings import settings_from
+from generator.errors import AtlasError
 from generator.methods import METHOD_NAMES, ClassContext, method_module
 from generator.store import Inputs
 
@@ -307,7 +308,7 @@ def _pathway(catalog: Catalog, model_digest: str):
 
 def _message(exc: BaseException) -> str:
     text = str(exc).strip() or repr(exc)
-    ours = isinstance(exc, store.StoreError) or type(exc).__name__ in ("ImageSourceError", "ModelError", "CatalogError")
+    ours = isinstance(exc, AtlasError)
     return text if ours else f"{type(exc).__name__}: {text}"
 
 

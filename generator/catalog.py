@@ -10,16 +10,19 @@ Relative paths in the file are relative to the file's folder; paths given as `ov
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from generator.errors import CatalogError
 from generator.methods import METHOD_NAMES, method_defaults
 from generator.store import unsafe_output
 
@@ -35,9 +38,6 @@ IMAGENETTE_WNIDS = (
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 WNID_PATTERN = re.compile(r"^n\d{8}$")
 
-
-class CatalogError(ValueError):
-    """A catalog that cannot be used; the message names the file and the field."""
 
 
 @dataclass
@@ -132,7 +132,7 @@ class _Checker:
     def typed(self, value: Any, where: str, kind: type | tuple[type, ...], what: str) -> Any:
         bad_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
         if not isinstance(value, kind) or bad_bool:
-            raise self.fail(where, f"expected {what}, got {_type_name(value)} {value!r}")
+            raise self.fail(where, f"expected {what}, got {_type_name(value)} {_short(value)}")
         return value
 
     def like_default(self, value: Any, default: Any, where: str) -> Any:
@@ -156,6 +156,13 @@ class _Checker:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+def _short(value: Any) -> str:
+    """repr of a value for a message, bounded (a YAML alias bomb has an enormous one)."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 60, 60
+    return short.repr(value)
 
 
 def _type_name(value: Any) -> str:
@@ -193,6 +200,9 @@ def read_labels(value: str | list, base: Path) -> list[str]:
     header, else the first column that is not a plain index.
     """
     if isinstance(value, list):
+        bad = next((v for v in value if isinstance(v, (list, dict)) or v is None), False)
+        if bad is not False:
+            raise ValueError(f"each label must be a single id or name, got {_type_name(bad)}")
         return [str(v).strip() for v in value]
     text = value.strip()
     if text.lower() == "imagenette":
@@ -203,7 +213,7 @@ def read_labels(value: str | list, base: Path) -> list[str]:
     if text.endswith((".txt", ".tsv", ".csv")) or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"labels file {path} not found")
-        rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines() if line.strip()]
+        rows = [line.rstrip("\n").split("\t") for line in read_text(path).splitlines() if line.strip()]
         if not text.endswith(".tsv"):
             return [row[0].strip() for row in rows]
         header = [c.strip().lower() for c in rows[0]]
@@ -216,6 +226,57 @@ def read_labels(value: str | list, base: Path) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (or UTF-16/32 with a byte-order mark); UnicodeError saying how to fix
+    it otherwise, never a guess that turns a class name into mojibake."""
+    data = Path(path).read_bytes()
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(encoding)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnicodeError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+                           "save the file as UTF-8") from None
+
+
+MAX_VALUES = 100_000  # a catalog of every ImageNet class with overrides is ~10k values
+
+
+def _check_size(raw: Any, label: str) -> None:
+    """Refuse YAML whose aliases expand into a huge (or endless) structure ("billion laughs"):
+    counted per distinct object, so the check itself costs only the file's size."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (list, dict)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise CatalogError(f"{label}: a YAML alias refers to itself (an endless value)")
+        active.add(key)
+        children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        if size(raw) > MAX_VALUES:
+            raise CatalogError(f"{label}: too large: its YAML aliases expand to over {MAX_VALUES} values")
+    except RecursionError:
+        raise CatalogError(f"{label}: nested too deeply") from None
+
+
 def load_catalog(path: str | Path, overrides: dict[str, Any] | None = None) -> Catalog:
     """Read, validate and resolve a catalog file; `overrides` (from CLI flags) replace fields."""
     path = Path(path).expanduser()
@@ -223,11 +284,16 @@ def load_catalog(path: str | Path, overrides: dict[str, Any] | None = None) -> C
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found (pass --catalog PATH, or run `atlas demo`)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text(path))
+    except UnicodeError as exc:
+        raise CatalogError(f"{label}: {exc}") from None
     except yaml.YAMLError as exc:
         raise CatalogError(f"{label}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise CatalogError(f"{label}: not valid YAML: nested too deeply") from None
     if raw is None:
         raw = {}
+    _check_size(raw, label)
     flags = _apply_overrides(raw, overrides or {}) if isinstance(raw, dict) else {}
     return parse_catalog(raw, base=path.resolve().parent, label=label, path=path.resolve(), flags=flags)
 
@@ -340,7 +406,7 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
         check.typed(labels, "model.labels", (list, str), "a list, a labels file or 'imagenette'")
         try:
             labels = read_labels(labels, base)
-        except (OSError, IndexError) as exc:
+        except (OSError, IndexError, ValueError) as exc:  # ValueError: not UTF-8, nested lists
             raise check.fail("model.labels", str(exc)) from None
         if not labels or any(not label for label in labels):
             raise check.fail("model.labels", "empty labels")

@@ -63,7 +63,7 @@ def _stale(output: Path, slugs: set[str]) -> list[Path]:
     folders: list[Path] = []
     features = output / store.CACHE_DIR / "features"
     files += [p for p in store.walk_files(features) if p.parent == features
-              and (FEATURE_FILE.fullmatch(p.name) or p.name.endswith(".tmp"))
+              and (FEATURE_FILE.fullmatch(p.name) or store.is_temp(p))
               and store.own_file(output, p.relative_to(output).as_posix()) is not None]
     folders.append(features)
     for folder in _class_folders(output):

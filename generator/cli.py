@@ -13,6 +13,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from generator.errors import AtlasError, UsageError
+
 app = typer.Typer(
     name="atlas",
     help="The intra-class atlas: what a CNN knows about the variety inside each class "
@@ -37,11 +39,8 @@ PerClassOpt = Annotated[Optional[int], typer.Option("--per-class", help="Images 
 
 
 def expected_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print errors a user can fix as one red line and exit 2 (no traceback).
-
-    "Expected" means an exception class named *Error defined in a generator module
-    (CatalogError, ModelError, ImageSourceError, SiteError, ...), or a missing file.
-    """
+    """Print errors a user can fix (an AtlasError, or a missing file) as one red line and
+    exit 2, with no traceback; anything else is a bug and keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,6 +49,9 @@ def expected_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             typer.secho("interrupted", fg="red", err=True)
             raise typer.Exit(130) from None
+        except SystemExit as exc:  # code we ran (a model file, a factory) called sys.exit()
+            typer.secho(f"error: code run by atlas called sys.exit({exc.code!r}); nothing after it ran", fg="red", err=True)
+            raise typer.Exit(2) from None
         except Exception as exc:
             if not _is_expected(exc):
                 raise
@@ -61,14 +63,7 @@ def expected_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _is_expected(exc: BaseException) -> bool:
-    if isinstance(exc, FileNotFoundError):
-        return True
-    return any(cls.__name__.endswith("Error") and cls.__module__.startswith("generator")
-               for cls in type(exc).__mro__)
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used (shown as `error: ...`)."""
+    return isinstance(exc, (AtlasError, FileNotFoundError))
 
 
 def _load(catalog: Path, **flags: Any):
@@ -329,7 +324,7 @@ def complete(
     """
     from generator.catalog import find_class
     from generator.engine.settings import settings_from
-    from generator.images import load_image, to_pil
+    from generator.images import load_image
     from generator.methods.completion import complete as complete_box
     from generator.models import class_table, load_pathway
 
@@ -339,7 +334,9 @@ def complete(
         raise UsageError(f"--box {box!r}: expected x,y,w,h (four integers)") from None
     if topic is not None and class_ is None:
         raise UsageError("--topic needs --class (the topics are those of that class's images)")
+    image_format = _output_format(out)  # before minutes of optimization, not after
     cat = _load(catalog, model=model, weights=weights, labels=labels, images=images, device=device, seed=seed)
+    scene = load_image(image, cat.model.input_size)  # a missing / non-image / bomb photo: BadImage
     pathway = load_pathway(cat.model, cat.device)
     class_index = None
     if class_ is not None:
@@ -348,17 +345,38 @@ def complete(
         except LookupError as exc:
             raise UsageError(f"--class: {exc.args[0]}") from None
     topic_mask = None if topic is None else _topic_mask(cat, pathway, class_index, topic)
-    scene = load_image(image, pathway.input_size)
     try:
         result = complete_box(pathway, scene, (x, y, w, h), class_index=class_index, topic_mask=topic_mask,
                               settings=settings_from(cat.engine), seed=cat.seed)
     except ValueError as exc:  # a box outside the image, an engine setting it cannot use
         raise UsageError(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(result.image).save(out)
+    _save_image(result.image, out, image_format)
     name = class_table(cat.model)[result.class_index][1]
     typer.echo(f"wrote {out}: {name} (index {result.class_index}), score {result.start_score:.2f} -> {result.score:.2f}, "
                f"prob {result.prob:.3f}" + (" (diverged)" if result.diverged else ""))
+
+
+def _output_format(out: Path) -> str:
+    """The PIL format `--out`'s extension asks for, or UsageError (checked before any work)."""
+    from PIL import Image
+
+    Image.init()
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise UsageError(f"--out {out}: unknown image extension {out.suffix or '(none)'!r}; use .png or .jpg")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give a file name such as {out / 'completed.png'}")
+    return image_format
+
+
+def _save_image(image, out: Path, image_format: str) -> None:
+    import io
+
+    from generator.store import atomic_write, to_pil
+
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format=image_format)
+    atomic_write(out, buffer.getvalue())
 
 
 def _topic_mask(cat, pathway, class_index: int, topic: int):

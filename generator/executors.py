@@ -21,11 +21,12 @@ from tqdm import tqdm
 from generator import build
 from generator.build import ClassOutcome, ClassPlan
 from generator.catalog import Catalog
+from generator.errors import AtlasError
 
 EXECUTORS = ("local", "ray")
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(AtlasError, RuntimeError):
     """The executor cannot run at all (Ray missing, no cluster at the address)."""
 
 

@@ -8,8 +8,7 @@ that could change the numbers changes the key.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 import weakref
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from generator import store
 from generator.pathway import Activations, Pathway
 
 _FIELDS = ("pool5", "fc6", "fc7", "fc8")
@@ -78,13 +78,7 @@ def _read_cache(path: Path) -> Activations | None:
 
 
 def _write_cache(path: Path, acts: Activations) -> None:
-    """Atomic write (temp file + rename), so an interrupted build never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({name: getattr(acts, name) for name in _FIELDS}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Atomic (store.atomic_write), so an interrupted build never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save({name: getattr(acts, name) for name in _FIELDS}, buffer)
+    store.atomic_write(path, buffer.getvalue())

@@ -21,21 +21,19 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from generator.catalog import ImageSpec
+from generator.errors import BadImage, ImageSourceError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 IMAGENETTE_SIZE = "320px"  # torchvision's smaller Imagenette archive (~330 MB): plenty for 224 crops
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class ImageSourceError(RuntimeError):
-    """Images that cannot be found or fetched; the message names the folder or the download."""
-
 
 @dataclass
 class LoadedImages:
     images: Tensor  # (N, 3, S, S) in [0, 1]
     names: list[str]  # file names, same order
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (<class id>/<file name>, reason)
 
 
 def source_root(spec: ImageSpec, download: bool = True) -> Path:
@@ -79,6 +77,11 @@ def _imagenette_root(spec: ImageSpec, download: bool) -> Path:
     return folder
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text (a Latin-1 `caf\xe9.jpg` keeps a U+FFFD for its byte)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def image_files(folder: Path) -> list[Path]:
     """Image files of one class folder, sorted by name (extensions in any case)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -115,18 +118,15 @@ def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -
             break
         try:
             chosen[i] = load_image(files[i], size)
-        except BadImage as exc:
-            skipped.append((str(files[i]), str(exc)))
+        except BadImage as exc:  # recorded relative to the images root: no local path is published
+            skipped.append((f"{class_id}/{printable(files[i].name)}", str(exc)))
     if not chosen:
         raise ImageSourceError(f"class folder {folder}: none of its {len(files)} files could be read "
                                f"(first problem: {skipped[0][1]})")
     keep = sorted(chosen)
-    return LoadedImages(images=torch.stack([chosen[i] for i in keep]), names=[files[i].name for i in keep],
+    return LoadedImages(images=torch.stack([chosen[i] for i in keep]), names=[printable(files[i].name) for i in keep],
                         skipped=skipped)
 
-
-class BadImage(ValueError):
-    """One file that is not a readable image (reason in the message)."""
 
 
 def load_image(path: Path, size: int) -> Tensor:
@@ -143,7 +143,7 @@ def load_image(path: Path, size: int) -> Tensor:
     except Image.UnidentifiedImageError:
         raise BadImage("not an image (unidentified format)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise BadImage(f"unreadable: {exc}") from None
+        raise BadImage(f"unreadable: {str(exc).replace(str(path), Path(path).name)}") from None
     return to_tensor(resize_crop(rgb, size))
 
 
@@ -178,19 +178,3 @@ def resize_crop(image: Image.Image, size: int) -> Image.Image:
 def to_tensor(image: Image.Image) -> Tensor:
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
-
-
-def thumbnail(image_tensor: Tensor, size: int) -> Image.Image:
-    """A PIL image of a (3, H, W) [0, 1] tensor, shrunk so its longer side is `size`."""
-    array = image_tensor.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-    image = Image.fromarray((array * 255.0 + 0.5).astype(np.uint8))
-    if max(image.size) != size:
-        scale = size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-    return image
-
-
-def to_pil(image_tensor: Tensor) -> Image.Image:
-    """Full-size PIL image of a (3, H, W) [0, 1] tensor."""
-    return thumbnail(image_tensor, max(image_tensor.shape[-2:]))

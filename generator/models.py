@@ -25,14 +25,12 @@ import torch
 from torch import nn
 
 from generator.catalog import WNID_PATTERN, ModelSpec, is_weights_path
+from generator.errors import ModelError
 from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
 from generator.pathway import Pathway, PathwayError
 
 DOWNLOAD_TIMEOUT_S = 30
 
-
-class ModelError(RuntimeError):
-    """A model that cannot be built or loaded; the message says how to fix it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,12 +188,18 @@ def _from_factory(spec: ModelSpec) -> nn.Module:
     kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
     try:
         model = factory(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: model code that calls sys.exit()
         raise ModelError(f"{spec.name}({', '.join(f'{k}={v}' for k, v in kwargs.items())}) failed: "
-                         f"{type(exc).__name__}: {exc}") from None
+                         f"{_exception_text(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec.name} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _exception_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the model code called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _import_factory(target: str, factory_name: str) -> Callable[..., nn.Module]:
@@ -213,8 +217,8 @@ def _import_factory(target: str, factory_name: str) -> Callable[..., nn.Module]:
             module = importlib.import_module(target)
     except ModelError:
         raise
-    except Exception as exc:
-        raise ModelError(f"cannot import {target}: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # SystemExit: a model file that calls sys.exit()
+        raise ModelError(f"cannot import {target}: {_exception_text(exc)}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ModelError(f"{target} has no function {factory_name!r}")

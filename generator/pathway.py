@@ -29,12 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generator.errors import PathwayError
 from generator.memory import keep_freed_memory
-
-
-class PathwayError(ValueError):
-    """The model does not have a layout we can split into a pathway."""
-
 
 NEEDS = (
     "the atlas needs either AlexNet/VGG's features/avgpool/classifier layout with three Linear layers "

@@ -8,11 +8,11 @@ autoescape; manifest paths go through `_asset_path`, which refuses absolute path
 """
 from __future__ import annotations
 
+import errno
 import functools
 import http.server
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
+from generator import store
+from generator.errors import SiteError
 from generator.families import FAMILY_ROLES, model_family
 
 # Sections of a class page, in the paper's order; unknown methods follow, alphabetically.
@@ -45,9 +47,6 @@ METHOD_SUMMARIES = {
 HIERARCHY_LEVELS = ("m7", "m6-7", "m5-7")
 INVERSION_VARIANTS = ("retrieved", "rand", "avg", "prior")
 
-
-class SiteError(RuntimeError):
-    """The output folder cannot be rendered (no manifests, or an unreadable manifest)."""
 
 
 def templates_dir() -> Path:
@@ -418,16 +417,14 @@ def render(output: Path, templates: Path | None = None) -> Path:
     if not classes:
         raise SiteError(f"no classes/*/manifest.json under {output}: run `atlas build` first")
     env = environment(templates)
-    shutil.copytree(templates / "static", output / "static", dirs_exist_ok=True)
+    store.copy_tree(templates / "static", output / "static")
     claims, inversion = _measure(output)
     model = classes[0].model
     common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name"))}
 
     def write(path: Path, template: str, root: str, **context: Any) -> None:
         html = env.get_template(template).render(root=root, **common, **context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".tmp").write_text(html, encoding="utf-8")
-        path.with_suffix(".tmp").replace(path)
+        store.atomic_write(path, html.encode("utf-8", "replace"))  # "replace": a non-UTF-8 file name
 
     write(output / "index.html", "index.html", "", page="index")
     write(output / "methods.html", "methods.html", "", page="methods")
@@ -439,10 +436,36 @@ def render(output: Path, templates: Path | None = None) -> Path:
     return output / "index.html"
 
 
+class _SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files only: no folder listings, and nothing whose path has a dotfile or dot-folder
+    (`.atlas-cache/`, `.atlas.lock`, the ledgers) — those are the build's, not the site's."""
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        parts = self.path.split("?", 1)[0].split("#", 1)[0].split("/")
+        hidden = any(part.startswith(".") or part.startswith("%2e") or part.startswith("%2E") for part in parts)
+        if hidden:
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path):  # type: ignore[no-untyped-def]
+        self.send_error(404, "File not found")
+        return None
+
+
 def make_server(output: Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
     """An HTTP server for the `output` folder, bound to 127.0.0.1 only (port 0: any free one)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(output))
-    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    if isinstance(port, bool) or not 0 <= port <= 65535:
+        raise SiteError(f"port {port} is out of range (0-65535; 0 picks a free one)")
+    handler = functools.partial(_SiteHandler, directory=str(output))
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SiteError(f"port {port} is in use (another `atlas serve`?): pick another with --port") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise SiteError(f"port {port} needs privileges: use a port above 1023, e.g. --port 8000") from None
+        raise SiteError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}") from None
 
 
 def serve(output: Path, port: int = 8000) -> None:

@@ -19,15 +19,17 @@ import io
 import json
 import math
 import os
-import re
 import secrets
 import stat
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
+
+from generator.errors import BuildLockedError, StoreError
 
 TEMP_MARK = ".tmp-"
 LOCK_NAME = ".atlas.lock"
@@ -37,12 +39,6 @@ LEDGER = ".atlas-files"  # in each class folder: every file the build wrote ther
 THUMB_SIZE = 160
 
 
-class StoreError(RuntimeError):
-    """The output folder cannot be used (not writable, disk full, locked by another build)."""
-
-
-class BuildLockedError(StoreError):
-    """Another `atlas build` holds the lock on the output folder."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,16 +112,15 @@ class FileDigests:
         self.cache_file = cache_file
         self.entries: dict[str, dict[str, Any]] = {}
         if cache_file is not None:
-            try:
-                self.entries = json.loads(cache_file.read_text())
-            except (OSError, ValueError):
-                self.entries = {}
+            entries = read_json(cache_file)
+            self.entries = entries if isinstance(entries, dict) else {}
         self.dirty = False
 
     def sha256(self, path: Path) -> str:
         path = Path(path).resolve()
         stat = path.stat()
-        entry = self.entries.get(str(path))
+        slot = hashlib.sha256(os.fsencode(path)).hexdigest()[:32]  # not the path: the cache sits beside the site
+        entry = self.entries.get(slot)
         if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
             return entry["sha256"]
         hasher = hashlib.sha256()
@@ -133,7 +128,7 @@ class FileDigests:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 hasher.update(block)
         value = hasher.hexdigest()
-        self.entries[str(path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
+        self.entries[slot] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
         self.dirty = True
         return value
 
@@ -210,6 +205,13 @@ def _describe(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "permission denied (is the output folder writable?)"
     return exc.strerror or str(exc)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a folder file by file with atomic_write: a full disk leaves each file whole (old or
+    new), never a truncated one; errors are StoreError."""
+    for path in walk_files(source):
+        atomic_write(target / path.relative_to(source), path.read_bytes())
 
 
 def sweep_temp_files(folder: Path, dry_run: bool = False) -> list[Path]:
@@ -427,6 +429,19 @@ class BuildLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes that waits its turn (the demo world's one-time set-up);
+    BuildLock is the non-blocking, shard-aware one for output folders."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def ensure_writable(folder: Path) -> None:

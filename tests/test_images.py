@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from generator.catalog import ImageSpec
-from generator.images import ImageSourceError, class_images, count_images, load_image, source_root, thumbnail
+from generator.images import ImageSourceError, class_images, count_images, load_image, source_root
+from generator.store import to_pil
 
 WNID = "n03028079"
 
@@ -117,9 +118,10 @@ def test_imagenette_offline_is_one_clear_error(tmp_path, monkeypatch):
     assert "downloading Imagenette" in message and "needs network access" in message and "--images" in message
 
 
-def test_thumbnail_round_trip():
+def test_to_pil_round_trip():
     image = torch.rand(3, 32, 48)
-    thumb = thumbnail(image, 24)
+    thumb = to_pil(image)
+    thumb.thumbnail((24, 24))
     assert thumb.size == (24, 16) and thumb.mode == "RGB"
-    full = np.asarray(thumbnail(image, 48), dtype=np.float32) / 255
+    full = np.asarray(to_pil(image), dtype=np.float32) / 255
     assert np.abs(full - image.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6

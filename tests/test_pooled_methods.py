@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from generator.catalog import ModelSpec
+from generator.engine.settings import settings_from
 from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
 from generator.models import load_pathway
-from generator.engine.settings import settings_from
 
 SIZE = 96
 FAST_ENGINE = {"iterations": 4, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 2}

@@ -4,19 +4,17 @@ behind a file lock, renamed into place when whole.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
+from generator import store
 from generator.demo.net import (
     DemoNet,
     TrainConfig,
@@ -88,7 +86,7 @@ class DemoWorld:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(catalog_dict(self, output), sort_keys=False)
-        _atomic_write_text(path, text)
+        store.atomic_write(path, text.encode())
         return path
 
 
@@ -131,25 +129,6 @@ def default_cache_dir() -> Path:
     base = os.environ.get("ATLAS_CACHE")
     root = Path(base) if base else Path.home() / ".cache" / "atlas"
     return root / "demo" / f"v{DEMO_VERSION}"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (several test workers may call ensure_demo at once)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load(root: Path) -> DemoWorld:
@@ -225,7 +204,7 @@ def ensure_demo(cache_dir: str | Path | None = None, progress: bool = True) -> D
     """The demo world and its trained CNN: loaded from the cache, or made (once) and cached."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if not (root / "meta.json").is_file():
-        with _locked(root.parent / f".{root.name}.lock"):
+        with store.file_lock(root.parent / f".{root.name}.lock"):
             if not (root / "meta.json").is_file():  # another process may have made it meanwhile
                 if root.exists():  # a foreign or broken folder: never build on top of it
                     raise RuntimeError(f"{root} exists but holds no finished demo world; remove it")

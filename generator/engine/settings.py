@@ -9,11 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from generator.errors import AtlasError
+
 SCHEDULES = ("cosine", "step", "constant")
 PARAMETERIZATIONS = ("pixels",)
 
 
-class SettingsError(ValueError):
+class SettingsError(AtlasError, ValueError):
     """An engine setting of the wrong name, type or range."""
 
 
