@@ -62,6 +62,7 @@ VARIANTS: dict[str, Variant] = {
     "fourier-robust": Variant(transforms=robust, param=fourier, engine=ROBUST),
     "fourier-robust-notv": Variant(transforms=robust, param=fourier, engine={**ROBUST, "tv": 0.0}),
     "fourier-robust-prior30": Variant(transforms=robust, param=fourier, engine={**ROBUST, "prior_weight": 30.0}),
+    "fourier-robust-prior10": Variant(transforms=robust, param=fourier, engine={**ROBUST, "prior_weight": 10.0}),
     "colour-robust": Variant(transforms=robust, param=lambda s: Decorrelated(fourier=False), engine=ROBUST),
 }
 
