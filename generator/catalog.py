@@ -397,7 +397,8 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
         else:
             known = models.torchvision_weight_names(name)
             if weights not in known:
-                raise check.fail("model.weights", f"unknown weights {weights!r} for {name}{_hint(weights, known)}; known: {', '.join(known)}")
+                raise check.fail("model.weights",
+                                 f"unknown weights {weights!r} for {name}{_hint(weights, known)}; known: {', '.join(known)}")
     num_classes = spec.get("num_classes")
     if num_classes is not None and check.typed(num_classes, "model.num_classes", int, "an integer") < 1:
         raise check.fail("model.num_classes", "must be at least 1")

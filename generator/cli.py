@@ -29,8 +29,10 @@ app = typer.Typer(
 CatalogPath = Annotated[Path, typer.Option("--catalog", help="Catalog file (see README: Catalog reference).")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="alexnet, vgg16, ..., path/net.py:factory or package.module:factory.")]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Weights name (IMAGENET1K_V1) or a local state_dict file.")]
-LabelsOpt = Annotated[Optional[str], typer.Option("--labels", help="Output classes of the model: comma list, .txt/.tsv file, or 'imagenette'.")]
-ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="ImageNet-layout image folder <root>/<wnid>/*.JPEG (sets images.source: folder).")]
+LabelsOpt = Annotated[Optional[str], typer.Option(
+    "--labels", help="Output classes of the model: comma list, .txt/.tsv file, or 'imagenette'.")]
+ImagesOpt = Annotated[Optional[Path], typer.Option(
+    "--images", help="ImageNet-layout image folder <root>/<wnid>/*.JPEG (sets images.source: folder).")]
 ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="Comma list of wnids or names, replacing the catalog's classes.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Folder the website is written to.")]
@@ -304,7 +306,8 @@ def serve(
 @expected_errors
 def complete(
     image: Annotated[Path, typer.Argument(help="The scene (any photo); resized and centre-cropped to the model's input size.")],
-    box: Annotated[str, typer.Option("--box", "--mask", help="x,y,w,h of the region to fill, in pixels of the cropped input (--mask is the same).")],
+    box: Annotated[str, typer.Option(
+        "--box", "--mask", help="x,y,w,h of the region to fill, in pixels of the cropped input (--mask is the same).")],
     out: Annotated[Path, typer.Option("--out", help="PNG written here.")] = Path("completed.png"),
     class_: Annotated[Optional[str], typer.Option("--class", help="Class to paint (id or name); default: the scene's top-1.")] = None,
     topic: Annotated[Optional[int], typer.Option("--topic", help="Paint in this style (NMF topic k of --class's images).")] = None,

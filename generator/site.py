@@ -38,9 +38,11 @@ METHOD_TITLES = {
 METHOD_SUMMARIES = {
     "classviz": "Maximizing the class score with L2 + TV only (baseline) and with the data-driven patch prior.",
     "location": "Each picture opens only one window of pool5 (mask m5); they sit where their windows sit.",
-    "topics": "NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits beside the images that load most on it.",
+    "topics": "NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits beside the images "
+              "that load most on it.",
     "ensemble": "Random 50% dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random initializations.",
-    "hierarchy": "Class visualization constrained by a real image's on/off code at more and more layers (fc7, then fc6, then pool5): the units the image has on carry the class score, the units it has off are kept quiet.",
+    "hierarchy": "Class visualization constrained by a real image's on/off code at more and more layers (fc7, then fc6, "
+                 "then pool5): the units the image has on carry the class score, the units it has off are kept quiet.",
     "inversion": "Reconstructing an image from its pool5 feature: random init, retrieved-patch average init, and the patch prior.",
     "completion": "Filling a masked region of a scene with the class under one topic's mask m7.",
 }
