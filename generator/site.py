@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import http.server
 import json
 import math
@@ -410,6 +411,24 @@ def _measure(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     return (claims if measured else None), (inversion if inversion["rows"] else None)
 
 
+INDEX_PAGE = 48  # cards on one page of the index; the rest come from INDEX_SCRIPT
+INDEX_SCRIPT = "class-index.js"
+INDEX_FIELDS = ("slug", "id", "name", "index", "src", "width", "height", "alt", "styles", "heterogeneity", "het")
+
+
+def index_script(classes: list[ClassPage]) -> str:
+    """Every class's card as compact rows for the index's search, sort and pages.
+
+    A script, not a JSON file: pages opened from file:// may run scripts but not fetch()."""
+    rows = []
+    for c in classes:
+        het = c.heterogeneity if c.heterogeneity is not None and math.isfinite(c.heterogeneity) else None
+        card = [c.card.src, c.card.width, c.card.height, c.card.alt] if c.card else [None] * 4
+        rows.append([c.slug, c.id, c.name, c.index, *card, c.styles, het, None if het is None else format_number(het)])
+    data = json.dumps({"page": INDEX_PAGE, "fields": INDEX_FIELDS, "rows": rows}, separators=(",", ":"), allow_nan=False)
+    return "window.ATLAS_INDEX = " + data.replace("<", "\\u003c") + ";\n"
+
+
 def render(output: Path, templates: Path | None = None) -> Path:
     """Write index.html, methods.html, claims.html, classes/<slug>/index.html and static/ into
     `output` from its manifests; returns the path of index.html."""
@@ -428,7 +447,12 @@ def render(output: Path, templates: Path | None = None) -> Path:
         html = env.get_template(template).render(root=root, **common, **context)
         store.atomic_write(path, html.encode("utf-8", "replace"))  # "replace": a non-UTF-8 file name
 
-    write(output / "index.html", "index.html", "", page="index")
+    script = index_script(classes)
+    (output / INDEX_SCRIPT).with_suffix(".tmp").write_text(script, encoding="utf-8")
+    (output / INDEX_SCRIPT).with_suffix(".tmp").replace(output / INDEX_SCRIPT)
+    version = hashlib.sha256(script.encode()).hexdigest()[:12]  # a new list is never read from a stale cache
+    write(output / "index.html", "index.html", "", page="index", page_size=INDEX_PAGE,
+          index_script=f"{INDEX_SCRIPT}?v={version}")
     write(output / "methods.html", "methods.html", "", page="methods")
     names = {c.slug: c.name for c in classes} | {c.id: c.name for c in classes}
     write(output / "claims.html", "claims.html", "", page="claims",

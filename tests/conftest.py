@@ -116,6 +116,12 @@ def write_fake_atlas():
 
 
 @pytest.fixture(scope="session")
+def write_large_atlas():
+    """sitefixture.write_large_atlas(output, n_classes=1000): a fake atlas at ImageNet scale."""
+    return sitefixture.write_large_atlas
+
+
+@pytest.fixture(scope="session")
 def hostile_name() -> str:
     """The class name of the fake atlas that must render as text."""
     return sitefixture.HOSTILE_NAME

@@ -183,6 +183,41 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
     return slugs
 
 
+def write_large_atlas(output: Path, n_classes: int = 1000) -> list[str]:
+    """A fake atlas of `n_classes` ImageNet classes (real names, wnids as slugs), for the site at
+    scale: one class's pictures are drawn once and hard-linked (copied where links fail) into
+    every class folder, so each class page references real files; the location heterogeneity
+    varies so sorting means something. Returns the slugs in index order."""
+    import os
+    import shutil
+
+    from generator.models import imagenet_classes
+
+    template = output / ".template"
+    write_fake_atlas(template, n_classes=1, hostile=False)
+    source = template / "classes" / "n00000000"
+    manifest = json.loads((source / "manifest.json").read_text())
+    files = [p.relative_to(source) for p in source.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    rng = random.Random(1)
+    table = imagenet_classes()
+    slugs = []
+    for index in range(n_classes):
+        wnid, name = table[index % len(table)] if index < len(table) else (f"x{index:08d}", f"class {index}")
+        folder = output / "classes" / wnid
+        for relative in files:
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source / relative, folder / relative)
+            except OSError:
+                shutil.copyfile(source / relative, folder / relative)
+        manifest["class"] = {"id": wnid, "name": name, "index": index, "slug": wnid}
+        manifest["methods"]["location"]["numbers"]["heterogeneity"] = round(rng.random(), 3)
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        slugs.append(wnid)
+    shutil.rmtree(template)
+    return slugs
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading rendered pages
 

@@ -162,3 +162,40 @@ def test_text_contrast_meets_wcag_aa(browser, atlas, scheme):
             checked.append(sample["selector"])
     context.close()
     assert {"body", ".caption", ".card-meta", ".badge", ".verdict"} <= set(checked)
+
+
+@pytest.fixture(scope="module")
+def atlas_1000(write_large_atlas, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("browser-atlas-1000")
+    write_large_atlas(output, 1000)
+    site.render(output)
+    return output
+
+
+@pytest.mark.slow
+def test_a_1000_class_index_pages_searches_and_sorts_cleanly(browser, atlas_1000):
+    watched = Watched(browser, (atlas_1000 / "index.html").as_uri())
+    page = watched.page
+    cards = "#class-list > li"
+    assert page.inner_text("#class-count") == f"1–{site.INDEX_PAGE} of 1000 shown"
+    assert page.locator(cards).count() == site.INDEX_PAGE
+    assert page.inner_text("#page-where") == f"Page 1 of {-(-1000 // site.INDEX_PAGE)}"
+    page.click("#page-next")
+    assert page.inner_text("#class-count") == f"{site.INDEX_PAGE + 1}–{2 * site.INDEX_PAGE} of 1000 shown"
+    assert page.locator(f"{cards} .card-meta").first.inner_text().endswith(f"#{site.INDEX_PAGE}")
+    page.fill("#class-search", "golden retriever")  # a class far beyond the first page
+    assert page.locator(cards).count() == 1 and page.is_hidden("#class-pager")
+    assert page.inner_text(f"{cards} .card-title") == "golden retriever"
+    page.fill("#class-search", "")
+    page.select_option("#class-sort", "heterogeneity")
+    pills = page.locator(f"{cards} .pill[title]").all_inner_texts()
+    values = [float(text.removeprefix("het. ")) for text in pills]
+    assert len(values) == site.INDEX_PAGE and values == sorted(values, reverse=True) and values[0] > 0.99
+    images = watched.load_all_images()
+    assert len(images) == site.INDEX_PAGE and all(image["width"] > 0 for image in images)
+    page.fill("#class-search", "golden retriever")
+    page.click(f"{cards} a")
+    page.wait_for_url("**/classes/n02099601/index.html")
+    assert page.locator("a[rel=prev]").inner_text().endswith("curly-coated retriever")
+    assert watched.problems == []
+    watched.close()

@@ -2,50 +2,114 @@
 "use strict";
 
 function setupIndex() {
+  // The page holds the first page of cards; class-index.js (window.ATLAS_INDEX) holds every
+  // class, so search, sort and paging work on all of them without a 1000-card page.
   const list = document.getElementById("class-list");
   const search = document.getElementById("class-search");
   const sort = document.getElementById("class-sort");
-  if (!list || !search || !sort) return;
-  const cards = Array.from(list.children);
+  const index = window.ATLAS_INDEX;
+  if (!list || !search || !sort || !index) return;
+  const classes = index.rows.map((row) => Object.fromEntries(index.fields.map((name, i) => [name, row[i]])));
+  for (const c of classes) c.text = (c.name + " " + c.id).toLowerCase();
   const count = document.getElementById("class-count");
   const none = document.getElementById("no-match");
+  const pager = document.getElementById("class-pager");
+  const previous = document.getElementById("page-prev");
+  const next = document.getElementById("page-next");
+  const where = document.getElementById("page-where");
+  let matches = classes;
+  let page = 0;
 
-  function filter() {
-    const words = search.value.toLowerCase().trim().split(/\s+/).filter(Boolean);
-    let shown = 0;
-    for (const card of cards) {
-      const text = card.dataset.name + " " + card.dataset.id;
-      const match = words.every((w) => text.includes(w));
-      card.hidden = !match;
-      if (match) shown += 1;
-    }
-    count.textContent = shown + " shown";
-    none.hidden = shown > 0;
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
   }
 
-  function order() {
-    const key = sort.value;
-    const value = (card) => {
-      if (key === "name") return card.dataset.name;
-      const number = parseFloat(card.dataset[key]);
-      return Number.isNaN(number) ? null : number;
-    };
-    const sorted = cards.slice().sort((a, b) => {
+  function card(c) {
+    const item = el("li", "card");
+    const link = el("a", "card-link");
+    link.href = "classes/" + c.slug + "/index.html";
+    if (c.src) {
+      const image = el("img");
+      image.src = "classes/" + c.slug + "/" + c.src;
+      image.alt = c.alt;
+      image.loading = "lazy";
+      if (c.width) { image.width = c.width; image.height = c.height; }
+      link.append(image);
+    } else {
+      const empty = el("span", "card-empty", "no pictures yet");
+      empty.setAttribute("aria-hidden", "true");
+      link.append(empty);
+    }
+    const body = el("span", "card-body");
+    const meta = el("span", "card-meta");
+    meta.append(el("code", "", c.id));
+    if (c.index !== null) meta.append(" · #" + c.index);
+    const stats = el("span", "card-stats");
+    if (c.styles !== null) stats.append(el("span", "pill", c.styles + (c.styles === 1 ? " style" : " styles")));
+    if (c.heterogeneity !== null) {
+      const pill = el("span", "pill", "het. " + c.het);
+      pill.title = "heterogeneity of the location grid";
+      stats.append(pill);
+    }
+    body.append(el("span", "card-title", c.name), meta, stats);
+    link.append(body);
+    item.append(link);
+    return item;
+  }
+
+  function show() {
+    const pages = Math.max(1, Math.ceil(matches.length / index.page));
+    page = Math.min(page, pages - 1);
+    const first = page * index.page;
+    const shown = matches.slice(first, first + index.page);
+    list.replaceChildren(...shown.map(card));
+    count.textContent = matches.length > index.page
+      ? (first + 1) + "–" + (first + shown.length) + " of " + matches.length + " shown"
+      : matches.length + " shown";
+    none.hidden = matches.length > 0;
+    pager.hidden = pages < 2;
+    where.textContent = "Page " + (page + 1) + " of " + pages;
+    previous.disabled = page === 0;
+    next.disabled = page >= pages - 1;
+  }
+
+  function compare(key) {
+    const value = (c) => (key === "name" ? c.name.toLowerCase() : c[key]);
+    return (a, b) => {
       const x = value(a), y = value(b);
-      if (x === y) return Number(a.dataset.index) - Number(b.dataset.index);
+      if (x === y) return a.position - b.position;
       if (x === null) return 1;   // classes without the number go last
       if (y === null) return -1;
       if (key === "name") return x.localeCompare(y);
       return key === "heterogeneity" ? y - x : x - y;
-    });
-    for (const card of sorted) list.appendChild(card);
+    };
   }
 
-  search.addEventListener("input", filter);
-  sort.addEventListener("change", order);
+  function update() {
+    const words = search.value.toLowerCase().trim().split(/\s+/).filter(Boolean);
+    const found = classes.filter((c) => words.every((w) => c.text.includes(w)));
+    matches = found.sort(compare(sort.value));
+    page = 0;
+    show();
+  }
+
+  function turn(step) {
+    page += step;
+    show();
+    list.scrollIntoView({block: "nearest"});
+  }
+
+  classes.forEach((c, position) => { c.position = position; });
+  search.addEventListener("input", update);
+  sort.addEventListener("change", update);
+  previous.addEventListener("click", () => turn(-1));
+  next.addEventListener("click", () => turn(1));
   const params = new URLSearchParams(window.location.search);
   if (params.has("q")) search.value = params.get("q");
-  filter();
+  update();
 }
 
 function setupLightbox() {

@@ -1,0 +1,112 @@
+"""Does the website hold at 1000 classes? (targets: index transfer < 500 KB, render < 20 s)
+
+Writes a fake atlas of N ImageNet classes (tests/sitefixture.py's schema-exact manifests; every
+class page references real small picture files, hard-linked from one drawn class), runs
+`atlas render` on it in a fresh process and reports:
+
+  * render seconds (the whole command: Python start-up, manifests, every page);
+  * index bytes: index.html, and what opening it transfers before any thumbnail (the page, its
+    CSS/JS and the class list it loads), plus the thumbnails of its first page of cards;
+  * class page bytes, smallest and largest (they must not grow with the class count);
+  * with Playwright and Chromium: first contentful paint of the index from file://.
+
+    python -m benchmarks.site_scale [--classes 1000] [--keep DIR]
+
+Writes benchmarks/out/site_scale.json.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
+INDEX_TARGET_BYTES = 500_000
+RENDER_TARGET_S = 20.0
+
+
+def _sitefixture():
+    spec = importlib.util.spec_from_file_location("atlas_sitefixture", REPO / "tests" / "sitefixture.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def index_transfer(output: Path) -> tuple[int, int]:
+    """(bytes before any thumbnail, bytes of the thumbnails the first page of cards shows): the
+    index page plus every local file it links with <link>/<script>/<img>, and the class list
+    the page's script loads."""
+    html = (output / "index.html").read_text()
+    assets = set(re.findall(r'<(?:link|script)[^>]+(?:href|src)="([^"#?]+)"', html))
+    images = set(re.findall(r'<img[^>]+src="([^"#?]+)"', html))
+    base = len(html.encode()) + sum((output / a).stat().st_size for a in assets if (output / a).is_file())
+    thumbs = sum((output / i).stat().st_size for i in images if (output / i).is_file())
+    return base, thumbs
+
+
+def first_paint_ms(index: Path) -> float | None:
+    """First contentful paint of the index in headless Chromium, or None without a browser."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        return None
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(index.as_uri())
+        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0")
+        value = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+        browser.close()
+    return float(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, help="write the atlas here and keep it (default: a temp folder)")
+    args = parser.parse_args()
+    output = args.keep or Path(tempfile.mkdtemp(prefix="site-scale-"))
+    try:
+        start = time.perf_counter()
+        _sitefixture().write_large_atlas(output, args.classes)
+        made = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "generator", "render", "--output", str(output)], check=True,
+                       cwd=REPO, stdout=subprocess.DEVNULL)
+        render_s = time.perf_counter() - start
+        base, thumbs = index_transfer(output)
+        index_bytes = (output / "index.html").stat().st_size
+        pages = [p.stat().st_size for p in (output / "classes").glob("*/index.html")]
+        paint = first_paint_ms(output / "index.html")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(output, ignore_errors=True)
+    result = {"classes": args.classes, "make_s": round(made, 2), "render_s": round(render_s, 2),
+              "index_html_bytes": index_bytes,
+              "index_transfer_bytes": base, "first_page_thumbnail_bytes": thumbs,
+              "class_page_bytes_min": min(pages), "class_page_bytes_max": max(pages),
+              "first_contentful_paint_ms": None if paint is None else round(paint, 1),
+              "index_target_bytes": INDEX_TARGET_BYTES, "render_target_s": RENDER_TARGET_S}
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"index transfer / target: {base / INDEX_TARGET_BYTES:.2f}   render / target: {render_s / RENDER_TARGET_S:.2f}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "site_scale.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

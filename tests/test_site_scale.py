@@ -1,0 +1,78 @@
+"""The website at ImageNet scale: the index carries one page of cards and a compact class list
+(not a card per class), a class page links only its neighbours, and every page has a meta
+description and links the favicon (no favicon request to 404 on a static host).
+
+The 1000-class index in a real browser is in test_browser.py; the numbers are
+`python -m benchmarks.site_scale`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from generator import site
+
+N_CLASSES = 60  # more than one page of the index
+
+
+@pytest.fixture(scope="module")
+def large(write_large_atlas, tmp_path_factory) -> tuple[Path, list[str]]:
+    output = tmp_path_factory.mktemp("large-atlas")
+    slugs = write_large_atlas(output, N_CLASSES)
+    site.render(output)
+    return output, slugs
+
+
+def index_data(output: Path) -> dict:
+    script = (output / site.INDEX_SCRIPT).read_text()
+    prefix = "window.ATLAS_INDEX = "
+    assert script.startswith(prefix) and script.endswith(";\n")
+    return json.loads(script[len(prefix):-2])
+
+
+def test_the_index_has_one_page_of_cards_and_every_class_in_its_list(large, parse):
+    output, slugs = large
+    links = parse(output / "index.html").links
+    cards = [link for link in links if re.fullmatch(r"classes/[^/]+/index\.html", link)]
+    assert cards == [f"classes/{slug}/index.html" for slug in slugs[:site.INDEX_PAGE]]
+    script = next(link for link in links if link.startswith(site.INDEX_SCRIPT + "?v="))
+    assert (output / script.split("?")[0]).is_file()
+    data = index_data(output)
+    rows = [dict(zip(data["fields"], row)) for row in data["rows"]]
+    assert data["page"] == site.INDEX_PAGE and [row["slug"] for row in rows] == slugs
+    assert rows[1]["name"] == "goldfish" and rows[1]["index"] == 1
+    assert all((output / "classes" / row["slug"] / row["src"]).is_file() for row in rows)
+    # what grows with the class count is one short row per class, not a card's markup
+    assert len((output / site.INDEX_SCRIPT).read_bytes()) / N_CLASSES < 300
+
+
+def test_the_class_list_escapes_markup(write_fake_atlas, hostile_name, tmp_path):
+    write_fake_atlas(tmp_path, n_classes=3)
+    site.render(tmp_path)
+    assert "<" not in (tmp_path / site.INDEX_SCRIPT).read_text()
+    assert index_data(tmp_path)["rows"][0][2] == hostile_name
+
+
+def test_a_class_page_links_only_its_neighbours(large, parse):
+    output, slugs = large
+    for position in (0, 30, N_CLASSES - 1):
+        links = parse(output / "classes" / slugs[position] / "index.html").links
+        others = {link.split("/")[1] for link in links if link.startswith("../") and not link.startswith("../../")}
+        assert others == set(slugs[max(0, position - 1):position + 2]) - {slugs[position]}, (position, others)
+
+
+def test_every_page_has_a_description_and_a_favicon(large, pages):
+    output, _ = large
+    descriptions = []
+    for path in pages(output):
+        raw = path.read_text()
+        description = re.search(r'<meta name="description" content="([^"]{40,})">', raw)
+        icon = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', raw)
+        assert description and icon, path
+        assert (path.parent / icon.group(1)).read_text().startswith("<svg"), path
+        descriptions.append(description.group(1))
+    assert len(set(descriptions)) == len(descriptions)  # each page says what it is
+    assert "tench (n01440764)" in descriptions[3]
