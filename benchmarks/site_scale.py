@@ -4,7 +4,8 @@ Writes a fake atlas of N ImageNet classes (tests/sitefixture.py's schema-exact m
 class page references real small picture files, hard-linked from one drawn class), runs
 `atlas render` on it in a fresh process and reports:
 
-  * render seconds (the whole command: Python start-up, manifests, every page);
+  * render seconds, wall and CPU (the whole command: Python start-up, manifests, every page;
+    on a shared machine the CPU seconds are the ones to compare);
   * index bytes: index.html, and what opening it transfers before any thumbnail (the page, its
     CSS/JS and the class list it loads), plus the thumbnails of its first page of cards;
   * class page bytes, smallest and largest (they must not grow with the class count);
@@ -20,6 +21,7 @@ import argparse
 import importlib.util
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,7 +47,7 @@ def index_transfer(output: Path) -> tuple[int, int]:
     index page plus every local file it links with <link>/<script>/<img>, and the class list
     the page's script loads."""
     html = (output / "index.html").read_text()
-    assets = set(re.findall(r'<(?:link|script)[^>]+(?:href|src)="([^"#?]+)"', html))
+    assets = set(re.findall(r'<(?:link|script)[^>]+(?:href|src)="([^"#?]+)[^"]*"', html))
     images = set(re.findall(r'<img[^>]+src="([^"#?]+)"', html))
     base = len(html.encode()) + sum((output / a).stat().st_size for a in assets if (output / a).is_file())
     thumbs = sum((output / i).stat().st_size for i in images if (output / i).is_file())
@@ -83,10 +85,12 @@ def main() -> None:
         start = time.perf_counter()
         _sitefixture().write_large_atlas(output, args.classes)
         made = time.perf_counter() - start
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "generator", "render", "--output", str(output)], check=True,
                        cwd=REPO, stdout=subprocess.DEVNULL)
         render_s = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        render_cpu_s = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
         base, thumbs = index_transfer(output)
         index_bytes = (output / "index.html").stat().st_size
         pages = [p.stat().st_size for p in (output / "classes").glob("*/index.html")]
@@ -94,7 +98,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(output, ignore_errors=True)
-    result = {"classes": args.classes, "make_s": round(made, 2), "render_s": round(render_s, 2),
+    result = {"classes": args.classes, "make_s": round(made, 2), "render_s": round(render_s, 2), "render_cpu_s": round(render_cpu_s, 2),
               "index_html_bytes": index_bytes,
               "index_transfer_bytes": base, "first_page_thumbnail_bytes": thumbs,
               "class_page_bytes_min": min(pages), "class_page_bytes_max": max(pages),
