@@ -411,7 +411,7 @@ def _measure(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     return (claims if measured else None), (inversion if inversion["rows"] else None)
 
 
-INDEX_PAGE = 48  # cards on one page of the index; the rest come from INDEX_SCRIPT
+INDEX_PAGE = 60  # cards on one page of the index (fills rows of 2 to 6 columns); the rest come from INDEX_SCRIPT
 INDEX_SCRIPT = "class-index.js"
 INDEX_FIELDS = ("slug", "id", "name", "index", "src", "width", "height", "alt", "styles", "heterogeneity", "het")
 

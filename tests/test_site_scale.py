@@ -15,7 +15,7 @@ import pytest
 
 from generator import site
 
-N_CLASSES = 60  # more than one page of the index
+N_CLASSES = 70  # more than one page of the index
 
 
 @pytest.fixture(scope="module")
