@@ -134,9 +134,12 @@ def solve(
     device, size, batch = pathway.mean.device, pathway.input_size, len(problems)
 
     init = torch.stack([initial_image(p, size, settings.init_std) for p in problems]).to(device)
+    fc6_dim = pathway.fc6_dim
+    if fc6_dim is None and any(p.m6 is not None for p in problems):
+        raise ValueError("solve: an m6 mask was given but this pathway has no fc6")
     masks = {
         "m5": _stack([p.m5 for p in problems], pathway.pool5_shape, 1.0, device),
-        "m6": _stack([p.m6 for p in problems], (pathway.fc6_dim,), 1.0, device) if any(p.m6 is not None for p in problems) else None,
+        "m6": None if fc6_dim is None else _stack([p.m6 for p in problems], (fc6_dim,), 1.0, device),
         "m7": _stack([p.m7 for p in problems], (pathway.fc7_dim,), 1.0, device),
     }
     free = _stack([None if p.keep is None else 1.0 - p.keep.float() for p in problems], (1, size, size), 1.0, device)
