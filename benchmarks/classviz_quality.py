@@ -14,6 +14,7 @@ baseline's, with prob >= 0.9. Writes benchmarks/out/classviz_quality.{json,png}
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -47,8 +48,10 @@ def main() -> None:
     indices = [int(c) for c in args.classes.split(",")] if args.classes else ([0, 4, 9] if args.quick else list(range(10)))
     catalog = load_catalog(CATALOG)
     params = {k: v for k, v in catalog.methods["classviz"].items() if k != "enabled"}
+    prior = catalog.prior
     if args.quick:
-        params.update(prior_images=20, iterations=60)
+        prior = dataclasses.replace(prior, images=20)
+        params.update(iterations=60)
     if args.iterations:
         params["iterations"] = args.iterations
 
@@ -56,13 +59,13 @@ def main() -> None:
     rows, sheet = [], {"baseline": [], "prior": [], "real": []}
     for index in indices:
         start = time.perf_counter()
-        images = class_images(IMAGENETTE[index], params["prior_images"])
+        images = class_images(IMAGENETTE[index], prior.images)
         with torch.no_grad():
             features = pathway(images)
         ctx = ClassContext(
             pathway=pathway, class_index=index, class_id=IMAGENETTE[index], class_name=IMAGENETTE_NAMES[index],
             images=images, image_names=[str(i) for i in range(len(images))], features=features, engine=catalog.engine,
-            seed=args.seed,
+            seed=args.seed, prior=prior,
         )
         result = run(ctx, params)
         n = result.numbers

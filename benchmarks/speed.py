@@ -23,7 +23,7 @@ import torchvision
 from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json
 from generator.engine.settings import Settings
 from generator.engine.solve import Problem, solve
-from generator.methods.classviz import DEFAULTS as CLASSVIZ
+from generator.methods import PriorParams
 from generator.methods.common import class_problem
 from generator.pathway import Pathway
 from generator.prior import PatchDatabase
@@ -50,15 +50,16 @@ def solve_rate(pathway: Pathway, problems: list[Problem], settings: Settings) ->
 
 def prior_database(size: int) -> PatchDatabase:
     """The database a class would use: its images if ../shared exists, else smooth random images."""
-    n = CLASSVIZ["prior_images"]
+    database = PriorParams()
+    n = database.images
     if (SHARED / "data" / "imagenette").is_dir():
         images = class_images(IMAGENETTE[4], n, size=size)
     else:
         coarse = torch.rand(n, 3, 14, 14, generator=torch.Generator().manual_seed(0))
         images = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
     return PatchDatabase.from_images(
-        images, patch=CLASSVIZ["patch"], stride=CLASSVIZ["stride"], max_patches=CLASSVIZ["max_patches"],
-        search_dims=CLASSVIZ["search_dims"],
+        images, patch=database.patch, stride=database.stride, max_patches=database.max_patches,
+        search_dims=database.search_dims,
     )
 
 

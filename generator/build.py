@@ -29,7 +29,7 @@ from generator import store
 from generator.catalog import Catalog, ClassEntry
 from generator.engine.settings import settings_from
 from generator.errors import AtlasError
-from generator.methods import METHOD_NAMES, ClassContext, method_module
+from generator.methods import METHOD_NAMES, ClassContext, method_module, spec
 from generator.store import Inputs
 
 SCHEMA = 1
@@ -70,6 +70,7 @@ def _class_folder(spec, class_id: str) -> Path | None:
 
 
 _method_module = method_module
+_method_spec = spec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ class KeyMaker:
         # the effective settings, not just the catalog's overrides: retuned defaults in code
         # must make every optimized picture stale
         self.engine_digest = store.digest(dataclasses.asdict(settings_from(catalog.engine)))
-        self.versions: dict[str, int] = {}
+        self.prior_digest = store.digest(dataclasses.asdict(catalog.prior))
 
     def images_digest(self, entry: ClassEntry) -> str:
         spec = self.catalog.images
@@ -179,16 +180,15 @@ class KeyMaker:
         return store.digest({"source": spec.source, "split": spec.split, "per_class": spec.per_class,
                              "size": self.catalog.model.input_size, "listing": listing})
 
-    def version(self, method: str) -> int:
-        if method not in self.versions:
-            self.versions[method] = int(_method_module(method).VERSION)
-        return self.versions[method]
-
     def inputs(self, entry: ClassEntry, method: str, params: dict, images: str) -> Inputs:
-        return Inputs(method=method, params=store.digest(params), version=self.version(method),
+        """Every input the method's pictures depend on; the patch database's parameters only
+        for a method that uses the database (the registry's `uses_prior`)."""
+        method_spec = _method_spec(method)
+        return Inputs(method=method, params=store.digest(params), version=method_spec.version,
                       model=self.model_digest,
                       class_=store.digest({"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug}),
-                      images=images, seed=self.catalog.seed, engine=self.engine_digest)
+                      images=images, seed=self.catalog.seed, engine=self.engine_digest,
+                      prior=self.prior_digest if method_spec.uses_prior(params) else "unused")
 
 
 def _public_name(name: str | None) -> str | None:
@@ -375,7 +375,7 @@ def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, pro
     return ClassContext(pathway=pathway, class_index=entry.index, class_id=entry.id, class_name=entry.name,
                         images=loaded.images, image_names=list(loaded.names), features=features,
                         engine=dict(catalog.engine), seed=catalog.seed, device=pathway.mean.device,
-                        progress=progress)
+                        progress=progress, prior=catalog.prior)
 
 
 def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from generator.errors import CatalogError
-from generator.methods import METHOD_NAMES, method_defaults
+from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
 from generator.store import unsafe_output
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,6 +80,7 @@ class Catalog:
     output: Path
     device: str  # "cpu" | "cuda" | "cuda:N" | "mps" | "auto"
     seed: int = 0
+    prior: PriorParams = field(default_factory=PriorParams)  # the class's patch database (`prior:`)
 
     def enabled_methods(self, entry: ClassEntry | None = None) -> list[str]:
         """Method names switched on (for one class, with its overrides), in the canonical order."""
@@ -338,13 +339,14 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
                   flags: dict[str, str] | None = None) -> Catalog:
     """Validate an already-parsed catalog mapping (the part of load_catalog after YAML)."""
     check = _Checker(label, flags or {})
-    top = check.mapping(raw, "", ("model", "images", "classes", "methods", "engine", "output", "device", "seed"),
+    top = check.mapping(raw, "", ("model", "images", "classes", "prior", "methods", "engine", "output", "device", "seed"),
                         required=("model", "images", "classes"))
     model = _parse_model(check, top.get("model"), base)
     images = _parse_images(check, top.get("images"), base)
     methods = _parse_methods(check, top.get("methods"), "methods", base_params=None)
     classes = _parse_classes(check, top.get("classes"), model, methods)
     engine = _parse_engine(check, top.get("engine"))
+    prior = _parse_params(check, PriorParams, check.mapping(top.get("prior"), "prior", param_names(PriorParams)), "prior")
     output_value = str(check.typed(top.get("output", "site"), "output", str, "a folder path"))
     unsafe = unsafe_output(output_value) or unsafe_output(_resolve_path(output_value, base))
     if unsafe:
@@ -356,7 +358,7 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
         raise check.fail("device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     seed = check.typed(top.get("seed", 0), "seed", int, "an integer")
     return Catalog(path=path, model=model, images=images, classes=classes, methods=methods,
-                   engine=engine, output=output, device=device, seed=seed)
+                   engine=engine, output=output, device=device, seed=seed, prior=prior)
 
 
 def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
@@ -460,31 +462,38 @@ def _parse_images(check: _Checker, raw: Any, base: Path) -> ImageSpec:
 
 
 def _parse_methods(check: _Checker, raw: Any, where: str, base_params: dict[str, dict] | None) -> dict[str, dict]:
-    """Validate a `methods:` section against each method's DEFAULTS; merge over `base_params`.
+    """Validate a `methods:` section against each method's typed parameters (the registry's
+    `MethodSpec.params`); merge over `base_params`.
 
-    With base_params None (the catalog level) the result is every method's DEFAULTS merged with
+    With base_params None (the catalog level) the result is every method's defaults merged with
     the given values and `enabled` (default true): a method not listed runs with its defaults.
     """
     section = check.mapping(raw, where, METHOD_NAMES)
     merged = {}
     for name in METHOD_NAMES:
-        if base_params is None:
-            try:
-                defaults = method_defaults(name)
-            except Exception as exc:  # a method module that fails to import is a broken install
-                raise check.fail(_join(where, name), f"cannot load method module generator.methods.{name}: {exc}") from None
-            params = {**defaults, "enabled": True}
-        else:
-            defaults = base_params[name]
-            params = dict(base_params[name])
+        params = {**method_defaults(name), "enabled": True} if base_params is None else dict(base_params[name])
         given = section.get(name)
-        allowed = tuple(k for k in defaults if k != "enabled") + ("enabled",)
-        given = check.mapping(given, _join(where, name), allowed)
-        for key, value in given.items():
-            default = True if key == "enabled" else defaults[key]
-            params[key] = check.like_default(value, default, f"{where}.{name}.{key}")
-        merged[name] = params
+        allowed = param_names(spec(name).params) + ("enabled",)
+        if isinstance(given, dict) and name == "classviz":
+            moved = next((k for k in given if k in ("prior_images", *param_names(PriorParams))), None)
+            if moved is not None:
+                raise check.fail(_join(_join(where, name), str(moved)), "the patch database is the catalog's own "
+                                 "`prior:` section now (images, patch, stride, max_patches, search_dims)")
+        given = dict(check.mapping(given, _join(where, name), allowed))
+        if "enabled" in given:
+            params["enabled"] = check.typed(given.pop("enabled"), f"{where}.{name}.enabled", bool, "true or false")
+        typed = {**{k: v for k, v in params.items() if k != "enabled"}, **given}
+        checked = _parse_params(check, spec(name).params, typed, _join(where, name))
+        merged[name] = {**dataclasses.asdict(checked), "enabled": params["enabled"]}
     return merged
+
+
+def _parse_params(check: _Checker, cls: type, values: dict, where: str) -> Any:
+    """The typed parameters `cls` from `values`; a wrong type or range names the field."""
+    try:
+        return parse_params(cls, values)
+    except ParamError as exc:
+        raise check.fail(_join(where, exc.field), str(exc)) from None
 
 
 def _parse_engine(check: _Checker, raw: Any) -> dict:

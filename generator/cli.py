@@ -310,7 +310,7 @@ def complete(
         "--box", "--mask", help="x,y,w,h of the region to fill, in pixels of the cropped input (--mask is the same).")],
     out: Annotated[Path, typer.Option("--out", help="PNG written here.")] = Path("completed.png"),
     class_: Annotated[Optional[str], typer.Option("--class", help="Class to paint (id or name); default: the scene's top-1.")] = None,
-    topic: Annotated[Optional[int], typer.Option("--topic", help="Paint in this style (NMF topic k of --class's images).")] = None,
+    topic: Annotated[Optional[int], typer.Option("--topic", help="Paint in the style of topic N of --class's images (numbered from 1, as on the class's page).")] = None,
     catalog: CatalogPath = Path("catalog.yaml"),
     model: ModelOpt = None,
     weights: WeightsOpt = None,
@@ -383,7 +383,8 @@ def _save_image(image, out: Path, image_format: str) -> None:
 
 
 def _topic_mask(cat, pathway, class_index: int, topic: int):
-    """m7 of topic `topic` of a class, from NMF on the fc7 of its catalog images."""
+    """m7 of topic `topic` of a class (numbered from 1, as the site shows them), from NMF on the
+    fc7 of its catalog images."""
     from generator.features import extract
     from generator.images import class_images
     from generator.methods.topics import topic_masks_for
@@ -395,6 +396,6 @@ def _topic_mask(cat, pathway, class_index: int, topic: int):
     fc7 = extract(pathway, loaded.images, progress=False).fc7
     model = topic_masks_for(pathway, fc7, k=params["k"], threshold=params["threshold"],
                             min_fraction=params["min_fraction"], keep_fraction=params["keep_fraction"], seed=cat.seed)
-    if not 0 <= topic < len(model.masks):
-        raise UsageError(f"--topic {topic}: the class has topics 0..{len(model.masks) - 1}")
-    return model.masks[topic]
+    if not 1 <= topic <= len(model.masks):
+        raise UsageError(f"--topic {topic}: the class has topics 1..{len(model.masks)}")
+    return model.masks[topic - 1]

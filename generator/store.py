@@ -74,7 +74,9 @@ class Inputs:
     """What produced one (class, method) artifact, one short digest per input.
 
     The manifest stores these next to the key so `atlas build --dry-run` can name the input that
-    changed ("params", "version", "model", "class", "images", "seed", "engine").
+    changed ("params", "version", "model", "class", "images", "seed", "engine", "prior").
+    `prior` is the digest of the class's patch database parameters for a method that uses it,
+    "unused" for one that does not.
     """
 
     method: str
@@ -85,13 +87,15 @@ class Inputs:
     images: str
     seed: int
     engine: str
+    prior: str = "unused"
 
     def key(self) -> str:
         return digest(self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params, "version": self.version, "model": self.model,
-                "class": self.class_, "images": self.images, "seed": self.seed, "engine": self.engine}
+                "class": self.class_, "images": self.images, "seed": self.seed, "engine": self.engine,
+                "prior": self.prior}
 
     def changed(self, recorded: dict[str, Any] | None) -> list[str]:
         """Names of the inputs that differ from a manifest's record (all, if there is none)."""

@@ -5,6 +5,7 @@ world is also loaded by file path from the subprocess scripts of test_build.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import types
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 
 from generator import build as build_module
 from generator.catalog import Catalog, ClassEntry, ImageSpec, ModelSpec
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, MethodSpec, Picture, spec
 from generator.pathway import Pathway
 
 # ---------------------------------------------------------------------------------------------
@@ -189,9 +190,16 @@ def fake_method_module(name: str):
     return FAKE_METHODS[name]
 
 
+def fake_method_spec(name: str) -> MethodSpec:
+    """The registry's entry with the fake's VERSION (what a code change in the method bumps)."""
+    return dataclasses.replace(spec(name), version=FAKE_METHODS[name].VERSION)
+
+
 def install_fakes(monkeypatch=None) -> None:
     """Route the build's method lookup to the fakes (monkeypatch in tests, plain set in scripts)."""
     if monkeypatch is None:
         build_module._method_module = fake_method_module
+        build_module._method_spec = fake_method_spec
     else:
         monkeypatch.setattr(build_module, "_method_module", fake_method_module)
+        monkeypatch.setattr(build_module, "_method_spec", fake_method_spec)

@@ -7,6 +7,8 @@ read from the BuildReport, not from timings.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +26,7 @@ from generator import build as build_module
 from generator import store
 from generator.build import build, clean
 from generator.catalog import Catalog
+from generator.methods import METHOD_NAMES, MethodResult, Picture, method_defaults
 
 
 def artifacts(output: Path) -> dict[str, bytes]:
@@ -329,9 +332,10 @@ def test_model_is_loaded_once_per_process(world, monkeypatch):
 
 def test_real_methods_build_and_rebuild_incrementally(world, monkeypatch):
     """The real classviz and location modules through the build (2 engine iterations)."""
-    from generator.methods import method_defaults, method_module
+    from generator.methods import method_defaults, method_module, spec
 
     monkeypatch.setattr(build_module, "_method_module", method_module)
+    monkeypatch.setattr(build_module, "_method_spec", spec)
     world.engine = {"iterations": 2}
     entry = world.classes[0]
     entry.methods = {name: {**method_defaults(name), "enabled": True} for name in ("classviz", "location")}
@@ -343,3 +347,37 @@ def test_real_methods_build_and_rebuild_incrementally(world, monkeypatch):
                                           for p in record["pictures"])
     entry.methods["location"]["prior"] = False
     assert build(world, only=[entry.id], progress=False).ran == [(entry.id, "location")]
+
+
+def _recording_method(name: str, seen: list):
+    """A fake method that records the patch database parameters it was given."""
+    def run(ctx, params) -> MethodResult:
+        seen.append((name, ctx.prior))
+        return MethodResult(name, params, ctx.seed, [Picture("only", ctx.images[0], name, "an image")])
+    return types.SimpleNamespace(VERSION=1, run=run)
+
+
+@pytest.mark.parametrize("field, value", [("images", 2), ("patch", 5), ("stride", 3), ("max_patches", 100),
+                                          ("search_dims", 8)])
+def test_patch_database_parameters_rerun_exactly_the_methods_that_use_them(fake_methods, world, monkeypatch,
+                                                                           field, value):
+    """The class's patch database (catalog `prior:`) is an input of every method that uses it:
+    changing any of its parameters re-runs those methods and only those, and they get it."""
+    seen: list = []
+    for name in METHOD_NAMES:
+        monkeypatch.setitem(fake_methods, name, _recording_method(name, seen))
+    params = {name: {**method_defaults(name), "enabled": True} for name in METHOD_NAMES}
+    params["location"]["prior"] = False  # location without the prior does not depend on the database
+    world.methods = params
+    for entry in world.classes:
+        entry.methods = copy.deepcopy(params)
+    assert build(world, progress=False).ok
+    world.prior = dataclasses.replace(world.prior, **{field: value})
+    planned = build(world, dry_run=True, progress=False).planned
+    users = {"classviz", "topics", "ensemble", "hierarchy"}
+    assert {(c, m) for c, m, _ in planned} == {(e.id, m) for e in world.classes for m in users}
+    assert {why for _, _, why in planned} == {"prior changed"}
+    seen.clear()
+    report = build(world, progress=False)
+    assert {m for _, m in report.ran} == users
+    assert {prior for _, prior in seen} == {world.prior}

@@ -7,29 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import generator.catalog as catalog_module
 from generator.catalog import CatalogError, load_catalog, read_labels, slugify
+from generator.methods import PriorParams, method_defaults
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Stand-ins for the method modules' DEFAULTS, so these tests pin the catalog's own rules.
-FAKE_DEFAULTS = {
-    "classviz": {"prior": True},
-    "location": {"window": 2, "stride": 2, "prior": True},
-    "topics": {"k": 5, "threshold": 1.0, "retrieved": 5, "prior": True},
-    "ensemble": {"masks": 2, "inits": 2, "keep": 0.5},
-    "hierarchy": {"images": 1},
-    "inversion": {"images": 4, "prior": True},
-}
-
-
-REAL_METHOD_DEFAULTS = catalog_module.method_defaults
-
-
-@pytest.fixture(autouse=True)
-def fake_methods(monkeypatch):
-    monkeypatch.setattr(catalog_module, "method_defaults", lambda name: dict(FAKE_DEFAULTS[name]))
-
 
 @pytest.fixture
 def base(tmp_path) -> dict:
@@ -60,7 +41,7 @@ def test_valid_catalog_resolves_everything(tmp_path, base):
     assert [c.name for c in cat.classes] == ["church", "golf ball"]
     assert cat.images.root == tmp_path / "imgs"  # relative to the catalog's folder
     assert cat.output == tmp_path / "out"
-    assert cat.methods["topics"] == {"k": 4, "threshold": 1.0, "retrieved": 5, "prior": True, "enabled": True}
+    assert cat.methods["topics"] == {**method_defaults("topics"), "k": 4, "enabled": True}
     assert cat.methods["ensemble"]["enabled"] is True  # unlisted methods run with their defaults
     assert cat.engine == {"iterations": 10}
     assert (cat.device, cat.seed, cat.model.weights, cat.model.input_size) == ("cpu", 1, None, 224)
@@ -98,6 +79,16 @@ MALFORMED = [
     (bad(methods__topics={"k": "five"}), "methods.topics.k: expected an integer"),
     (bad(methods__location={"enabled": "yes"}), "methods.location.enabled: expected true or false"),
     (bad(methods__nmf={}), "methods.nmf: unknown key"),
+    (bad(methods__topics={"k": -1}), "methods.topics.k: must be at least 1, got -1"),
+    (bad(methods__topics={"k": "lots"}), "methods.topics.k: expected an integer, got str 'lots'"),
+    (bad(methods__classviz={"iterations": 0}), "methods.classviz.iterations: must be at least 1, got 0"),
+    (bad(methods__ensemble={"keep": 0}), "methods.ensemble.keep: must be above 0, got 0"),
+    (bad(methods__topics={"threshold": float("nan")}), "methods.topics.threshold: must be a finite number"),
+    (bad(methods__hierarchy={"init": "zeros"}), "methods.hierarchy.init: expected one of class_layout, noise"),
+    (bad(methods__classviz={"max_patches": 50000}), "methods.classviz.max_patches: the patch database is the catalog's own `prior:` section"),
+    (bad(prior={"max_patches": 0}), "prior.max_patches: must be at least 1, got 0"),
+    (bad(prior={"patch": "big"}), "prior.patch: expected an integer"),
+    (bad(prior={"size": 3}), "prior.size: unknown key 'size'"),
     (bad(engine__iteration=5), "engine.iteration: unknown key 'iteration' (did you mean 'iterations'?)"),
     (bad(engine__lr="fast"), "engine.lr: expected a number"),
     (bad(device="gpu"), "device: unknown device 'gpu'"),
@@ -189,11 +180,25 @@ def test_slugs_are_path_safe(text, slug):
     assert slugify(text) == slug
 
 
-def test_default_catalog_loads_with_the_real_method_modules(monkeypatch):
-    monkeypatch.setattr(catalog_module, "method_defaults", REAL_METHOD_DEFAULTS)
+def test_default_catalog_loads_with_the_real_method_modules():
     cat = load_catalog(REPO / "catalog.yaml")
     assert cat.model.name == "alexnet" and cat.model.weights == "IMAGENET1K_V1"
     assert cat.images.source == "imagenette" and cat.images.per_class == 50
     assert [c.index for c in cat.classes] == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
     assert set(cat.methods) == {"classviz", "location", "topics", "ensemble", "hierarchy", "inversion"}
     assert all(params["enabled"] for params in cat.methods.values())
+
+
+def test_prior_section_is_typed_and_defaults_to_the_registry(tmp_path, base):
+    assert load_catalog(write(tmp_path, base)).prior == PriorParams()
+    base["prior"] = {"max_patches": 50000, "search_dims": None}
+    assert load_catalog(write(tmp_path, base)).prior == PriorParams(max_patches=50000, search_dims=None)
+
+
+def test_importing_the_catalog_loads_neither_torch_nor_faiss():
+    import subprocess
+    import sys
+
+    code = "import generator.catalog, sys; assert 'torch' not in sys.modules and 'faiss' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr

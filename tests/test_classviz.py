@@ -1,28 +1,31 @@
 """Class visualization: baseline and prior pictures from one batch, with their numbers."""
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from generator.methods import ClassContext, classviz, common
+from generator.methods import ClassContext, PriorParams, classviz, common
 from generator.metrics import colour_distance
 
 SIZE = 96
 
 
-def coloured_context(pathway, n: int = 6) -> ClassContext:
+def coloured_context(pathway, n: int = 6, prior: PriorParams = PriorParams(images=4, patch=5, stride=4, max_patches=1000)
+                     ) -> ClassContext:
     generator = torch.Generator().manual_seed(0)
     coarse = torch.rand(n, 3, 8, 8, generator=generator) * torch.tensor([0.9, 0.5, 0.2]).view(1, 3, 1, 1)
     images = torch.nn.functional.interpolate(coarse, size=SIZE, mode="bilinear")
     return ClassContext(
         pathway=pathway, class_index=2, class_id="c2", class_name="tiny class", images=images,
         image_names=[f"{i}.png" for i in range(n)], features=pathway(images), engine={"iterations": 6}, seed=0,
+        prior=prior,
     )
 
 
 def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
     ctx = coloured_context(tiny_alexnet(SIZE))
-    result = classviz.run(ctx, {"prior_images": 4, "patch": 5, "stride": 4, "max_patches": 1000})
+    result = classviz.run(ctx, {})
     assert [p.key for p in result.pictures] == ["baseline", "prior"]
     for picture in result.pictures:
         assert picture.image.shape == (3, SIZE, SIZE)
@@ -38,13 +41,14 @@ def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
     )
 
 
-def test_class_prior_is_built_once_per_class_and_params(tiny_alexnet):
-    ctx = coloured_context(tiny_alexnet(SIZE))
-    params = {"prior_images": 3, "patch": 5, "stride": 4, "max_patches": 500}
-    first = common.class_prior(ctx, params)
-    assert common.class_prior(ctx, dict(params)) is first
+def test_class_prior_is_built_once_per_class_from_the_declared_database_params(tiny_alexnet):
+    prior = PriorParams(images=3, patch=5, stride=4, max_patches=500)
+    ctx = coloured_context(tiny_alexnet(SIZE), prior=prior)
+    first = common.class_prior(ctx)
+    assert common.class_prior(ctx) is first
     assert first.patch == 5 and first.size == 500
-    assert common.class_prior(ctx, {**params, "prior_images": 2}) is not first
+    ctx.prior = dataclasses.replace(prior, images=2)
+    assert common.class_prior(ctx) is not first
 
 
 def test_engine_settings_take_params_over_catalog(tiny_alexnet):

@@ -107,3 +107,25 @@ def test_complete_paints_inside_the_mask_only(shared, tmp_path):
     outside[60:124, 60:124] = False
     assert np.abs(painted[outside] - original[outside]).max() <= 1
     assert np.abs(painted[~outside] - original[~outside]).mean() > 2
+
+
+def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
+    """`--topic 1` is the site's "Topic 1" (meta topic 0); 0 and k + 1 are refused with the range."""
+    import types
+
+
+    from generator import cli, features, images
+    from generator.catalog import load_catalog
+    from generator.methods import topics
+
+    masks = torch.eye(3)
+    monkeypatch.setattr(images, "class_images", lambda *a, **k: types.SimpleNamespace(images=torch.zeros(3, 3, 8, 8)))
+    monkeypatch.setattr(features, "extract", lambda *a, **k: types.SimpleNamespace(fc7=torch.zeros(3, 3)))
+    monkeypatch.setattr(topics, "topic_masks_for", lambda *a, **k: types.SimpleNamespace(masks=masks))
+    cat = load_catalog(REPO / "catalog.yaml")
+    pathway = types.SimpleNamespace(input_size=8)
+    assert torch.equal(cli._topic_mask(cat, pathway, 0, 1), masks[0])
+    assert torch.equal(cli._topic_mask(cat, pathway, 0, 3), masks[2])
+    for wrong in (0, 4):
+        with pytest.raises(cli.UsageError, match=r"topics 1\.\.3"):
+            cli._topic_mask(cat, pathway, 0, wrong)

@@ -91,6 +91,7 @@ def test_method_run_returns_pictures_and_numbers(world):
     keys = [p.key for p in result.pictures]
     assert keys == ["img0-original", "img0-retrieved", "img0-rand", "img0-avg", "img0-prior"]
     assert all(p.caption and p.alt for p in result.pictures)
+    assert "average of the 2 nearest centre patches" in result.pictures[1].caption  # k, not a fixed 10
     assert math.isfinite(result.pictures[-1].numbers["image_error"])
     assert result.numbers["database_pairs"] == 9 * 16
     assert {"image_error_rand", "image_error_avg", "image_error_prior"} <= set(result.numbers)

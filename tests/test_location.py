@@ -48,6 +48,16 @@ def test_run_gives_one_picture_per_window_ranked_by_score(tiny_context):
     assert 0.0 <= result.numbers["heterogeneity"] <= 2.0
 
 
+def test_captions_say_the_prior_and_the_grid_the_run_used(tiny_context):
+    ctx = tiny_context(engine={"iterations": 1, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 3})
+    grid = "x".join(map(str, ctx.pathway.pool5_shape[1:]))
+    with_prior = location.run(ctx, {"window": 3, "stride": 3}).pictures
+    without = location.run(ctx, {"window": 3, "stride": 3, "prior": False}).pictures
+    assert all("patch prior" in p.caption for p in with_prior)
+    assert not any("patch prior" in p.caption for p in without)
+    assert all(f"of the {grid} pool5 grid" in p.alt for p in with_prior + without)
+
+
 def test_window_size_and_stride_are_configurable(tiny_context):
     ctx = tiny_context(engine={"iterations": 2, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 3})
     assert len(location.run(ctx, {"window": 3, "stride": 3, "prior": False}).pictures) == 4

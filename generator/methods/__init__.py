@@ -1,25 +1,346 @@
-"""The atlas's methods. Each is a short module that poses problems for the one engine
-(`generator.engine.solve.solve`) and returns a `MethodResult`; `generator.build` writes it.
+"""The atlas's methods, each declared once: this registry holds what build, catalog, site and
+claims need to know about a method (typed parameters, VERSION, title, summary, picture layout,
+claims, whether it uses the class's patch database) and imports neither torch nor faiss, so
+`import generator.catalog` stays light. Each method's `run` lives in its own module
+`generator/methods/<name>.py` and is imported lazily (`method_module`):
 
-Contract for a method module `generator/methods/<name>.py`:
-
-    VERSION: int                 # bump when the code changes what it produces (cache key)
-    DEFAULTS: dict               # its parameters and their defaults (catalog `methods.<name>`)
     def run(ctx: ClassContext, params: dict) -> MethodResult
 
-`params` is DEFAULTS updated with the catalog's values (already validated by the catalog).
+`params` is the method's validated parameters (`dataclasses.asdict` of its `Params`).
+Parameters are frozen dataclasses whose fields carry types and ranges (`param`); the catalog
+validates its `methods.<name>` sections with `parse_params` and reports a wrong type or range
+as `catalog.yaml: methods.topics.k: ...`.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # the types only: importing the registry must not load torch
+    import torch
+    from torch import Tensor
 
-from generator.pathway import Activations, Pathway
+    from generator.pathway import Activations, Pathway
 
-METHOD_NAMES = ("classviz", "location", "topics", "ensemble", "hierarchy", "inversion")
+
+# ---------------------------------------------------------------------------------------------
+# Typed parameters
+
+
+def param(default: Any, *, at_least: float | None = None, above: float | None = None,
+          at_most: float | None = None, help: str = "") -> Any:
+    """A parameter field with its range (`at_least`/`at_most` inclusive, `above` exclusive)."""
+    return field(default=default, metadata={"at_least": at_least, "above": above, "at_most": at_most, "help": help})
+
+
+class ParamError(ValueError):
+    """A parameter value of the wrong type or out of range; `field` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(kind)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
+    """`value` converted to `kind` (int -> float allowed), or ParamError."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ParamError(name, f"expected {_describe(options[0])}, got nothing")
+    kind = next(k for k in options if k is not type(None))
+    if typing.get_origin(kind) is Literal:
+        if value not in typing.get_args(kind):
+            raise ParamError(name, f"expected {_describe(kind)}, got {value!r}")
+        return value
+    ok = (kind is bool and isinstance(value, bool)) or (kind is str and isinstance(value, str)) or (
+        kind is int and isinstance(value, int) and not isinstance(value, bool)) or (
+        kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+    if not ok:
+        raise ParamError(name, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ParamError(name, f"must be a finite number, got {value}")
+    if kind in (int, float):
+        low, above, high = meta.get("at_least"), meta.get("above"), meta.get("at_most")
+        if low is not None and value < low:
+            raise ParamError(name, f"must be at least {low}, got {value}")
+        if above is not None and value <= above:
+            raise ParamError(name, f"must be above {above}, got {value}")
+        if high is not None and value > high:
+            raise ParamError(name, f"must be at most {high}, got {value}")
+    return value
+
+
+def parse_params(cls: type, values: Mapping[str, Any]) -> Any:
+    """An instance of the params dataclass `cls` from `values` (missing fields: defaults).
+    Raises ParamError for an unknown field, a wrong type or a value out of range."""
+    names = param_names(cls)
+    for key in values:
+        if key not in names:
+            raise ParamError(str(key), f"unknown parameter {key!r}; known: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    checked = {f.name: _check_value(f.name, values.get(f.name, f.default), hints[f.name], f.metadata)
+               for f in dataclasses.fields(cls)}
+    return cls(**checked)
+
+
+def param_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# ---------------------------------------------------------------------------------------------
+# The class's patch database: one shared, declared input
+
+
+@dataclass(frozen=True)
+class PriorParams:
+    """The class's patch database (catalog `prior:`), built once per class and shared by every
+    method whose `uses_prior` says so; its values are in those methods' artifact keys."""
+
+    images: int = param(50, at_least=1, at_most=100_000, help="class images whose patches form the database")
+    patch: int = param(7, at_least=1, at_most=64, help="patch side (pixels)")
+    stride: int = param(4, at_least=1, at_most=64, help="patch stride for the database and the image's patches")
+    # exact matching costs queries x size (5k matched 20k in tuning)
+    max_patches: int = param(5_000, at_least=1, at_most=10_000_000, help="database size cap")
+    # 4.6x cheaper than matching on D = 147
+    search_dims: int | None = param(32, at_least=1, help="match on the database's first principal components")
+
+
+# ---------------------------------------------------------------------------------------------
+# Each method's parameters
+
+
+@dataclass(frozen=True)
+class ClassvizParams:
+    iterations: int | None = param(None, at_least=1, at_most=100_000, help="None: the engine default")
+    prior_weight: float | None = param(None, at_least=0, help="None: the engine default")
+
+
+@dataclass(frozen=True)
+class LocationParams:
+    window: int | None = param(None, at_least=1, at_most=64, help="k: the window is k x k pool5 positions "
+                               "(None: location.auto_window, 2 on a 6x6 pool5, 3 on 7x7)")
+    stride: int | None = param(None, at_least=1, at_most=64, help="step between windows (None: auto, a 3x3 grid)")
+    prior: bool = param(True, help="patch prior from the class's own images")
+
+
+@dataclass(frozen=True)
+class TopicsParams:
+    k: int = param(5, at_least=1, at_most=100, help="topics (authors: 5)")
+    images: int = param(50, at_least=1, at_most=100_000, help="class images factorized (authors: 50)")
+    threshold: float = param(1.0, at_least=0, help="tau on the basis (authors: 1.0)")
+    min_fraction: float = param(0.05, at_least=0, at_most=1, help="fewer units pass tau: quantile fallback")
+    keep_fraction: float = param(0.25, above=0, at_most=1, help="fallback: keep this top fraction of units")
+    retrieved: int = param(5, at_least=1, at_most=1000, help="images shown per topic")
+    prior: bool = param(True)
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    masks: int = param(3, at_least=1, at_most=100, help="mask pairs (m6, m7) sampled (authors: 2)")
+    inits: int = param(3, at_least=1, at_most=100, help="random inits per mask pair (authors: 2)")
+    keep: float = param(0.5, above=0, at_most=1, help="fraction of units each mask keeps")
+    prior: bool = param(True)
+
+
+@dataclass(frozen=True)
+class HierarchyParams:
+    images: int = param(3, at_least=1, at_most=1000, help="images inverted: 3 problems each")
+    prior: bool = param(True)
+    init: Literal["class_layout", "noise"] = param("class_layout", help="coarse mean of the other images, or noise")
+    forbid: float = param(2.5, at_least=0, help="cost of activity on the units the code has off (0: only gate)")
+
+
+@dataclass(frozen=True)
+class InversionParams:
+    images: int = param(2, at_least=1, at_most=1000, help="invert the class's first `images` images")
+    database_images: int = param(48, at_least=1, at_most=100_000, help="retrieval database: the next images")
+    k: int = param(10, at_least=1, at_most=1000, help="nearest centre patches per pool5 cell")
+    patch: int = param(7, at_least=1, at_most=64, help="patch prior: patch side (pixels)")
+    stride: int = param(4, at_least=1, at_most=64, help="patch prior: stride")
+    whiten: bool = param(False, help="match patches in a ZCA-whitened space")
+    # Engine settings of its own (inversion has its own energy scale), shared by all variants;
+    # tuned with benchmarks/inversion.py (why: generator/methods/inversion.py).
+    iterations: int = param(100, at_least=1, at_most=100_000)
+    lr: float = param(0.01, above=0)
+    feature_weight: float = param(10.0, at_least=0)
+    l2: float = param(0.0, at_least=0)
+    tv: float = param(2.0, at_least=0)
+    prior_weight: float = param(20.0, at_least=0)
+    prior_stride: int = param(8, at_least=1, at_most=64)
+    rematch_every: int = param(10, at_least=1)
+    jitter: int = param(0, at_least=0, at_most=64)
+    schedule: Literal["cosine", "step", "constant"] = param("cosine")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layouts and claims: how the site arranges a method's pictures, what the claims page measures
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the site arranges a method's pictures.
+
+    kind: "pair" (pictures side by side in `order` of their key), "grid" (at meta row/col),
+    "topic-rows" (each picture beside its meta.retrieved class images), "table" (meta
+    `rows` x `columns`), "strips" (one strip per meta.image: the picture whose meta `step`
+    is in `leading`, then the others in the order the method recorded in numbers[`steps`],
+    else `order`). `titles` names pictures by key (pair) or step value (strips)."""
+
+    kind: Literal["pair", "grid", "topic-rows", "table", "strips"]
+    order: tuple[str, ...] = ()
+    titles: Mapping[str, str] = field(default_factory=dict)
+    step: str = ""  # strips: the meta field that names a picture's place in its strip
+    steps: str = ""  # strips: the numbers field where the method records the steps it ran
+    leading: tuple[str, ...] = ()  # strips: step values of the strip's first picture
+    rows: str = ""  # table: meta field of the rows
+    columns: str = ""  # table: meta field of the columns
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    section: str  # the paper's section
+    statement: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    title: str
+    summary: str  # one line, shown above the method's pictures
+    version: int  # bump when the code changes what it produces (part of the artifact key)
+    params: type  # frozen dataclass of typed parameters (catalog `methods.<name>`)
+    layout: Layout
+    claims: tuple[Claim, ...] = ()
+    uses_prior: Callable[[Mapping[str, Any]], bool] = lambda params: False  # needs the class's patch database
+
+    def defaults(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.params())
+
+
+def _prior_switch(params: Mapping[str, Any]) -> bool:
+    return bool(params.get("prior", True))
+
+
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        name="classviz", title="Class visualization", version=1, params=ClassvizParams,
+        summary="Maximizing the class score with L2 + TV only (baseline) and with the data-driven patch prior.",
+        layout=Layout("pair", order=("baseline", "prior"),
+                      titles={"baseline": "Baseline: L2 + TV", "prior": "With the patch prior"}),
+        claims=(
+            Claim("prior-colour", "3", "The patch prior gives class visualizations the colour statistics of real "
+                  "images, where L2 + TV alone gives pop-art colours (Sec. 3)."),
+            Claim("prior-prob", "3", "With the prior the picture still reaches the class (target probability)."),
+        ),
+        uses_prior=lambda params: True,
+    ),
+    MethodSpec(
+        name="location", title="Location grid", version=3, params=LocationParams,
+        summary="Each picture opens only one window of pool5 (mask m5); they sit where their windows sit.",
+        layout=Layout("grid"),
+        claims=(
+            Claim("location-layout", "4.1",
+                  "Opening one pool5 window, a class is drawn best where it keeps its parts (Sec. 4.1)."),
+            Claim("location-heterogeneity", "4.1", "Classes differ in how much their picture changes across "
+                  "windows (monastery vs terrier) (truth-free proxy)."),
+        ),
+        uses_prior=_prior_switch,
+    ),
+    MethodSpec(
+        name="topics", title="Topic styles", version=3, params=TopicsParams,
+        summary="NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits "
+        "beside the images that load most on it.",
+        layout=Layout("topic-rows"),
+        claims=(
+            Claim("topics-styles", "4.2", "NMF topics of a class's fc7 recover its styles (Sec. 4.2)."),
+            Claim("topics-distinct", "4.2", "A class's topics open different fc7 units (truth-free proxy)."),
+            Claim("topics-pictures", "4.2", "Each topic's picture shows its topic: to the network it looks most "
+                  "like that topic's images."),
+        ),
+        uses_prior=_prior_switch,
+    ),
+    MethodSpec(
+        name="ensemble", title="Dropout ensemble", version=3, params=EnsembleParams,
+        summary="Random dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random "
+        "initializations.",
+        layout=Layout("table", rows="mask", columns="init"),
+        claims=tuple(
+            Claim(f"ensemble-{space}", "4.3", "Different dropout masks (m6-7) change a class's picture more than "
+                  "different random inits (Sec. 4.3).") for space in ("fc7", "pixel")
+        ),
+        uses_prior=_prior_switch,
+    ),
+    MethodSpec(
+        name="hierarchy", title="Hierarchical codes", version=6, params=HierarchyParams,
+        summary="Class visualization constrained by a real image's on/off code at more and more layers (fc7, "
+        "then fc6, then pool5): the units the image has on carry the class score, the units it has off are "
+        "kept quiet.",
+        layout=Layout("strips", step="level", steps="levels", leading=("input",), order=("m7", "m6-7", "m5-7"),
+                      titles={"input": "Input"}),
+        claims=(
+            *(Claim(f"hierarchy-{space}", "4.4", "Inverting an image's binary code with more constraints (m7, "
+                    "m6-7, m5-7) comes closer to the image (Sec. 4.4).") for space in ("pixel", "fc7")),
+            Claim("hierarchy-specific", "4.4", "The pictures come closer to their own image, not only to every "
+                  "image of the class (control for hierarchy-pixel)."),
+        ),
+        uses_prior=_prior_switch,
+    ),
+    MethodSpec(
+        name="inversion", title="pool5 inversion", version=2, params=InversionParams,
+        summary="Reconstructing an image from its pool5 feature: random init, retrieved-patch average init, "
+        "and the patch prior.",
+        layout=Layout("strips", step="variant", leading=("original", "input"),
+                      order=("retrieved", "rand", "avg", "prior"),
+                      titles={"original": "Original", "retrieved": "[7] retrieved-patch average",
+                              "rand": "[8]+rand: random init", "avg": "[8]+[7]: init from the average",
+                              "prior": "ours: the patch prior"}),
+    ),
+)
+REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in METHODS}
+METHOD_NAMES = tuple(REGISTRY)
+
+
+def spec(name: str) -> MethodSpec:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
+    return REGISTRY[name]
+
+
+def method_module(name: str) -> Any:
+    """The module implementing method `name`'s run (imported lazily: methods pull in the engine)."""
+    import importlib
+
+    spec(name)
+    return importlib.import_module(f"generator.methods.{name}")
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """The method's default parameters (what the catalog may set under `methods.<name>`)."""
+    return spec(name).defaults()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a method gets and returns
+
+
+def _cpu() -> "torch.device":
+    import torch
+
+    return torch.device("cpu")
 
 
 @dataclass
@@ -35,8 +356,9 @@ class ClassContext:
     features: Activations  # pool5/fc6/fc7/fc8 of `images` (no masks), on CPU
     engine: dict[str, Any]  # engine settings from the catalog (`generator.engine.settings.Settings` fields)
     seed: int
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=_cpu)
     progress: bool = False  # show the engine's bar over optimization steps
+    prior: PriorParams = field(default_factory=PriorParams)  # the class's patch database (catalog `prior:`)
 
 
 @dataclass
@@ -59,17 +381,3 @@ class MethodResult:
     seed: int
     pictures: list[Picture]
     numbers: dict[str, Any] = field(default_factory=dict)  # summary numbers (e.g. heterogeneity)
-
-
-def method_module(name: str):
-    """The module implementing method `name` (imported lazily: methods pull in the engine)."""
-    import importlib
-
-    if name not in METHOD_NAMES:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
-    return importlib.import_module(f"generator.methods.{name}")
-
-
-def method_defaults(name: str) -> dict[str, Any]:
-    """A copy of the method's DEFAULTS (what the catalog may set under `methods.<name>`)."""
-    return dict(method_module(name).DEFAULTS)

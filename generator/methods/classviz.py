@@ -7,28 +7,25 @@ from __future__ import annotations
 from typing import Any
 
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture
-from generator.methods.common import DATABASE_DEFAULTS, class_prior, class_problem, engine_settings
+from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods.common import class_prior, class_problem, engine_settings
 from generator.metrics import colour_distance
 
-VERSION = 1
-DEFAULTS: dict[str, Any] = {
-    **DATABASE_DEFAULTS,  # the class's patch database
-    "iterations": None,  # None: the engine default (Settings.iterations)
-    "prior_weight": None,  # None: the engine default (Settings.prior_weight)
-}
+SPEC = spec("classviz")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()
 
 
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     params = {**DEFAULTS, **params}
     settings = engine_settings(ctx, params)
-    database = class_prior(ctx, params)
+    database = class_prior(ctx)
     problems = [
         class_problem(ctx.pathway, settings, ctx.class_index, seed=ctx.seed, label="baseline"),
         class_problem(ctx.pathway, settings, ctx.class_index, database=database, seed=ctx.seed, label="prior"),
     ]
     baseline, prior = solve(ctx.pathway, problems, settings, progress=ctx.progress)
-    references = ctx.images[: int(params["prior_images"])]
+    references = ctx.images[: ctx.prior.images]
     pictures = []
     numbers: dict[str, Any] = {}
     for solution, what in (

@@ -16,14 +16,6 @@ from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Ter
 from generator.methods import ClassContext
 from generator.pathway import Pathway
 
-DATABASE_DEFAULTS: dict[str, Any] = {
-    "prior_images": 50,  # how many of the class's images feed the patch database
-    "patch": 7,  # patch side (pixels)
-    "stride": 4,  # patch stride for the database and for the image's patches
-    "max_patches": 5_000,  # database size cap: exact matching costs queries x size
-    "search_dims": 32,  # match on the database's first 32 principal components
-}
-
 # id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
 _PRIOR_CACHE: dict[int, tuple[weakref.ref[Tensor], dict[tuple[Any, ...], Any]]] = {}
 
@@ -35,13 +27,14 @@ def engine_settings(ctx: ClassContext, params: dict[str, Any], **overrides: Any)
     return settings_from(ctx.engine, **{**from_params, **overrides})
 
 
-def class_prior(ctx: ClassContext, params: dict[str, Any] | None = None) -> Any:
-    """The class's PatchDatabase (normalized patches of its first `prior_images` images),
-    built once per class and parameter set (cached while ctx.images lives)."""
+def class_prior(ctx: ClassContext) -> Any:
+    """The class's PatchDatabase (normalized patches of its first `ctx.prior.images` images), as
+    the catalog's `prior:` section declares it; built once per class and database parameters
+    (cached while ctx.images lives), so every method of a class shares one database."""
     from generator.prior import PatchDatabase
 
-    p = {**DATABASE_DEFAULTS, **(params or {})}
-    key = (int(p["prior_images"]), int(p["patch"]), int(p["stride"]), int(p["max_patches"]), ctx.seed, p["search_dims"])
+    p = ctx.prior
+    key = (p.images, p.patch, p.stride, p.max_patches, ctx.seed, p.search_dims)
     entry = _PRIOR_CACHE.get(id(ctx.images))
     if entry is None or entry[0]() is not ctx.images:
         forget = lambda _, ident=id(ctx.images): _PRIOR_CACHE.pop(ident, None)  # noqa: E731
@@ -49,7 +42,8 @@ def class_prior(ctx: ClassContext, params: dict[str, Any] | None = None) -> Any:
     cache = entry[1]
     if key not in cache:
         cache[key] = PatchDatabase.from_images(
-            ctx.images[: key[0]], patch=key[1], stride=key[2], max_patches=key[3], seed=ctx.seed, search_dims=p["search_dims"]
+            ctx.images[: p.images], patch=p.patch, stride=p.stride, max_patches=p.max_patches, seed=ctx.seed,
+            search_dims=p.search_dims,
         )
     return cache[key]
 

@@ -21,16 +21,12 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 
-VERSION = 2
-DEFAULTS: dict[str, Any] = {
-    "masks": 3,  # mask pairs (m6, m7) sampled (authors: 2)
-    "inits": 3,  # random inits per mask pair (authors: 2)
-    "keep": 0.5,  # fraction of units each mask keeps (dropout rate 0.5)
-    "prior": True,
-}
+SPEC = spec("ensemble")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()
 MASK_SEED_OFFSET = 1000  # mask seeds never coincide with init seeds
 
 

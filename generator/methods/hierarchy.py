@@ -21,17 +21,13 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 from generator.pathway import Activations, Pathway
 
-VERSION = 5
-DEFAULTS: dict[str, Any] = {
-    "images": 3,  # how many of the class's images to invert (typical_and_distinct): 3 problems each
-    "prior": True,
-    "init": "class_layout",  # "class_layout" (coarse mean of the other class images) | "noise" (engine's)
-    "forbid": 2.5,  # cost of activity on the units the code has off (0: masks only gate, the literal paper)
-}
+SPEC = spec("hierarchy")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()
 INITS = ("class_layout", "noise")
 LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m7", ("m7",)),
@@ -203,7 +199,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 Picture(
                     key=f"image{row}-{level}",
                     image=solution.image,
-                    caption=f"{ctx.class_name} under the {level} code of {name} ({', '.join(masks)} fixed), patch prior",
+                    caption=f"{ctx.class_name} under the {level} code of {name} ({', '.join(masks)} fixed)"
+                    + (", patch prior" if prior is not None else ""),
                     alt=f"Visualization of {ctx.class_name} constrained by the {level} ReLU code of one image",
                     numbers={
                         "score": solution.score, "prob": solution.prob, "pixel_error": pixel, "fc7_error": feature,

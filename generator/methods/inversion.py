@@ -24,44 +24,28 @@ from torch import Tensor
 
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, solve
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import inversion_problem
 from generator.methods.retrieval import Pool5Retrieval
 from generator.pathway import Pathway
 
-VERSION = 1
+SPEC = spec("inversion")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()
 
-# Engine settings for pool5 inversion, the same for every variant. Tuning notes: docs/tuning.md#inversion
-INVERSION_SETTINGS: dict[str, Any] = {
-    "iterations": 100,
-    "lr": 0.01,
-    "feature_weight": 10.0,
-    "l2": 0.0,
-    "tv": 2.0,
-    "prior_weight": 20.0,
-    "prior_stride": 8,
-    "rematch_every": 10,
-    "jitter": 0,
-    "schedule": "cosine",
-}
+# Engine settings for pool5 inversion, the same for every variant (declared with the method's
+# parameters in generator/methods/__init__.py). Tuning notes: docs/tuning.md#inversion
+ENGINE_FIELDS = ("iterations", "lr", "feature_weight", "l2", "tv", "prior_weight", "prior_stride", "rematch_every",
+                 "jitter", "schedule")
+INVERSION_SETTINGS: dict[str, Any] = {name: DEFAULTS[name] for name in ENGINE_FIELDS}
 
 VARIANTS = ("rand", "avg", "prior")
 CAPTIONS = {
     "original": "the image whose pool5 is inverted",
-    "retrieved": "[7]: average of the 10 nearest centre patches per pool5 cell (no optimization)",
+    "retrieved": "[7]: average of the {k} nearest centre patches per pool5 cell (no optimization)",
     "rand": "[8]+rand: pool5 inversion from a random init with L2 + TV",
     "avg": "[8]+[7]: pool5 inversion from the retrieved average with L2 + TV",
     "prior": "ours: same as [8]+[7] plus the patch prior over the retrieved patches",
-}
-
-DEFAULTS: dict[str, Any] = {
-    "images": 2,  # invert the class's first `images` images
-    "database_images": 48,  # the retrieval database: the class's next images (never the inverted ones)
-    "k": 10,  # nearest centre patches per pool5 cell
-    "patch": 7,  # patch prior: patch side (pixels)
-    "stride": 4,  # patch prior: stride of the image's patches and of the database cut
-    "whiten": False,  # match patches in a ZCA-whitened space (the paper's option; did not help here)
-    **INVERSION_SETTINGS,  # engine settings, shared by all variants
 }
 
 
@@ -202,7 +186,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 Picture(
                     key=f"img{i}-{variant}",
                     image=image,
-                    caption=f"{CAPTIONS[variant]} (image error {img_error:.3f}, feature error {feat_error:.3f})",
+                    caption=f"{CAPTIONS[variant].format(k=int(params['k']))} (image error {img_error:.3f}, feature error {feat_error:.3f})",
                     alt=f"{variant} reconstruction of {ctx.class_name} photo {name} from its pool5",
                     numbers={"image_error": img_error, "feature_error": feat_error},
                     meta={"image": i, "variant": variant},

@@ -16,16 +16,13 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, mean_pairwise
 from generator.pathway import Pathway
 
-VERSION = 2
-DEFAULTS: dict[str, Any] = {
-    "window": None,  # k: the window is k x k pool5 positions (None: auto_window, 2 on a 6x6 pool5, 3 on 7x7)
-    "stride": None,  # step between windows (None: auto_window; 2 on a 6x6 or a 7x7 pool5: a 3x3 grid)
-    "prior": True,  # patch prior from the class's own images
-}
+SPEC = spec("location")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()  # window, stride None: auto_window (2 on a 6x6 pool5, 3 on 7x7)
 
 
 def auto_window(extent: int) -> tuple[int, int]:
@@ -110,15 +107,16 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     pictures = []
+    grid = "x".join(str(n) for n in pathway.pool5_shape[1:])
+    prior_note = ", patch prior" if prior is not None else ""
     for w, solution in zip(windows, solutions):
         span = f"pool5 rows {w['top']}-{w['top'] + w['size'] - 1}, cols {w['left']}-{w['left'] + w['size'] - 1}"
         pictures.append(
             Picture(
                 key=f"window-r{w['row']}-c{w['col']}",
                 image=solution.image,
-                caption=f"{ctx.class_name} seen only through {span} (m5 window, patch prior)",
-                alt=f"Visualization of {ctx.class_name} using only {span} of the "
-                f"{pathway.pool5_shape[1]}x{pathway.pool5_shape[2]} pool5 grid",
+                caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})",
+                alt=f"Visualization of {ctx.class_name} using only {span} of the {grid} pool5 grid",
                 numbers={"score": solution.score, "prob": solution.prob},
                 meta={**w, "diverged": solution.diverged},
             )

@@ -19,20 +19,13 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture
+from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
 from generator.pathway import Pathway
 
-VERSION = 2
-DEFAULTS: dict[str, Any] = {
-    "k": 5,  # topics (authors: 5)
-    "images": 50,  # class images factorized (authors: 50)
-    "threshold": 1.0,  # tau on the basis (authors: 1.0, keeping ~500-1800 of 4096 units)
-    "min_fraction": 0.05,  # fewer units than this fraction pass tau -> quantile fallback
-    "keep_fraction": 0.25,  # fallback: keep the top quarter of the topic's units
-    "retrieved": 5,  # images shown per topic
-    "prior": True,
-}
+SPEC = spec("topics")
+VERSION = SPEC.version
+DEFAULTS: dict[str, Any] = SPEC.defaults()  # threshold: the authors' tau 1.0 keeps ~500-1800 of 4096 units
 
 
 @dataclass
@@ -183,7 +176,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 image=solution.image,
                 caption=(
                     f"{ctx.class_name}, fc7 topic {k + 1} of {len(solutions)}: only its {units} fc7 units "
-                    f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g}), patch prior"
+                    f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g})" + (", patch prior" if prior is not None else "")
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
                 numbers={"score": solution.score, "prob": solution.prob, "units": units, "nearest_topic": nearest[k] + 1},
