@@ -29,10 +29,18 @@ from generator import store
 from generator.catalog import Catalog, ClassEntry
 from generator.engine.settings import settings_from
 from generator.errors import AtlasError
+from generator.manifest import (
+    SCHEMA,
+    ClassRecord,
+    ImageRecord,
+    Manifest,
+    ManifestError,
+    MethodRecord,
+    PictureRecord,
+)
 from generator.methods import METHOD_NAMES, ClassContext, method_module, spec
 from generator.store import Inputs
 
-SCHEMA = 1
 MANIFEST = "manifest.json"
 IMAGES_DIR = "images"
 
@@ -146,7 +154,7 @@ class MethodPlan:
 class ClassPlan:
     entry: ClassEntry
     methods: list[MethodPlan]  # selected and enabled, catalog order
-    manifest: dict | None  # the one on disk (None: none or unreadable)
+    manifest: Manifest | None  # the one on disk (None: none, unreadable or of the wrong shape: rebuilt)
     keep: list[str]  # enabled methods outside this build's selection: kept as they are
     images_missing: bool  # thumbnails of the class's images are gone
 
@@ -156,7 +164,8 @@ class ClassPlan:
 
     @property
     def needs_work(self) -> bool:
-        dropped = set((self.manifest or {}).get("methods", {})) - {m.method for m in self.methods} - set(self.keep)
+        recorded = set(self.manifest.methods) if self.manifest else set()
+        dropped = recorded - {m.method for m in self.methods} - set(self.keep)
         return bool(self.stale or self.images_missing or dropped or self.manifest is None)
 
 
@@ -234,13 +243,21 @@ def class_dir(output: Path, entry: ClassEntry) -> Path:
     return Path(output) / "classes" / entry.slug
 
 
+def read_manifest(folder: Path) -> Manifest | None:
+    """The class folder's manifest, or None when there is none the build can trust (missing,
+    unreadable, of the wrong shape or an older schema): then the class is stale and rebuilt."""
+    try:
+        manifest = Manifest.read(folder / MANIFEST)
+    except ManifestError:
+        return None
+    return manifest if manifest.schema == SCHEMA else None
+
+
 def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set[str] | None,
                force: bool) -> ClassPlan:
     folder = class_dir(catalog.output, entry)
-    manifest = store.read_json(folder / MANIFEST)
-    if manifest is not None and manifest.get("schema") != SCHEMA:
-        manifest = None
-    recorded = (manifest or {}).get("methods", {})
+    manifest = read_manifest(folder)
+    recorded = manifest.methods if manifest else {}
     images = keys.images_digest(entry)
     plans, keep = [], []
     for method in enabled_methods(entry):
@@ -254,26 +271,21 @@ def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set
             reasons = ["forced (--force)"]
         elif record is None:
             reasons = ["not built yet" if manifest is None else "not in the manifest"]
-        elif record.get("key") != inputs.key():
-            changed = inputs.changed(record.get("inputs"))
+        elif record.key != inputs.key():
+            changed = inputs.changed(record.inputs)
             reasons = [f"{name} changed" for name in changed] or ["key changed"]
         else:
-            missing = [p for p in _files_of(record) if not (folder / p).is_file()]
+            missing = [p for p in record.files if not (folder / p).is_file()]
             reasons = [f"missing files ({missing[0]}{', ...' if len(missing) > 1 else ''})"] if missing else []
         plans.append(MethodPlan(method=method, params=params, inputs=inputs, reasons=reasons))
-    images_missing = manifest is not None and any(
-        not (folder / image["thumb"]).is_file() for image in manifest.get("images", []))
+    images_missing = manifest is not None and any(not (folder / image.thumb).is_file() for image in manifest.images)
     return ClassPlan(entry=entry, methods=plans, manifest=manifest, keep=keep, images_missing=images_missing)
 
 
-def _manifest_files(manifest: dict | None) -> list[str]:
+def _manifest_files(manifest: Manifest | None) -> list[str]:
     from generator.clean import referenced
 
-    return referenced(manifest)
-
-
-def _files_of(record: dict) -> list[str]:
-    return [path for picture in record.get("pictures", []) for path in (picture["file"], picture["thumb"])]
+    return referenced(manifest.to_json() if manifest is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,8 +334,8 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     outcome = ClassOutcome(class_id=entry.id)
     folder = class_dir(catalog.output, entry)
     store.sweep_temp_files(folder)
-    old_methods = (plan.manifest or {}).get("methods", {})
-    methods: dict[str, dict] = {m.method: old_methods[m.method] for m in plan.methods
+    old_methods = plan.manifest.methods if plan.manifest else {}
+    methods: dict[str, MethodRecord] = {m.method: old_methods[m.method] for m in plan.methods
                                 if not m.reasons and m.method in old_methods}
     methods.update({m: old_methods[m] for m in plan.keep if m in old_methods})
     try:
@@ -332,11 +344,11 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         outcome.images_skipped = [(str(p), str(r)) for p, r in loaded.skipped]
         if len(loaded.names) == 0:
             raise ValueError("no usable images")
-        images = [{"index": i, "name": name, "thumb": f"{IMAGES_DIR}/{i:03d}.jpg"} for i, name in enumerate(loaded.names)]
+        images = [ImageRecord(index=i, name=name, thumb=f"{IMAGES_DIR}/{i:03d}.jpg") for i, name in enumerate(loaded.names)]
         # the ledger `atlas clean` trusts: what this build writes, and what older manifests listed
-        store.remember(folder, [image["thumb"] for image in images] + _manifest_files(plan.manifest))
+        store.remember(folder, [image.thumb for image in images] + _manifest_files(plan.manifest))
         for image, tensor in zip(images, loaded.images):
-            store.write_jpeg(tensor, folder / image["thumb"])
+            store.write_jpeg(tensor, folder / image.thumb)
         stale = plan.stale
         ctx = _context(catalog, entry, loaded, model_digest, progress) if stale else None
     except Exception as exc:
@@ -346,21 +358,21 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         try:
             methods[method.method] = _run_method(ctx, method, folder)
             outcome.ran.append(method.method)
-            outcome.seconds[method.method] = methods[method.method]["seconds"]
+            outcome.seconds[method.method] = methods[method.method].seconds
         except Exception as exc:
             methods.pop(method.method, None)
             outcome.failed.append((method.method, _message(exc)))
-    manifest = {
-        "schema": SCHEMA,
-        "class": {"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug},
-        "model": {"name": _public_name(catalog.model.name), "weights": _public_name(catalog.model.weights),
-                  "digest": model_digest},
-        "images": images,
-        "skipped_images": [{"path": p, "reason": r} for p, r in outcome.images_skipped],
-        "methods": {m: methods[m] for m in METHOD_NAMES if m in methods},
-    }
+    manifest = Manifest(
+        schema=SCHEMA,
+        class_=ClassRecord(id=entry.id, name=entry.name, index=entry.index, slug=entry.slug),
+        model={"name": _public_name(catalog.model.name), "weights": _public_name(catalog.model.weights),
+               "digest": model_digest},
+        images=images,
+        skipped_images=[{"path": p, "reason": r} for p, r in outcome.images_skipped],
+        methods={m: methods[m] for m in METHOD_NAMES if m in methods},
+    )
     try:
-        store.write_json(manifest, folder / MANIFEST)
+        store.write_json(manifest.to_json(), folder / MANIFEST)
     except Exception as exc:
         outcome.failed.append((None, _message(exc)))
         outcome.ran = []
@@ -378,7 +390,7 @@ def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, pro
                         progress=progress, prior=catalog.prior)
 
 
-def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, Any]:
+def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> MethodRecord:
     """Run one method and write its pictures; returns its manifest entry."""
     module = _method_module(plan.method)
     start = time.perf_counter()
@@ -395,12 +407,12 @@ def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> dict[str, 
         store.remember(folder, [file, thumb])
         width, height = store.write_png(picture.image, folder / file)
         store.write_jpeg(picture.image, folder / thumb)
-        pictures.append({"key": picture.key, "file": file, "thumb": thumb, "width": width, "height": height,
-                         "caption": picture.caption, "alt": picture.alt,
-                         "numbers": dict(picture.numbers), "meta": dict(picture.meta)})
-    return {"key": plan.key, "version": plan.inputs.version, "params": plan.params, "seed": ctx.seed,
-            "numbers": dict(result.numbers), "seconds": round(seconds, 3), "inputs": plan.inputs.as_dict(),
-            "pictures": pictures}
+        pictures.append(PictureRecord(key=picture.key, file=file, thumb=thumb, width=width, height=height,
+                                      caption=picture.caption, alt=picture.alt,
+                                      numbers=dict(picture.numbers), meta=dict(picture.meta)))
+    return MethodRecord(key=plan.key, version=plan.inputs.version, params=plan.params, seed=ctx.seed,
+                        numbers=dict(result.numbers), seconds=round(seconds, 3), inputs=plan.inputs.as_dict(),
+                        pictures=pictures)
 
 
 def _worker_init(threads: int) -> None:

@@ -5,6 +5,11 @@ The site is made from `classes/*/manifest.json` (+ the optional `claims.json` an
 (thumbnails are made by the build). Every link is relative, so the folder works from file:// and
 on any static host, and nothing is fetched from the network. Manifest strings go through Jinja2's
 autoescape; manifest paths go through `_asset_path`, which refuses absolute paths and `..`.
+
+What it knows about a method (title, summary, how its pictures are arranged) it reads from the
+method registry (`generator.methods.REGISTRY`); what a run produced (which levels, which
+variants) it reads from the manifest (`generator.manifest`). A manifest of the wrong shape is
+one warning line and its class is left out; the rest of the site is rendered.
 """
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ import hashlib
 import http.server
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -25,31 +31,8 @@ from PIL import Image
 from generator import store
 from generator.errors import SiteError
 from generator.families import FAMILY_ROLES, model_family
-
-# Sections of a class page, in the paper's order; unknown methods follow, alphabetically.
-METHOD_TITLES = {
-    "classviz": "Class visualization",
-    "location": "Location grid",
-    "topics": "Topic styles",
-    "ensemble": "Dropout ensemble",
-    "hierarchy": "Hierarchical codes",
-    "inversion": "pool5 inversion",
-    "completion": "Style-based completion",
-}
-METHOD_SUMMARIES = {
-    "classviz": "Maximizing the class score with L2 + TV only (baseline) and with the data-driven patch prior.",
-    "location": "Each picture opens only one window of pool5 (mask m5); they sit where their windows sit.",
-    "topics": "NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits beside the images "
-              "that load most on it.",
-    "ensemble": "Random 50% dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random initializations.",
-    "hierarchy": "Class visualization constrained by a real image's on/off code at more and more layers (fc7, then fc6, "
-                 "then pool5): the units the image has on carry the class score, the units it has off are kept quiet.",
-    "inversion": "Reconstructing an image from its pool5 feature: random init, retrieved-patch average init, and the patch prior.",
-    "completion": "Filling a masked region of a scene with the class under one topic's mask m7.",
-}
-HIERARCHY_LEVELS = ("m7", "m6-7", "m5-7")
-INVERSION_VARIANTS = ("retrieved", "rand", "avg", "prior")
-
+from generator.manifest import Manifest, MethodRecord, PictureRecord, bounded_int, class_manifests
+from generator.methods import METHOD_NAMES, REGISTRY, Layout
 
 
 def templates_dir() -> Path:
@@ -124,7 +107,7 @@ class Section:
     name: str
     title: str
     summary: str
-    record: dict[str, Any]  # the manifest's method entry (params, seed, numbers, ...)
+    record: MethodRecord  # the manifest's method entry (params, seed, numbers, ...)
     pictures: list[Picture]
     headline: dict[str, Any]  # the method's scalar numbers, shown above its pictures
     layout: dict[str, Any] = field(default_factory=dict)  # method-specific arrangement
@@ -146,158 +129,173 @@ class ClassPage:
     next: "ClassPage | None" = None
 
 
-def _picture(raw: dict[str, Any], folder: Path) -> Picture | None:
-    href = _asset_path(raw.get("file"))
+def _picture(raw: PictureRecord, folder: Path) -> Picture | None:
+    href = _asset_path(raw.file)
     if href is None:
         return None
-    caption = str(raw.get("caption") or raw.get("key") or "")
-    width, height = raw.get("width"), raw.get("height")
-    width = width if isinstance(width, int) and width > 0 else None
-    height = height if isinstance(height, int) and height > 0 else None
-    thumb = _asset_path(raw.get("thumb"))
+    caption = raw.caption or raw.key
+    width = raw.width if raw.width is not None and raw.width > 0 else None
+    height = raw.height if raw.height is not None and raw.height > 0 else None
+    thumb = _asset_path(raw.thumb)
     srcset = None
     if thumb is not None and width is not None:
-        thumb_width, _ = _image_size(folder / raw["thumb"])
+        thumb_width, _ = _image_size(folder / str(raw.thumb))
         if thumb_width is not None and thumb_width < width:
             srcset = f"{thumb} {thumb_width}w, {href} {width}w"
-    return Picture(
-        key=str(raw.get("key", "")),
-        href=href,
-        src=thumb or href,
-        srcset=srcset,
-        width=width,
-        height=height,
-        caption=caption,
-        alt=str(raw.get("alt") or caption or raw.get("key") or "atlas picture"),
-        numbers=dict(raw.get("numbers") or {}),
-        meta=dict(raw.get("meta") or {}),
-    )
+    return Picture(key=raw.key, href=href, src=thumb or href, srcset=srcset, width=width, height=height,
+                   caption=caption, alt=raw.alt or caption or "atlas picture", numbers=dict(raw.numbers),
+                   meta=dict(raw.meta))
 
 
 def _image_size(path: Path) -> tuple[int | None, int | None]:
-    """Width and height from the file header (no decoding), for <img> width/height attributes."""
+    """Width and height from the file header (no decoding), for <img> width/height attributes.
+    Only regular files are opened (a FIFO would block the render); a decompression bomb's
+    header is not trusted."""
     try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
+        if not path.is_file():
+            return None, None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
         return None, None
 
 
-def _classviz_layout(pictures: list[Picture]) -> dict[str, Any]:
-    """Baseline first, prior second: the paper's side-by-side comparison."""
-    rank = {"baseline": 0, "prior": 1}
-    return {"ordered": sorted(pictures, key=lambda p: rank.get(p.key, 2))}
+def _pair_layout(layout: Layout, pictures: list[Picture]) -> dict[str, Any]:
+    """Side by side in the declared order of their keys (classviz: baseline, then prior)."""
+    rank = {key: n for n, key in enumerate(layout.order)}
+    return {"ordered": sorted(pictures, key=lambda p: rank.get(p.key, len(rank))), "titles": dict(layout.titles)}
 
 
-def _location_layout(pictures: list[Picture]) -> dict[str, Any]:
-    """A CSS grid of windows at their (row, col), each with a map of the pool5 window it opened."""
-    placed = [p for p in pictures if isinstance(p.meta.get("row"), int) and isinstance(p.meta.get("col"), int)]
+GRID_FIELDS = ("row", "col", "top", "left", "size")
+
+
+def _grid_layout(pictures: list[Picture]) -> dict[str, Any]:
+    """A CSS grid of windows at their (row, col), each with a map of the pool5 window it
+    opened. Positions out of sane bounds (a hand-edited 3e8) leave the picture out."""
+    placed = [p for p in pictures if all(bounded_int(p.meta.get(name), 0, 256) is not None for name in GRID_FIELDS)]
     if not placed:
         return {}
-    window_ends = [p.meta[start] + p.meta["size"] for p in placed for start in ("top", "left")
-                   if isinstance(p.meta.get(start), int) and isinstance(p.meta.get("size"), int)]
+    window_ends = [p.meta[start] + p.meta["size"] for p in placed for start in ("top", "left")]
     return {"cells": placed, "rows": max(p.meta["row"] for p in placed) + 1,
             "cols": max(p.meta["col"] for p in placed) + 1, "pool5": max(window_ends, default=0)}
 
 
-def _topics_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each topic beside its retrieved images (the class's own thumbnails, with loadings)."""
+def _topic_rows_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each topic beside its retrieved images (the class's own thumbnails, with loadings);
+    topics are numbered from 1 for people (meta.topic is 0-based)."""
     by_index = {image["index"]: image for image in images}
-    topics = []
-    def order(picture: Picture) -> tuple[int, str]:
-        topic = picture.meta.get("topic")
-        return (topic if isinstance(topic, int) else 0, picture.key)
 
-    for picture in sorted(pictures, key=order):
+    def order(picture: Picture) -> tuple[int, str]:
+        topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
+        return (topic if topic is not None else 0, picture.key)
+
+    topics = []
+    for number, picture in enumerate(sorted(pictures, key=order), start=1):
+        topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
         retrieved = []
-        for item in picture.meta.get("retrieved") or []:
-            image = by_index.get(item.get("image")) if isinstance(item, dict) else None
+        retrieved_meta = picture.meta.get("retrieved")
+        for item in retrieved_meta if isinstance(retrieved_meta, list) else []:
+            image = by_index.get(bounded_int(item.get("image"), 0, 10**6)) if isinstance(item, dict) else None
             if image is not None:
                 retrieved.append({**image, "loading": item.get("loading")})
-        topics.append({"picture": picture, "retrieved": retrieved})
+        topics.append({"picture": picture, "number": topic + 1 if topic is not None else number,
+                       "retrieved": retrieved})
     return {"topics": topics}
 
 
-def _ensemble_layout(pictures: list[Picture]) -> dict[str, Any]:
-    """A masks x inits table."""
-    cells = {(p.meta.get("mask"), p.meta.get("init")): p for p in pictures}
-    if None in {key for pair in cells for key in pair}:
+def _table_layout(layout: Layout, pictures: list[Picture]) -> dict[str, Any]:
+    """A rows x columns table (ensemble: masks x inits) with the seed of each row and column."""
+    places = [(bounded_int(p.meta.get(layout.rows), 0, 10**6), bounded_int(p.meta.get(layout.columns), 0, 10**6))
+              for p in pictures]
+    if not places or any(r is None or c is None for r, c in places):
         return {}
-    masks = sorted({m for m, _ in cells})
-    inits = sorted({i for _, i in cells})
-    seeds = {"mask": {p.meta.get("mask"): p.meta.get("mask_seed") for p in pictures},
-             "init": {p.meta.get("init"): p.meta.get("init_seed") for p in pictures}}
-    return {"masks": masks, "inits": inits, "seeds": seeds,
-            "rows": [[cells.get((m, i)) for i in inits] for m in masks]}
+    cells = dict(zip(places, pictures))
+    rows = sorted({r for r, _ in cells})
+    columns = sorted({c for _, c in cells})
+    seeds: dict[str, dict[Any, Any]] = {"row": {}, "column": {}}
+    for (r, c), p in cells.items():
+        seeds["row"][r] = _seed(p.meta.get(f"{layout.rows}_seed"))
+        seeds["column"][c] = _seed(p.meta.get(f"{layout.columns}_seed"))
+    return {"note": layout.note,
+            "columns": [(layout.column_title.format(c + 1), seeds["column"].get(c)) for c in columns],
+            "rows": [(layout.row_title.format(r + 1), seeds["row"].get(r), [cells.get((r, c)) for c in columns])
+                     for r in rows]}
 
 
-def _by_image(pictures: list[Picture]) -> dict[Any, list[Picture]]:
-    groups: dict[Any, list[Picture]] = {}
-    for picture in pictures:
-        groups.setdefault(picture.meta.get("image"), []).append(picture)
-    return groups
+def _seed(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _ordered(pictures: list[Picture], key: str, order: tuple[str, ...]) -> list[Picture]:
+def _text(value: Any) -> str | None:
+    """A meta value used as a name (a level, a variant): strings only."""
+    return value if isinstance(value, str) else None
+
+
+def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture],
+                   images: list[dict[str, Any]]) -> dict[str, Any]:
+    """One strip per class image (meta.image): its leading picture (the input or original, else
+    the image's thumbnail), then the other steps in the order the method recorded (e.g. the
+    hierarchy's levels: a model family without fc6 records fewer), else the declared order."""
+    recorded = record.numbers.get(layout.steps) if layout.steps else None
+    order = [str(s) for s in recorded] if isinstance(recorded, list) else list(layout.order)
     rank = {name: n for n, name in enumerate(order)}
-    return sorted(pictures, key=lambda p: rank.get(p.meta.get(key), len(order)))
-
-
-def _hierarchy_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per input image: the image, then its inversions under {m7}, {m6-7}, {m5-7}."""
     by_index = {image["index"]: image for image in images}
+    groups: dict[int | None, list[Picture]] = {}
+    for picture in pictures:
+        groups.setdefault(bounded_int(picture.meta.get("image"), 0, 10**6), []).append(picture)
     rows = []
-    for image, group in _by_image(pictures).items():
-        inputs = [p for p in group if p.meta.get("level") in (None, "input")]
-        levels = [p for p in group if p not in inputs]
-        rows.append({"image": by_index.get(image), "input": inputs[0] if inputs else None,
-                     "levels": _ordered(levels, "level", HIERARCHY_LEVELS)})
-    return {"rows": rows}
+    for image, group in groups.items():
+        leading = [p for p in group if _text(p.meta.get(layout.step)) in (None, *layout.leading)]
+        steps = sorted((p for p in group if p not in leading),
+                       key=lambda p: rank.get(_text(p.meta.get(layout.step)) or "", len(rank)))
+        titled = [(p, _step_title(layout, _text(p.meta.get(layout.step)))) for p in steps]
+        rows.append({"image": by_index.get(image), "lead": leading[0] if leading else None, "steps": titled})
+    lead_title = next((layout.titles[name] for name in layout.leading if name in layout.titles), "")
+    return {"rows": rows, "lead_title": lead_title}
 
 
-def _inversion_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per image: the original (its picture, else the class image's thumbnail) beside its
-    rand / avg / prior inversions."""
-    by_index = {image["index"]: image for image in images}
-    rows = []
-    for image, group in _by_image(pictures).items():
-        originals = [p for p in group if p.meta.get("variant") in ("original", "input")]
-        variants = [p for p in group if p not in originals]
-        rows.append({"image": by_index.get(image), "original": originals[0] if originals else None,
-                     "variants": _ordered(variants, "variant", INVERSION_VARIANTS)})
-    return {"rows": rows}
+def _step_title(layout: Layout, step: str | None) -> str | None:
+    if step is None:
+        return None
+    return layout.titles.get(step, layout.step_title.format(step))
 
 
-def _section(name: str, record: dict[str, Any], images: list[dict[str, Any]], folder: Path) -> Section:
-    pictures = [p for p in (_picture(raw, folder) for raw in record.get("pictures") or []) if p is not None]
-    layouts = {
-        "classviz": lambda: _classviz_layout(pictures),
-        "location": lambda: _location_layout(pictures),
-        "topics": lambda: _topics_layout(pictures, images),
-        "ensemble": lambda: _ensemble_layout(pictures),
-        "hierarchy": lambda: _hierarchy_layout(pictures, images),
-        "inversion": lambda: _inversion_layout(pictures, images),
-    }
-    layout = layouts[name]() if name in layouts and pictures else {}
-    numbers = record.get("numbers") or {}
-    headline = {k: v for k, v in numbers.items() if isinstance(v, (int, float))}
-    return Section(name=name, title=METHOD_TITLES.get(name, label(name).capitalize()),
-                   summary=METHOD_SUMMARIES.get(name, ""), record=record, pictures=pictures,
+def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], folder: Path) -> Section:
+    pictures = [p for p in (_picture(raw, folder) for raw in record.pictures) if p is not None]
+    spec = REGISTRY.get(name)
+    layout: dict[str, Any] = {}
+    if spec is not None and pictures:
+        kind = spec.layout.kind
+        if kind == "pair":
+            layout = _pair_layout(spec.layout, pictures)
+        elif kind == "grid":
+            layout = _grid_layout(pictures)
+        elif kind == "topic-rows":
+            layout = _topic_rows_layout(pictures, images)
+        elif kind == "table":
+            layout = _table_layout(spec.layout, pictures)
+        elif kind == "strips":
+            layout = _strips_layout(spec.layout, record, pictures, images)
+        if layout:
+            layout["kind"] = kind
+    headline = {k: v for k, v in record.numbers.items() if isinstance(v, (int, float))}
+    return Section(name=name, title=spec.title if spec else label(name).capitalize(),
+                   summary=spec.summary if spec else "", record=record, pictures=pictures,
                    headline=headline, layout=layout)
 
 
-def _class_page(manifest: dict[str, Any], folder: Path) -> ClassPage:
-    info = manifest.get("class") or {}
-    slug = folder.name
+def _class_page(manifest: Manifest, folder: Path) -> ClassPage:
+    info = manifest.class_
     images = []
-    for image in manifest.get("images") or []:
-        src = _asset_path(image.get("thumb"))
-        if src is not None and isinstance(image.get("index"), int):
-            width, height = _image_size(folder / image["thumb"])
-            images.append({"index": image["index"], "name": str(image.get("name", "")), "src": src,
-                           "width": width, "height": height})
-    methods = manifest.get("methods") or {}
-    names = [m for m in METHOD_TITLES if m in methods] + sorted(m for m in methods if m not in METHOD_TITLES)
+    for image in manifest.images:
+        src = _asset_path(image.thumb)
+        if src is not None:
+            width, height = _image_size(folder / image.thumb)
+            images.append({"index": image.index, "name": image.name, "src": src, "width": width, "height": height})
+    methods = manifest.methods
+    names = [m for m in METHOD_NAMES if m in methods] + sorted(m for m in methods if m not in REGISTRY)
     sections = [_section(name, methods[name], images, folder) for name in names]
     by_name = {s.name: s for s in sections}
     card = None
@@ -306,26 +304,22 @@ def _class_page(manifest: dict[str, Any], folder: Path) -> ClassPage:
     if card is None:
         card = next((p for s in sections for p in s.pictures), None)
     topics = by_name.get("topics")
-    heterogeneity = (by_name["location"].record.get("numbers") or {}).get("heterogeneity") if "location" in by_name else None
-    index = info.get("index")
+    heterogeneity = by_name["location"].record.numbers.get("heterogeneity") if "location" in by_name else None
     return ClassPage(
-        slug=slug, id=str(info.get("id", slug)), name=str(info.get("name", slug)),
-        index=index if isinstance(index, int) else None, model=dict(manifest.get("model") or {}),
+        slug=folder.name, id=info.id, name=info.name, index=info.index, model=dict(manifest.model),
         images=images, sections=sections, card=card,
         styles=len(topics.pictures) if topics else None,
         heterogeneity=heterogeneity if isinstance(heterogeneity, (int, float)) else None,
     )
 
 
-def load_classes(output: Path) -> list[ClassPage]:
-    """Every class with a manifest, in fc8-index order, linked to its neighbours."""
-    pages = []
-    for path in sorted((output / "classes").glob("*/manifest.json")):
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SiteError(f"{path}: cannot read manifest: {error}") from error
-        pages.append(_class_page(manifest, path.parent))
+def load_classes(output: Path, warn: Callable[[str], None] | None = None) -> list[ClassPage]:
+    """Every class with a usable manifest, in fc8-index order, linked to its neighbours."""
+    return _pages(class_manifests(output, warn))
+
+
+def _pages(found: list[tuple[Path, Manifest]]) -> list[ClassPage]:
+    pages = [_class_page(manifest, folder) for folder, manifest in found]
     pages.sort(key=lambda p: (p.index is None, p.index if p.index is not None else 0, p.name))
     for before, after in zip(pages, pages[1:]):
         before.next, after.prev = after, before
@@ -393,18 +387,18 @@ def environment(templates: Path | None = None) -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     env.filters["label"] = label
-    env.globals["METHOD_TITLES"] = METHOD_TITLES
+    env.globals["REGISTRY"] = REGISTRY
     return env
 
 
-def _measure(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _measure(output: Path, manifests: list[Manifest]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Claims and the inversion table, measured from the manifests (and the planted truth the
     build copied into `output`, if any) and written beside them as JSON for reuse."""
-    from generator.claims import claims_from_manifests, inversion_table, load_truth
+    from generator.claims import claims_of, inversion_table_of, load_truth
     from generator.store import write_json
 
-    claims = claims_from_manifests(output, load_truth(output / "truth.json"))
-    inversion = inversion_table(output)
+    claims = claims_of(manifests, load_truth(output / "truth.json"))
+    inversion = inversion_table_of(manifests)
     write_json(claims, output / "claims.json")
     write_json(inversion, output / "inversion.json")
     measured = any(claim["value"] is not None for claim in claims["claims"])
@@ -429,17 +423,19 @@ def index_script(classes: list[ClassPage]) -> str:
     return "window.ATLAS_INDEX = " + data.replace("<", "\\u003c") + ";\n"
 
 
-def render(output: Path, templates: Path | None = None) -> Path:
+def render(output: Path, templates: Path | None = None, warn: Callable[[str], None] | None = None) -> Path:
     """Write index.html, methods.html, claims.html, classes/<slug>/index.html and static/ into
-    `output` from its manifests; returns the path of index.html."""
+    `output` from its manifests; returns the path of index.html. A manifest that cannot be
+    used is one `warn` line (default: stderr) and its class is left out."""
     output = Path(output)
     templates = templates or templates_dir()
-    classes = load_classes(output)
-    if not classes:
-        raise SiteError(f"no classes/*/manifest.json under {output}: run `atlas build` first")
+    manifests = class_manifests(output, warn)
+    if not manifests:
+        raise SiteError(f"no classes/*/manifest.json that can be read under {output}: run `atlas build` first")
+    classes = _pages(manifests)
     env = environment(templates)
     store.copy_tree(templates / "static", output / "static")
-    claims, inversion = _measure(output)
+    claims, inversion = _measure(output, [manifest for _, manifest in manifests])
     model = classes[0].model
     common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name"))}
 

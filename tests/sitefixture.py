@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from generator.manifest import ClassRecord, ImageRecord, Manifest, MethodRecord, PictureRecord
+
 HOSTILE_NAME = "<script>alert(1)</script>"
 
 CLASS_NAMES = [
@@ -53,27 +55,25 @@ class _ClassWriter:
         self.folder, self.size, self.thumb, self.seed = folder, size, thumb, seed
 
     def picture(self, method: str, key: str, caption: str, numbers: dict | None = None,
-                meta: dict | None = None, with_thumb: bool = True) -> dict:
+                meta: dict | None = None, with_thumb: bool = True) -> PictureRecord:
         file = f"{method}/{key}.png"
         self.seed += 1
         fake_picture(self.folder / file, self.size, self.seed)
-        entry = {"key": key, "file": file, "width": self.size, "height": self.size,
-                 "caption": caption, "alt": f"{caption} (synthetic test picture)",
-                 "numbers": numbers or {}, "meta": meta or {}}
+        entry = PictureRecord(key=key, file=file, width=self.size, height=self.size, caption=caption,
+                              alt=f"{caption} (synthetic test picture)", numbers=numbers or {}, meta=meta or {})
         if with_thumb:
-            entry["thumb"] = f"{method}/{key}.thumb.jpg"
-            _thumb(self.folder / file, self.folder / entry["thumb"], self.thumb)
+            entry.thumb = f"{method}/{key}.thumb.jpg"
+            _thumb(self.folder / file, self.folder / entry.thumb, self.thumb)
         return entry
 
 
-def _record(pictures: list[dict], params: dict, numbers: dict, seed: int) -> dict:
+def _record(pictures: list[PictureRecord], params: dict, numbers: dict, seed: int) -> MethodRecord:
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    return {"key": digest, "version": 1,
-            "params": params, "seed": seed, "numbers": numbers, "seconds": 1.5,
-            "pictures": pictures}
+    return MethodRecord(key=digest, version=1, params=params, seed=seed, numbers=numbers, seconds=1.5,
+                        pictures=pictures)
 
 
-def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> dict:
+def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> dict[str, MethodRecord]:
     """All six methods of the paper for one class, with the meta and numbers the build writes."""
     classviz = [
         w.picture("classviz", "baseline", f"{name}: E_class with L2 + TV only",
@@ -155,13 +155,13 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
         for i in range(n_images):
             thumb_file = folder / "images" / f"{i:03d}.jpg"
             fake_picture(thumb_file, thumb, seed=50_000 + 100 * index + i)
-            images.append({"index": i, "name": f"{slug}_{i}.JPEG", "thumb": f"images/{i:03d}.jpg"})
+            images.append(ImageRecord(index=i, name=f"{slug}_{i}.JPEG", thumb=f"images/{i:03d}.jpg"))
         methods = _methods(writer, name, n_images, rng)
         if not claims:  # nothing the claims page could measure
             for record in methods.values():
-                record["numbers"] = {}
-                for picture in record["pictures"]:
-                    picture["numbers"] = {}
+                record.numbers = {}
+                for picture in record.pictures:
+                    picture.numbers = {}
         if index == 1:
             del methods["ensemble"]
             methods["caricature"] = _record(
@@ -172,13 +172,13 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
                                 {"prob": 0.7}, {"topic": 1, "scene": 0})],
                 {"topic": 1}, {}, 0)
         if index == n_classes - 1 and index > 1:
-            prior = methods["classviz"]["pictures"][1]
-            (folder / prior.pop("thumb")).unlink()
-        manifest = {"schema": 1,
-                    "class": {"id": slug, "name": name, "index": index, "slug": slug},
-                    "model": {"name": "fake-alexnet", "weights": "none", "digest": "0" * 16},
-                    "images": images, "methods": methods}
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            prior = methods["classviz"].pictures[1]
+            (folder / str(prior.thumb)).unlink()
+            prior.thumb = None
+        manifest = Manifest(class_=ClassRecord(id=slug, name=name, index=index, slug=slug),
+                            model={"name": "fake-alexnet", "weights": "none", "digest": "0" * 16},
+                            images=images, methods=methods)
+        (folder / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1))
         slugs.append(slug)
     return slugs
 

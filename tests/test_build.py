@@ -26,6 +26,7 @@ from generator import build as build_module
 from generator import store
 from generator.build import build, clean
 from generator.catalog import Catalog
+from generator.manifest import Manifest
 from generator.methods import METHOD_NAMES, MethodResult, Picture, method_defaults
 
 
@@ -201,6 +202,17 @@ def test_clean_removes_orphans_and_keeps_the_site(wnids, world):
     assert len(left) == 2 and not (left & old)  # one picture + its thumbnail, all from the new key
     assert (folder / "index.html").is_file()
     assert world.output / store.CACHE_DIR / "features" in removed  # a cache: one forward pass to redo
+    assert build(world, progress=False).ran == []
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '{"schema": 1, "class": {"id": 3}}', '{"schema": 1, "methods": []}'])
+def test_a_manifest_of_the_wrong_shape_is_healed_by_build(wnids, world, content):
+    build(world, progress=False)
+    folder = world.output / "classes" / wnids[0]
+    (folder / "manifest.json").write_text(content)
+    report = build(world, progress=False)
+    assert report.ok and sorted(report.ran) == [(wnids[0], "classviz"), (wnids[0], "topics")], report.summary()
+    assert set(Manifest.read(folder / "manifest.json").methods) == {"classviz", "topics"}
     assert build(world, progress=False).ran == []
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from generator import claims
+from generator.methods import REGISTRY
 
 
 def window(row: int, col: int, size: int = 2) -> dict:
@@ -171,5 +172,6 @@ def test_inversion_table_per_variant(tmp_path):
                 "images": [], "methods": {"inversion": {"numbers": {}, "pictures": pictures}}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     rows = {r["variant"]: r for r in claims.inversion_table(tmp_path)["rows"]}
-    assert rows["[8]+rand"]["image_error_mean"] == pytest.approx(0.6)
-    assert rows["ours (patch prior)"]["n"] == 1 and "[7] patch average" not in rows
+    titles = REGISTRY["inversion"].layout.titles
+    assert rows[titles["rand"]]["image_error_mean"] == pytest.approx(0.6)
+    assert rows[titles["prior"]]["n"] == 1 and titles["retrieved"] not in rows

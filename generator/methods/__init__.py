@@ -203,10 +203,14 @@ class Layout:
     order: tuple[str, ...] = ()
     titles: Mapping[str, str] = field(default_factory=dict)
     step: str = ""  # strips: the meta field that names a picture's place in its strip
+    step_title: str = "{}"  # strips: the title of a step without one in `titles`
     steps: str = ""  # strips: the numbers field where the method records the steps it ran
     leading: tuple[str, ...] = ()  # strips: step values of the strip's first picture
-    rows: str = ""  # table: meta field of the rows
+    rows: str = ""  # table: meta field of the rows (0-based; shown from 1)
     columns: str = ""  # table: meta field of the columns
+    row_title: str = "{}"  # table: a row's title from its number
+    column_title: str = "{}"
+    note: str = ""  # table: its caption
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,8 @@ METHODS: tuple[MethodSpec, ...] = (
         name="ensemble", title="Dropout ensemble", version=3, params=EnsembleParams,
         summary="Random dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random "
         "initializations.",
-        layout=Layout("table", rows="mask", columns="init"),
+        layout=Layout("table", rows="mask", columns="init", row_title="member {}", column_title="init {}",
+                      note="Rows: dropout members (random masks m6, m7) · columns: random initial images"),
         claims=tuple(
             Claim(f"ensemble-{space}", "4.3", "Different dropout masks (m6-7) change a class's picture more than "
                   "different random inits (Sec. 4.3).") for space in ("fc7", "pixel")
@@ -290,7 +295,7 @@ METHODS: tuple[MethodSpec, ...] = (
         "then fc6, then pool5): the units the image has on carry the class score, the units it has off are "
         "kept quiet.",
         layout=Layout("strips", step="level", steps="levels", leading=("input",), order=("m7", "m6-7", "m5-7"),
-                      titles={"input": "Input"}),
+                      titles={"input": "Input"}, step_title="Code {}"),
         claims=(
             *(Claim(f"hierarchy-{space}", "4.4", "Inverting an image's binary code with more constraints (m7, "
                     "m6-7, m5-7) comes closer to the image (Sec. 4.4).") for space in ("pixel", "fc7")),
