@@ -24,10 +24,9 @@ import yaml
 
 from generator.errors import CatalogError
 from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
+from generator.modelspec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, is_weights_path
 from generator.store import unsafe_output
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SOURCES = ("folder", "imagenette", "demo")
 IMAGENETTE_ROOT = "~/.cache/atlas/imagenette"
 # The ten Imagenette classes in the standard (ILSVRC index) order; `labels: imagenette`.
@@ -36,19 +35,7 @@ IMAGENETTE_WNIDS = (
     "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
 )
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-WNID_PATTERN = re.compile(r"^n\d{8}$")
 
-
-
-@dataclass
-class ModelSpec:
-    name: str  # "alexnet", "vgg16", "path/net.py:build", "pkg.mod:build"
-    weights: str | None = None  # weights enum name ("IMAGENET1K_V1", "DEFAULT") or a state_dict path
-    num_classes: int | None = None  # passed to factories (and torchvision models) when set
-    labels: list[str] | None = None  # class ids in output order; None: the 1000 ILSVRC classes
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass
@@ -323,11 +310,6 @@ def _apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict[str, str]:
         node[keys[-1]] = value
         flags[".".join(keys)] = flag
     return flags
-
-
-def is_weights_path(weights: str) -> bool:
-    """Weights enum names are identifiers (IMAGENET1K_V1, DEFAULT); anything else is a file."""
-    return not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", weights)
 
 
 def _resolve_path(value: str, base: Path) -> Path:

@@ -24,9 +24,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from generator.catalog import WNID_PATTERN, ModelSpec, is_weights_path
 from generator.errors import ModelError
 from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
+from generator.modelspec import WNID_PATTERN, ModelSpec, is_weights_path
 from generator.pathway import Pathway, PathwayError
 
 DOWNLOAD_TIMEOUT_S = 30
