@@ -113,7 +113,6 @@ def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
     """`--topic 1` is the site's "Topic 1" (meta topic 0); 0 and k + 1 are refused with the range."""
     import types
 
-
     from generator import cli, features, images
     from generator.catalog import load_catalog
     from generator.methods import topics

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import generator
 
-
 PACKAGE = Path(generator.__file__).parent
 
 
