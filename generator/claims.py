@@ -101,7 +101,7 @@ def window_on_layout(meta: Mapping[str, Any], cells: set[tuple[int, int]]) -> bo
     return 2 * inside >= size * size
 
 
-def location_claims(manifests: list[dict[str, Any]], truth: Truth | None) -> list[dict[str, Any]]:
+def location_claims(manifests: list[Manifest], truth: Truth | None) -> list[dict[str, Any]]:
     hits: dict[str, float] = {}
     spread: dict[str, float] = {}
     for manifest in manifests:

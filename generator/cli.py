@@ -310,7 +310,7 @@ def complete(
         "--box", "--mask", help="x,y,w,h of the region to fill, in pixels of the cropped input (--mask is the same).")],
     out: Annotated[Path, typer.Option("--out", help="PNG written here.")] = Path("completed.png"),
     class_: Annotated[Optional[str], typer.Option("--class", help="Class to paint (id or name); default: the scene's top-1.")] = None,
-    topic: Annotated[Optional[int], typer.Option("--topic", help="Paint in the style of topic N of --class's images (numbered from 1, as on the class's page).")] = None,
+    topic: Annotated[Optional[int], typer.Option("--topic", help="Style: topic N of --class's images, from 1 as on the site.")] = None,
     catalog: CatalogPath = Path("catalog.yaml"),
     model: ModelOpt = None,
     weights: WeightsOpt = None,
