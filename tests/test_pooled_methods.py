@@ -96,10 +96,12 @@ def test_hierarchy_codes_and_levels_follow_the_net(ctx):
 
 def test_hierarchy_claim_compares_the_levels_a_net_has():
     from generator.claims import hierarchy_claims
+    from generator.manifest import Manifest
 
     def manifest(cls: str, m7: float, m57: float) -> dict:
         numbers = {f"{kind}_{lv}": v for kind in ("pixel", "fc7", "pixel_others") for lv, v in (("m7", m7), ("m5-7", m57))}
         return {"class": {"id": cls}, "methods": {"hierarchy": {"numbers": numbers}}}
 
-    claims = {c["id"]: c for c in hierarchy_claims([manifest("a", 0.6, 0.5), manifest("b", 0.7, 0.65)])}
+    manifests = [Manifest.from_json(manifest("a", 0.6, 0.5)), Manifest.from_json(manifest("b", 0.7, 0.65))]
+    claims = {c["id"]: c for c in hierarchy_claims(manifests)}
     assert claims["hierarchy-pixel"]["value"] == pytest.approx(0.075)
