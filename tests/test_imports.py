@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import generator
 
 PACKAGE = Path(generator.__file__).parent
@@ -92,7 +90,6 @@ def test_the_graph_sees_module_relative_and_function_level_imports():
         "generator.methods.topics", "generator.store"}
 
 
-@pytest.mark.xfail(strict=True, reason="generator.engine.patch_prior <-> generator.prior (the engine's; catalog <-> models is gone)")
 def test_the_generator_package_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)

@@ -111,12 +111,10 @@ class _PatchPriorGroup(Group):
             self.rematch(images if self.rows is None else images.index_select(0, self.rows))
 
     def rematch(self, images: Tensor) -> None:
-        from generator.prior import unfold_patches
-
         patch, stride = self.patch, self.stride
         top, left = torch.randint(0, stride, (2,), generator=self.rng).tolist()
         cropped = global_normalize(images)[0][..., top:, left:]
-        current = unfold_patches(cropped, patch, stride).cpu()
+        current = F.unfold(cropped, kernel_size=patch, stride=stride).transpose(1, 2).cpu()
         matched = torch.empty_like(current)
         by_database: dict[int, list[int]] = {}
         for j, database in enumerate(self.databases):
