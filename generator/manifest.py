@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from generator.errors import AtlasError
+
 SCHEMA = 1
 MAX_BYTES = 64 * 1024 * 1024  # a manifest larger than this is not one the build wrote
 
 
-class ManifestError(ValueError):
+class ManifestError(AtlasError, ValueError):
     """A manifest that cannot be used: unreadable, not JSON, or JSON of the wrong shape."""
 
 

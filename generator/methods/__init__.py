@@ -20,6 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
+from generator.errors import AtlasError
+
 if TYPE_CHECKING:  # the types only: importing the registry must not load torch
     import torch
     from torch import Tensor
@@ -37,7 +39,7 @@ def param(default: Any, *, at_least: float | None = None, above: float | None = 
     return field(default=default, metadata={"at_least": at_least, "above": above, "at_most": at_most, "help": help})
 
 
-class ParamError(ValueError):
+class ParamError(AtlasError, ValueError):
     """A parameter value of the wrong type or out of range; `field` names it."""
 
     def __init__(self, field_name: str, message: str) -> None:
