@@ -104,6 +104,12 @@ def fake_methods(tiny_world) -> dict:
 
 
 @pytest.fixture(scope="session")
+def built_files():
+    """helpers.built_files(output): the built classes' files, manifests without their seconds."""
+    return helpers.built_files
+
+
+@pytest.fixture(scope="session")
 def write_weights():
     """helpers.write_weights(path, seed): new random weights for the tiny world's net."""
     return helpers.write_weights

@@ -203,3 +203,22 @@ def install_fakes(monkeypatch=None) -> None:
     else:
         monkeypatch.setattr(build_module, "_method_module", fake_method_module)
         monkeypatch.setattr(build_module, "_method_spec", fake_method_spec)
+
+
+def built_files(output: Path) -> dict[str, bytes]:
+    """Every file of an atlas's built classes, manifests without their wall-clock seconds: what
+    two builds of one catalog must agree on byte for byte."""
+    import json
+
+    files = {}
+    for path in sorted((output / "classes").rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            for record in manifest["methods"].values():
+                record.pop("seconds")
+            data = json.dumps(manifest, sort_keys=True).encode()
+        files[path.relative_to(output).as_posix()] = data
+    return files

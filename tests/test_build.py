@@ -30,22 +30,6 @@ from generator.manifest import Manifest
 from generator.methods import METHOD_NAMES, MethodResult, Picture, method_defaults
 
 
-def artifacts(output: Path) -> dict[str, bytes]:
-    """Every file of the built classes; manifests without their wall-clock seconds."""
-    files = {}
-    for path in sorted((output / "classes").rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.name == "manifest.json":
-            manifest = json.loads(data)
-            for record in manifest["methods"].values():
-                record.pop("seconds")
-            data = json.dumps(manifest, sort_keys=True).encode()
-        files[path.relative_to(output).as_posix()] = data
-    return files
-
-
 @pytest.fixture
 def world(tiny_world) -> Catalog:
     return tiny_world
@@ -130,9 +114,9 @@ def test_changing_the_weights_reruns_everything_but_touching_or_moving_them_does
     assert sorted(report.ran) == sorted(all_pairs(world))
 
 
-def test_dry_run_names_the_changed_input_and_writes_nothing(wnids, world, monkeypatch):
+def test_dry_run_names_the_changed_input_and_writes_nothing(wnids, world, monkeypatch, built_files):
     build(world, progress=False)
-    before = artifacts(world.output)
+    before = built_files(world.output)
     world.classes[0].methods["classviz"]["level"] = 0.9
     world.engine["iterations"] = 4
     monkeypatch.setattr(build_module, "_load_pathway", _forbid)
@@ -141,7 +125,7 @@ def test_dry_run_names_the_changed_input_and_writes_nothing(wnids, world, monkey
     why = {(c, m): reason for c, m, reason in report.planned}
     assert why[(wnids[0], "classviz")] == "params changed; engine changed"
     assert why[(wnids[1], "topics")] == "engine changed"
-    assert report.ran == [] and artifacts(world.output) == before
+    assert report.ran == [] and built_files(world.output) == before
     assert "would run" in report.summary() and "params changed" in report.summary()
 
 
@@ -248,15 +232,15 @@ def test_shards_share_the_lock_but_not_with_a_whole_build(world):
             build(world, progress=False)
 
 
-def test_two_shards_equal_one_unsharded_build(wnids, world, tmp_path):
+def test_two_shards_equal_one_unsharded_build(wnids, world, tmp_path, built_files):
     whole = build(world, progress=False)
-    expected = artifacts(world.output)
+    expected = built_files(world.output)
     world.output = tmp_path / "sharded"
     first = build(world, shard=(0, 2), progress=False)
     second = build(world, shard=(1, 2), progress=False)
     assert {c for c, _ in first.ran} == {wnids[0], wnids[2]} and {c for c, _ in second.ran} == {wnids[1]}
     assert sorted(first.ran + second.ran) == sorted(whole.ran)
-    assert artifacts(world.output) == expected
+    assert built_files(world.output) == expected
 
 
 SCRIPT = """
@@ -295,9 +279,9 @@ def _script(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_build_killed_mid_class_resumes_to_the_same_bytes(wnids, world, tmp_path):
+def test_a_build_killed_mid_class_resumes_to_the_same_bytes(wnids, world, tmp_path, built_files):
     build(world, progress=False)
-    expected = artifacts(world.output)
+    expected = built_files(world.output)
     script, output, marker = _script(tmp_path), tmp_path / "killed", tmp_path / "marker"
     env = {**os.environ, "HANG_ON": f"{wnids[1]}/topics/", "MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "world"), str(output), "1"], env=env)
@@ -320,18 +304,18 @@ def test_a_build_killed_mid_class_resumes_to_the_same_bytes(wnids, world, tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([(w, m) for w in wnids[1:] for m in ("classviz", "topics")])
-    assert artifacts(output) == expected  # same seed, same bytes; no temp files, every JSON parses
+    assert built_files(output) == expected  # same seed, same bytes; no temp files, every JSON parses
 
 
 @pytest.mark.slow
-def test_workers_build_the_same_atlas(world, tmp_path):
+def test_workers_build_the_same_atlas(world, tmp_path, built_files):
     build(world, progress=False)
-    expected = artifacts(world.output)
+    expected = built_files(world.output)
     output = tmp_path / "workers"
     done = subprocess.run([sys.executable, str(_script(tmp_path)), str(tmp_path / "world"), str(output), "2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert artifacts(output) == expected
+    assert built_files(output) == expected
 
 
 def test_model_is_loaded_once_per_process(world, monkeypatch):

@@ -5,8 +5,6 @@ skip cleanly without Ray (`pip install -e '.[ray]'`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -19,23 +17,6 @@ from generator.catalog import load_catalog
 from generator.cli import app
 from generator.executors import RayExecutor, task_resources
 from generator.methods import method_defaults
-
-
-def class_files(output: Path) -> dict[str, str]:
-    """sha256 of every file under classes/; manifests without their wall-clock seconds."""
-    files = {}
-    for path in sorted((output / "classes").rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.name == "manifest.json":
-            manifest = json.loads(data)
-            for record in manifest["methods"].values():
-                record.pop("seconds")
-            data = json.dumps(manifest, sort_keys=True).encode()
-        files[path.relative_to(output).as_posix()] = hashlib.sha256(data).hexdigest()
-    return files
-
 
 # ---------------------------------------------------------------------------------------------
 # Without a cluster
@@ -79,7 +60,7 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_the_demo_atlas_through_ray_equals_the_local_build(ray_cluster, demo_world, tmp_path):
+def test_the_demo_atlas_through_ray_equals_the_local_build(ray_cluster, demo_world, tmp_path, built_files):
     catalog = load_catalog(Path(demo_world.catalog_path), {"output": str(tmp_path / "local")})
     catalog.engine["iterations"] = 3
     catalog.classes = catalog.classes[:2]
@@ -92,8 +73,8 @@ def test_the_demo_atlas_through_ray_equals_the_local_build(ray_cluster, demo_wor
     through_ray = build(catalog, progress=False, executor=RayExecutor())
     assert through_ray.ok, through_ray.summary()
     assert sorted(through_ray.ran) == sorted(local.ran) and len(local.ran) == 12
-    expected = class_files(tmp_path / "local")
-    assert class_files(tmp_path / "ray") == expected and len(expected) > 50
+    expected = built_files(tmp_path / "local")
+    assert built_files(tmp_path / "ray") == expected and len(expected) > 50
     # nothing stale afterwards: the Ray build wrote the same manifests a local rebuild reads
     assert build(catalog, progress=False, executor=RayExecutor()).ran == []
 
@@ -122,7 +103,7 @@ def build(num_classes=3):
 '''
 
 
-def test_a_task_whose_worker_dies_is_retried_and_builds_the_same_bytes(ray_cluster, tiny_world, tmp_path, monkeypatch):
+def test_a_task_whose_worker_dies_is_retried_and_builds_the_same_bytes(ray_cluster, tiny_world, tmp_path, monkeypatch, built_files):
     monkeypatch.setattr(build_module, "_method_module", build_module.method_module)  # real methods, in every process
     root = tmp_path / "world"
     (root / "tiny_net.py").write_text(DYING_NET)  # same layout and parameter names as the tiny net
@@ -138,4 +119,4 @@ def test_a_task_whose_worker_dies_is_retried_and_builds_the_same_bytes(ray_clust
     through_ray = build(tiny_world, progress=False, executor=RayExecutor(max_retries=2))
     assert (root / "died").exists(), "no Ray worker ran the model"
     assert through_ray.ok, through_ray.summary()
-    assert class_files(tmp_path / "ray") == class_files(root / "site")
+    assert built_files(tmp_path / "ray") == built_files(root / "site")
