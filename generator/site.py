@@ -251,9 +251,36 @@ def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture]
         steps = sorted((p for p in group if p not in leading),
                        key=lambda p: rank.get(_text(p.meta.get(layout.step)) or "", len(rank)))
         titled = [(p, _step_title(layout, _text(p.meta.get(layout.step)))) for p in steps]
-        rows.append({"image": by_index.get(image), "lead": leading[0] if leading else None, "steps": titled})
+        rows.append({"image": by_index.get(image), "lead": leading[0] if leading else None, "steps": titled,
+                     "table": _step_table(layout, titled)})
     lead_title = next((layout.titles[name] for name in layout.leading if name in layout.titles), "")
-    return {"rows": rows, "lead_title": lead_title}
+    return {"rows": rows, "lead_title": lead_title, "columns": list(layout.numbers.values())}
+
+
+def _step_table(layout: Layout, titled: list[tuple[Picture, str | None]]) -> list[tuple[str, list[Any]]]:
+    """A strip's numbers as table rows (step title, [value per declared number]); none unless
+    the layout declares `numbers` (the pre-images' per-layer errors)."""
+    if not layout.numbers:
+        return []
+    return [(title or p.key, [p.numbers.get(name) for name in layout.numbers]) for p, title in titled]
+
+
+def _neighbours_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each query beside its nearest class images in fc7 and in pixels (the class's own
+    thumbnails, with their distances and topics)."""
+    by_index = {image["index"]: image for image in images}
+    queries = []
+    for picture in pictures:
+        spaces = {}
+        for space in ("fc7", "pixel"):
+            found = picture.meta.get(space)
+            spaces[space] = [
+                {**by_index[index], "distance": item.get("distance"), "topic": item.get("topic")}
+                for item in (found if isinstance(found, list) else [])
+                if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
+            ]
+        queries.append({"picture": picture, **spaces})
+    return {"queries": queries}
 
 
 def _step_title(layout: Layout, step: str | None) -> str | None:
@@ -278,6 +305,8 @@ def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], fold
             layout = _table_layout(spec.layout, pictures)
         elif kind == "strips":
             layout = _strips_layout(spec.layout, record, pictures, images)
+        elif kind == "neighbours":
+            layout = _neighbours_layout(pictures, images)
         if layout:
             layout["kind"] = kind
     headline = {k: v for k, v in record.numbers.items() if isinstance(v, (int, float))}

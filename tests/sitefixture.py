@@ -74,7 +74,8 @@ def _record(pictures: list[PictureRecord], params: dict, numbers: dict, seed: in
 
 
 def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> dict[str, MethodRecord]:
-    """All six methods of the paper for one class, with the meta and numbers the build writes."""
+    """All six methods of the paper and the diagnostics for one class, with the meta and numbers the build
+    writes."""
     classviz = [
         w.picture("classviz", "baseline", f"{name}: E_class with L2 + TV only",
                   {"prob": 0.91, "score": 18.2, "colour_distance": 0.41}),
@@ -117,6 +118,7 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
     # image 0 has its own "original" picture, as the build writes; image 1 falls back to its thumbnail
     inversion.insert(0, w.picture("inversion", "img0-original", "image 0 at the model's input size", {},
                                   {"image": 0, "variant": "original"}))
+    diagnostics = _diagnostics(w, name, n_images)
     return {
         "classviz": _record(classviz, {"iterations": 200, "tv": 100.0, "prior": 0.01},
                             {"baseline_colour_distance": 0.41, "prior_colour_distance": 0.12,
@@ -134,6 +136,43 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
                              {"pixel_m7": 0.8, "pixel_m6-7": 0.6, "pixel_m5-7": 0.4,
                               "fc7_m7": 0.5, "fc7_m6-7": 0.4, "fc7_m5-7": 0.3}, 0),
         "inversion": _record(inversion, {"images": 2, "iterations": 800}, {}, 0),
+        **diagnostics,
+    }
+
+
+PREIMAGE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8")
+
+
+def _diagnostics(w: _ClassWriter, name: str, n_images: int) -> dict[str, MethodRecord]:
+    """The per-class diagnostics (pre-images, caricatures, neighbours, fc7 map, saliency)."""
+    errors = {layer: round(0.01 + 0.02 * n, 3) for n, layer in enumerate(PREIMAGE_LAYERS)}
+    pixels = {layer: round(0.2 + 0.05 * n, 3) for n, layer in enumerate(PREIMAGE_LAYERS)}
+    preimages = [w.picture("preimages", "img0-original", f"{name} image 0", {}, {"image": 0, "layer": "original"})]
+    preimages += [w.picture("preimages", f"img0-{layer}", f"pre-image of image 0 at {layer}",
+                            {"feature_error": errors[layer], "pixel_error": pixels[layer]},
+                            {"image": 0, "layer": layer, "diverged": False}) for layer in PREIMAGE_LAYERS]
+    caricatures = [w.picture("caricatures", "img0-original", f"{name} image 0", {}, {"image": 0, "layer": "original"})]
+    caricatures += [w.picture("caricatures", f"img0-{layer}", f"caricature of image 0 at {layer}", {"gain": 3.5},
+                              {"image": 0, "layer": layer}) for layer in ("conv3", "fc7")]
+    queries = [w.picture("neighbours", f"query-{q}", f"query: image {q}", {"fc7_same_topic": 0.8},
+                         {"image": q, "topic": 0,
+                          "fc7": [{"image": (q + j) % n_images, "distance": 0.1 * j, "topic": 1} for j in range(1, 4)],
+                          "pixel": [{"image": (q + 2 * j) % n_images, "distance": 20.0 + j, "topic": 2}
+                                    for j in range(1, 4)]})
+               for q in range(2)]
+    fc7map = [w.picture("fc7map", "map", f"{name}: t-SNE of fc7 on a grid, borders by topic", {},
+                        {"side": 3, "topics": [1] * n_images})]
+    saliency = [w.picture("saliency", f"img{i}-{kind}", f"image {i}, {kind}",
+                          {} if kind == "original" else {"rank_correlation": 0.5, "top_iou": 0.4},
+                          {"image": i, "map": kind}) for i in (0, 1) for kind in ("original", "occlusion", "gradcam")]
+    return {
+        "preimages": _record(preimages, {"images": 1, "iterations": 300},
+                             {"layers": list(PREIMAGE_LAYERS), "feature_error": errors, "pixel_error": pixels}, 0),
+        "caricatures": _record(caricatures, {"layers": "conv3,fc7"}, {"layers": ["conv3", "fc7"]}, 0),
+        "neighbours": _record(queries, {"queries": 2, "k": 3},
+                              {"fc7_same_topic": 0.8, "pixel_same_topic": 0.4, "topic_chance": 0.3}, 0),
+        "fc7map": _record(fc7map, {"perplexity": 15.0}, {"trustworthiness": 0.9}, 0),
+        "saliency": _record(saliency, {"images": 2}, {"rank_correlation": 0.5, "top_iou": 0.4}, 0),
     }
 
 

@@ -111,6 +111,10 @@ def test_class_page_loads_cleanly_and_lightbox_uses_keyboard(browser, atlas):
     assert page.evaluate("document.activeElement.classList.contains('zoom')")
     page.click("a[href='#topics']")
     assert page.evaluate("location.hash") == "#topics"
+    # the diagnostics sections: the pre-images' error table, the neighbours each way, the overlays
+    assert page.locator("#preimages table.step-numbers tbody tr").count() == 9
+    assert page.locator("#neighbours .retrieved img").count() == 12
+    assert page.locator("#saliency .strip figure").count() == 6 and page.locator("#fc7map figure img").count() == 1
     assert watched.problems == []
     watched.close()
 

@@ -77,6 +77,20 @@ def test_every_method_runs_on_a_pooled_net(ctx):
     assert math.isfinite(inverted.pictures[-1].numbers["feature_error"])
 
 
+def test_the_diagnostics_run_on_a_pooled_net(ctx):
+    """Pre-images and caricatures at the levels a pooled net has; Grad-CAM at its last map."""
+    from generator.methods import caricatures, fc7map, neighbours, preimages, saliency
+
+    inverted = preimages.run(ctx, {"iterations": 2})
+    assert inverted.numbers["layers"] == ["pool5", "fc7", "fc8"]
+    assert all(math.isfinite(v) for v in inverted.numbers["feature_error"].values())
+    amplified = caricatures.run(ctx, {"iterations": 2, "layers": "conv3,pool5,fc7"})
+    assert amplified.numbers["layers"] == ["pool5", "fc7"]
+    maps = saliency.run(ctx, {"images": 1})
+    assert maps.pictures[2].image.shape == (3, SIZE, SIZE) and maps.pictures[2].meta["map"] == "gradcam"
+    assert len(neighbours.run(ctx, {"queries": 1}).pictures) == 1 and len(fc7map.run(ctx, {}).pictures) == 1
+
+
 def test_completion_with_a_topic_style_on_a_pooled_net(ctx):
     style = topics.topic_masks_for(ctx.pathway, ctx.features.fc7, k=2)
     image, box = ctx.images[0], (20, 24, 40, 32)

@@ -187,6 +187,59 @@ class InversionParams:
     schedule: Literal["cosine", "step", "constant"] = param("cosine")
 
 
+@dataclass(frozen=True)
+class PreimagesParams:
+    """Mahendran & Vedaldi's pre-images (alpha-norm + TV, data term ||phi(x) - phi0||^2 / ||phi0||^2);
+    the weights are for images in [0, 1] with regularizers as means over pixels."""
+
+    images: int = param(1, at_least=1, at_most=100, help="invert the class's first `images` images")
+    # alexnet-slim, church image 0, 150 steps: tv 30 + jitter 2 reach conv3-pool5 errors of 0.12-0.20,
+    # tv 10 without jitter 0.14-0.34 and pictures of noise (tv 2: noise at every layer past conv2)
+    iterations: int = param(200, at_least=1, at_most=100_000)
+    lr: float = param(0.05, above=0)
+    tv: float = param(30.0, at_least=0, help="weight of squared TV (M&V's beta = 2)")
+    alpha_norm: float = param(100.0, at_least=0, help="weight of the alpha-norm (alpha = 6) around the mean colour")
+    jitter: int = param(2, at_least=0, at_most=64, help="random roll (pixels) each step")
+
+
+@dataclass(frozen=True)
+class CaricaturesParams:
+    """M&V's caricatures: from the image itself, maximize <phi(x), phi0> / ||phi0||^2 with the
+    same regularizers as the pre-images."""
+
+    images: int = param(1, at_least=1, at_most=100, help="caricature the class's first `images` images")
+    layers: str = param("conv3,conv5,fc7", help="comma list of layers (those the net lacks are skipped)")
+    iterations: int = param(100, at_least=1, at_most=100_000)
+    lr: float = param(0.02, above=0)
+    tv: float = param(30.0, at_least=0)
+    alpha_norm: float = param(100.0, at_least=0)
+    jitter: int = param(2, at_least=0, at_most=64)
+
+
+@dataclass(frozen=True)
+class NeighboursParams:
+    queries: int = param(3, at_least=1, at_most=100, help="query images shown (numbers use every image)")
+    k: int = param(5, at_least=1, at_most=100, help="neighbours each way")
+    topics: int = param(5, at_least=1, at_most=100, help="NMF topics of fc7 that say whether a neighbour shares "
+                        "the query's style (the topics method's default k)")
+
+
+@dataclass(frozen=True)
+class Fc7MapParams:
+    method: Literal["tsne"] = param("tsne", help="2-D embedding (scikit-learn's t-SNE)")
+    perplexity: float = param(15.0, above=0, help="t-SNE perplexity (capped at (images - 1) / 3)")
+    topics: int = param(5, at_least=1, at_most=100, help="NMF topics that colour the borders")
+    cell: int = param(56, at_least=8, at_most=256, help="side of a thumbnail in the map (pixels)")
+
+
+@dataclass(frozen=True)
+class SaliencyParams:
+    images: int = param(4, at_least=1, at_most=1000, help="the class images with the highest class score")
+    patch: float = param(0.2, above=0, at_most=1, help="occluder side, a fraction of the input side")
+    stride: float = param(0.1, above=0, at_most=1, help="occluder step, a fraction of the input side")
+    top: float = param(0.2, above=0, at_most=1, help="top fraction of pixels compared between the two maps")
+
+
 # ---------------------------------------------------------------------------------------------
 # Layouts and claims: how the site arranges a method's pictures, what the claims page measures
 
@@ -199,9 +252,11 @@ class Layout:
     "topic-rows" (each picture beside its meta.retrieved class images), "table" (meta
     `rows` x `columns`), "strips" (one strip per meta.image: the picture whose meta `step`
     is in `leading`, then the others in the order the method recorded in numbers[`steps`],
-    else `order`). `titles` names pictures by key (pair) or step value (strips)."""
+    else `order`; `numbers` adds a table of the steps' numbers), "neighbours" (each picture, a
+    query image, beside the class images listed in its meta `fc7` and `pixel`). `titles` names
+    pictures by key (pair) or step value (strips)."""
 
-    kind: Literal["pair", "grid", "topic-rows", "table", "strips"]
+    kind: Literal["pair", "grid", "topic-rows", "table", "strips", "neighbours"]
     order: tuple[str, ...] = ()
     titles: Mapping[str, str] = field(default_factory=dict)
     step: str = ""  # strips: the meta field that names a picture's place in its strip
@@ -213,6 +268,8 @@ class Layout:
     row_title: str = "{}"  # table: a row's title from its number
     column_title: str = "{}"
     note: str = ""  # table: its caption
+    numbers: Mapping[str, str] = field(default_factory=dict)  # strips: picture numbers shown as an HTML table
+    # under each strip (number name -> column title), one row per step
 
 
 @dataclass(frozen=True)
@@ -315,6 +372,41 @@ METHODS: tuple[MethodSpec, ...] = (
                       titles={"original": "Original", "retrieved": "[7] retrieved-patch average",
                               "rand": "[8]+rand: random init", "avg": "[8]+[7]: init from the average",
                               "prior": "ours: the patch prior"}),
+    ),
+    MethodSpec(
+        name="preimages", title="Pre-images at every layer", version=1, params=PreimagesParams,
+        summary="Mahendran & Vedaldi's natural pre-images: from noise, an image whose features at one layer match "
+        "the class image's (alpha-norm + TV). The table gives each layer's normalized feature error "
+        "||phi(x) - phi0||^2 / ||phi0||^2 and the pixel error ||x - x0|| / ||x0||.",
+        layout=Layout("strips", step="layer", steps="layers", leading=("original",), titles={"original": "Original"},
+                      numbers={"feature_error": "feature error ||φ(x)−φ0||²/||φ0||²",
+                               "pixel_error": "pixel error ||x−x0||/||x0||"}),
+    ),
+    MethodSpec(
+        name="caricatures", title="Caricatures", version=1, params=CaricaturesParams,
+        summary="Starting from the class image, amplify its own activations at one layer (maximize "
+        "<phi(x), phi0> / ||phi0||^2, alpha-norm + TV): what that layer sees in the image, exaggerated.",
+        layout=Layout("strips", step="layer", steps="layers", leading=("original",), titles={"original": "Original"},
+                      step_title="Caricature at {}"),
+    ),
+    MethodSpec(
+        name="neighbours", title="Nearest neighbours: fc7 vs pixels", version=1, params=NeighboursParams,
+        summary="Each query's nearest class images in fc7 (cosine) and in raw pixels (L2), via faiss: fc7 "
+        "neighbours share what the picture shows, pixel neighbours share colour and layout.",
+        layout=Layout("neighbours"),
+    ),
+    MethodSpec(
+        name="fc7map", title="fc7 map", version=1, params=Fc7MapParams,
+        summary="The class's images laid out by a 2-D t-SNE of their fc7 codes, snapped to a grid; each border "
+        "is coloured by the image's NMF topic.",
+        layout=Layout("pair", order=("map",)),
+    ),
+    MethodSpec(
+        name="saliency", title="Occlusion and Grad-CAM", version=1, params=SaliencyParams,
+        summary="Which pixels carry the class score: the score's drop when a grey square hides each region "
+        "(occlusion), and Grad-CAM at pool5 (the last feature map), on the images the class scores highest.",
+        layout=Layout("strips", step="map", leading=("original",), order=("occlusion", "gradcam"),
+                      titles={"original": "Image", "occlusion": "Occlusion", "gradcam": "Grad-CAM (pool5)"}),
     ),
 )
 REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in METHODS}

@@ -1,5 +1,5 @@
 """What the methods share: their engine settings and problems, the class's patch database,
-and the fc7 space in which they compare pictures with real images. Methods import each other
+the fc7 space in which they compare pictures with real images, and its NMF topics. Methods import each other
 never; what two of them need lives here."""
 from __future__ import annotations
 
@@ -98,3 +98,26 @@ def mean_pairwise(distances: Tensor) -> float:
     if n < 2:
         return 0.0
     return float((distances.sum() - distances.diagonal().sum()) / (n * (n - 1)))
+
+
+def fit_nmf(fc7: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """basis (K, D), loadings (K, N) with fc7 ~ loadings.T @ basis. Deterministic: nndsvda
+    init (SVD-based, no randomness for a given input) and a fixed random_state."""
+    import numpy as np
+    from sklearn.decomposition import NMF
+
+    data = fc7.detach().double().cpu().numpy()
+    if data.shape[0] < k:
+        raise ValueError(f"topics: {k} topics need at least {k} images, got {data.shape[0]}")
+    if not np.isfinite(data).all() or (data < 0).any():
+        raise ValueError("topics: fc7 must be finite and non-negative (post-ReLU) for NMF")
+    model = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=1000, tol=1e-5)
+    loadings = model.fit_transform(data)  # (N, K)
+    return torch.from_numpy(model.components_).float(), torch.from_numpy(loadings.T.copy()).float()
+
+
+def topic_of_each_image(fc7: Tensor, k: int, seed: int = 0) -> list[int]:
+    """Each image's strongest NMF topic (0-based), as the topics method numbers them: the
+    diagnostics colour and compare images by it. k is capped at the number of images."""
+    _, loadings = fit_nmf(fc7, min(k, fc7.shape[0]), seed)
+    return loadings.argmax(0).tolist()

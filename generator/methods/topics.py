@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import nnls
-from sklearn.decomposition import NMF
 from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, fit_nmf
 from generator.pathway import Pathway
 
 SPEC = spec("topics")
@@ -45,19 +44,6 @@ class TopicModel:
     def assignments(self) -> list[int]:
         """Each image's strongest topic (argmax of its loadings)."""
         return self.loadings.argmax(0).tolist()
-
-
-def fit_nmf(fc7: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """basis (K, D), loadings (K, N) with fc7 ~ loadings.T @ basis. Deterministic: nndsvda
-    init (SVD-based, no randomness for a given input) and a fixed random_state."""
-    data = fc7.detach().double().cpu().numpy()
-    if data.shape[0] < k:
-        raise ValueError(f"topics: {k} topics need at least {k} images, got {data.shape[0]}")
-    if not np.isfinite(data).all() or (data < 0).any():
-        raise ValueError("topics: fc7 must be finite and non-negative (post-ReLU) for NMF")
-    model = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=1000, tol=1e-5)
-    loadings = model.fit_transform(data)  # (N, K)
-    return torch.from_numpy(model.components_).float(), torch.from_numpy(loadings.T.copy()).float()
 
 
 def topic_mask(
