@@ -9,6 +9,7 @@ layers keep less of the pixels (the pixel error rises) while the feature error c
 """
 from __future__ import annotations
 
+from statistics import fmean as mean
 from typing import Any
 
 import torch
@@ -73,7 +74,6 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 numbers={"feature_error": error, "pixel_error": distance},
                 meta={"image": i, "layer": name, "diverged": solution.diverged},
             ))
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
     numbers: dict[str, Any] = {
         "layers": list(layers),
         "feature_error": {name: mean(v) for name, v in feature.items()},
