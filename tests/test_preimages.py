@@ -92,9 +92,10 @@ def test_reported_errors_match_an_independent_measurement(tiny_context):
 
 def test_optimizing_lowers_the_feature_error(tiny_context):
     ctx = tiny_context(n=1)
-    short = preimages.run(ctx, {"iterations": 1, "jitter": 0})
-    longer = preimages.run(ctx, {"iterations": 30, "jitter": 0})
-    for name in ("conv2", "pool5", "fc7"):
+    weak = {"jitter": 0, "tv": 1.0}  # the tiny random net's deep codes are nearly matched by any smooth image
+    short = preimages.run(ctx, {"iterations": 1, **weak})
+    longer = preimages.run(ctx, {"iterations": 30, **weak})
+    for name in ("conv1", "conv2", "pool5"):
         assert longer.numbers["feature_error"][name] < 0.5 * short.numbers["feature_error"][name], name
 
 
