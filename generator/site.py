@@ -254,7 +254,8 @@ def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture]
         rows.append({"image": by_index.get(image), "lead": leading[0] if leading else None, "steps": titled,
                      "table": _step_table(layout, titled)})
     lead_title = next((layout.titles[name] for name in layout.leading if name in layout.titles), "")
-    return {"rows": rows, "lead_title": lead_title, "columns": list(layout.numbers.values())}
+    return {"rows": rows, "lead_title": lead_title, "columns": list(layout.numbers.values()),
+            "step_name": layout.step or "step"}
 
 
 def _step_table(layout: Layout, titled: list[tuple[Picture, str | None]]) -> list[tuple[str, list[Any]]]:

@@ -64,7 +64,7 @@ def test_the_preimage_errors_are_a_table_with_a_row_per_layer(atlas):
     parser.feed(section(html, "preimages"))
     (table,) = [t for t in parser.tables if "step-numbers" in t["class"]]
     assert "Pre-images at every layer" in table["caption"]
-    assert table["head"][0] == "step" and "feature error" in table["head"][1] and "pixel error" in table["head"][2]
+    assert table["head"][0] == "layer" and "feature error" in table["head"][1] and "pixel error" in table["head"][2]
     assert [row[0] for row in table["rows"]] == ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"]
     assert table["rows"][0][1:] == ["0.01", "0.2"] and table["rows"][-1][1:] == ["0.17", "0.6"]
 
