@@ -34,7 +34,8 @@ def valid(tiny_world, wnids) -> tuple[Path, dict]:
         "images": {"source": "folder", "root": str(root / "images"), "per_class": 3, "split": "train"},
         "classes": [wnids[0], {"id": wnids[1], "name": "Second", "methods": {"topics": {"k": 2}}}, "cassette player"],
         "methods": {"topics": {"k": 3}, "location": {"enabled": False}, "ensemble": {"enabled": False},
-                    "hierarchy": {"enabled": False}, "inversion": {"enabled": False}},
+                    "hierarchy": {"enabled": False}, "inversion": {"enabled": False},
+                    **{name: {"enabled": False} for name in ("preimages", "caricatures", "neighbours", "fc7map", "saliency")}},
         "output": "site", "device": "cpu", "seed": 1,
     }
     for command in (["list"], ["build", "--dry-run"]):  # the unmutated catalog works: mutations start valid

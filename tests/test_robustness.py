@@ -45,7 +45,8 @@ def catalog_text(root: Path, **fields: str) -> str:
               "images": f"{{root: '{root / 'images'}', per_class: 3}}",
               "classes": f"[{', '.join(WNIDS)}]", "output": "site", "engine": "{iterations: 2}",
               "methods": "{location: {enabled: false}, ensemble: {enabled: false}, hierarchy: {enabled: false}, "
-                         "inversion: {enabled: false}}"} | fields
+                         "inversion: {enabled: false}, preimages: {enabled: false}, caricatures: {enabled: false}, "
+                         "neighbours: {enabled: false}, fc7map: {enabled: false}, saliency: {enabled: false}}"} | fields
     return "".join(f"{key}: {value}\n" for key, value in values.items())
 
 
