@@ -96,10 +96,12 @@ class BuildReport:
     images_skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (class id, file, reason)
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
     dry_run: bool = False
+    units: Any = None  # the unit atlas step: units_run.UnitsOutcome when it ran or failed
+    units_planned: str | None = None  # why the unit step is (or would be) run; None: fresh or not selected
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not (self.units is not None and self.units.failed)
 
     def summary(self) -> str:
         """A plain-text table of what ran / was fresh / failed, then failures and skipped images."""
@@ -125,7 +127,18 @@ class BuildReport:
             lines += ["", f"images skipped ({len(self.images_skipped)}):"]
             lines += [f"  {c} {Path(path).name}: {reason}" for c, path, reason in self.images_skipped]
         lines += ["", f"{len(done)} {ran_title}, {len(self.skipped)} fresh, {len(self.failed)} failed"]
+        lines += self._units_lines()
         return "\n".join(lines)
+
+    def _units_lines(self) -> list[str]:
+        if self.units is not None and self.units.failed:
+            return [f"units failed: {self.units.failed}"]
+        if self.units is not None:
+            return [f"units: {self.units.seconds:.1f} s ({self.units.solved} pictures solved, "
+                    f"{self.units.reused} reused)"]
+        if self.units_planned:
+            return [f"units would run: {self.units_planned}"]
+        return []
 
     def add(self, outcome: "ClassOutcome") -> None:
         self.ran += [(outcome.class_id, m) for m in outcome.ran]
@@ -482,7 +495,12 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
     build holds it); everything that goes wrong inside one class is in the report instead.
     """
     report = BuildReport(dry_run=dry_run)
+    only = None if only is None else [str(item) for item in only]
+    with_units = catalog.units.enabled and shard is None and (not only or "units" in only)
+    units_only = bool(only) and all(item == "units" for item in only)
+    only = None if only is None else [item for item in only if item != "units"]
     entries, methods, unknown = select(catalog, only, shard)
+    entries = [] if units_only else entries
     report.failed += [(name, None, "not a class of the catalog nor a method name") for name in unknown]
     output = Path(catalog.output)
     lock = None if dry_run else store.BuildLock(output, shard).acquire()
@@ -497,6 +515,9 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
                 plans.append(plan_class(catalog, entry, keys, methods, force))
             except Exception as exc:  # e.g. an unreadable image folder: this class only
                 report.failed.append((entry.id, None, _message(exc)))
+        units_plan = _plan_units(catalog, keys, force) if with_units else None
+        if units_plan is not None and units_plan.reasons:
+            report.units_planned = "; ".join(units_plan.reasons)
         if not dry_run:
             digests.save()
         for plan in plans:
@@ -511,11 +532,25 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
                     else _run_all(catalog, todo, keys.model_digest, workers, progress))
         for outcome in outcomes:
             report.add(outcome)
+        if units_plan is not None and units_plan.reasons:
+            from generator.units_run import run_units
+
+            report.units = run_units(catalog, units_plan, keys.model_digest, progress)
         _publish_truth(catalog, output)
     finally:
         if lock is not None:
             lock.release()
     return report
+
+
+def _plan_units(catalog: Catalog, keys: KeyMaker, force: bool):
+    """The unit step's plan: its key covers every class and its images, like a method's."""
+    from generator import units
+
+    classes = [{"id": e.id, "name": e.name, "index": e.index, "slug": e.slug, "images": keys.images_digest(e)}
+               for e in catalog.classes]
+    return units.plan(catalog.units, model=keys.model_digest, classes=classes, seed=catalog.seed,
+                      engine=keys.engine_digest, prior=keys.prior_digest, output=Path(catalog.output), force=force)
 
 
 def _run_all(catalog: Catalog, plans: list[ClassPlan], model_digest: str, workers: int, progress: bool):

@@ -26,6 +26,7 @@ from generator.errors import CatalogError
 from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
 from generator.modelspec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, is_weights_path
 from generator.store import unsafe_output
+from generator.units import UnitsParams
 
 IMAGE_SOURCES = ("folder", "imagenette", "demo")
 IMAGENETTE_ROOT = "~/.cache/atlas/imagenette"
@@ -68,6 +69,7 @@ class Catalog:
     device: str  # "cpu" | "cuda" | "cuda:N" | "mps" | "auto"
     seed: int = 0
     prior: PriorParams = field(default_factory=PriorParams)  # the class's patch database (`prior:`)
+    units: UnitsParams = field(default_factory=UnitsParams)  # the unit atlas (`units:`, generator/units.py)
 
     def enabled_methods(self, entry: ClassEntry | None = None) -> list[str]:
         """Method names switched on (for one class, with its overrides), in the canonical order."""
@@ -321,7 +323,8 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
                   flags: dict[str, str] | None = None) -> Catalog:
     """Validate an already-parsed catalog mapping (the part of load_catalog after YAML)."""
     check = _Checker(label, flags or {})
-    top = check.mapping(raw, "", ("model", "images", "classes", "prior", "methods", "engine", "output", "device", "seed"),
+    top = check.mapping(raw, "", ("model", "images", "classes", "prior", "methods", "engine", "output", "device", "seed",
+                                  "units"),
                         required=("model", "images", "classes"))
     model = _parse_model(check, top.get("model"), base)
     images = _parse_images(check, top.get("images"), base)
@@ -329,6 +332,7 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
     classes = _parse_classes(check, top.get("classes"), model, methods)
     engine = _parse_engine(check, top.get("engine"))
     prior = _parse_params(check, PriorParams, check.mapping(top.get("prior"), "prior", param_names(PriorParams)), "prior")
+    units = _parse_params(check, UnitsParams, check.mapping(top.get("units"), "units", param_names(UnitsParams)), "units")
     output_value = str(check.typed(top.get("output", "site"), "output", str, "a folder path"))
     unsafe = unsafe_output(output_value) or unsafe_output(_resolve_path(output_value, base))
     if unsafe:
@@ -340,7 +344,7 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
         raise check.fail("device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     seed = check.typed(top.get("seed", 0), "seed", int, "an integer")
     return Catalog(path=path, model=model, images=images, classes=classes, methods=methods,
-                   engine=engine, output=output, device=device, seed=seed, prior=prior)
+                   engine=engine, output=output, device=device, seed=seed, prior=prior, units=units)
 
 
 def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:

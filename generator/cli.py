@@ -103,9 +103,10 @@ def _parse_only(only: list[str] | None) -> list[str] | None:
     if not only:
         return None
     names = [name.strip() for item in only for name in item.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHOD_NAMES]
+    known = (*METHOD_NAMES, "units")  # units: the unit atlas step (generator/units.py)
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UsageError(f"--only: unknown method {unknown[0]!r}; known: {', '.join(METHOD_NAMES)}")
+        raise UsageError(f"--only: unknown method {unknown[0]!r}; known: {', '.join(known)}")
     return names
 
 
@@ -122,7 +123,7 @@ def build(
     output: OutputOpt = None,
     seed: SeedOpt = None,
     per_class: PerClassOpt = None,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these methods (repeat, or comma list).")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these methods, or `units` (repeat, or comma list).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute even what is up to date.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run, run nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Build only shard i of n (i/n, from 0), for cluster array jobs.")] = None,

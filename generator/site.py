@@ -468,6 +468,8 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     claims, inversion = _measure(output, [manifest for _, manifest in manifests])
     model = classes[0].model
     common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name"))}
+    units_manifest, unit_links = _units(output)
+    common["has_units"] = units_manifest is not None
 
     def write(path: Path, template: str, root: str, **context: Any) -> None:
         html = env.get_template(template).render(root=root, **common, **context)
@@ -484,8 +486,21 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     write(output / "claims.html", "claims.html", "", page="claims",
           claims=_claims_view(claims, names), inversion=_inversion_view(inversion))
     for page in classes:
-        write(output / "classes" / page.slug / "index.html", "class.html", "../../", page="class", cls=page)
+        write(output / "classes" / page.slug / "index.html", "class.html", "../../", page="class", cls=page,
+              unit_links=unit_links.get(page.slug, []))
+    if units_manifest is not None:
+        from generator import units_site
+
+        units_site.render_units(output, env, common, units_manifest)
     return output / "index.html"
+
+
+def _units(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The unit atlas's manifest (None without one) and, per class slug, the units that matter for it."""
+    from generator import units_site
+
+    manifest = units_site.load(output)
+    return manifest, units_site.class_links(manifest)
 
 
 class _SiteHandler(http.server.SimpleHTTPRequestHandler):

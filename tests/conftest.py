@@ -143,3 +143,13 @@ def pages():
 def parse():
     """sitefixture.parse(path) -> a PageChecker (balance errors, links, images, ids, text)."""
     return sitefixture.parse
+
+
+@pytest.fixture
+def units_world(tiny_world):
+    """The tiny build world with the unit atlas on, sized to take seconds (3 steps, top 4)."""
+    import dataclasses
+
+    from generator.units import UnitsParams
+
+    return dataclasses.replace(tiny_world, units=UnitsParams(iterations=3, top_k=4, per_class=2))

@@ -19,6 +19,7 @@ from generator import build as build_module
 from generator.catalog import Catalog, ClassEntry, ImageSpec, ModelSpec
 from generator.methods import ClassContext, MethodResult, MethodSpec, Picture, spec
 from generator.pathway import Pathway
+from generator.units import UnitsParams
 
 # ---------------------------------------------------------------------------------------------
 # Tiny nets and images
@@ -152,7 +153,8 @@ def world_catalog(root: Path, images_per_class: int = 3) -> Catalog:
                    images=ImageSpec(source="folder", root=root / "images", per_class=images_per_class),
                    classes=classes, methods={"classviz": {"enabled": True, "level": 0.5},
                                              "topics": {"enabled": True, "k": 2}},
-                   engine={"iterations": 3}, output=root / "site", device="cpu", seed=0)
+                   engine={"iterations": 3}, output=root / "site", device="cpu", seed=0,
+                   units=UnitsParams(enabled=False))  # the unit atlas's tests switch it on (units_world)
 
 
 def write_weights(path: Path, seed: int) -> None:

@@ -1,0 +1,122 @@
+"""The unit atlas's declared part: its catalog section, its artifact key and its manifest.
+
+The unit atlas (issue 14) gives single units a page each: every pool5 channel and the fc6/fc7
+units that matter most for each catalog class, with their top dataset patches, their
+visualization through the engine and, for pool5, Xia et al.'s per-filter texture. Unlike the
+methods it looks across all classes at once, so it is one build step of its own, keyed like a
+method (`UnitsInputs`) and recorded in `units/manifest.json`. This module is torch-free (the
+catalog validates `units:` with it); the work is in `units_run.py`, the pages in `units_site.py`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator import store
+from generator.methods import param
+
+VERSION = 1  # bump when the unit step's output changes
+FOLDER = "units"  # <output>/units/: manifest.json, <layer>/<index>.html, <layer>/img/
+MANIFEST = "manifest.json"
+LAYERS = ("pool5", "fc6", "fc7")
+SELECTIVITY = ("class selectivity = (a_top - a_rest) / (|a_top| + |a_rest|), where a_top is the unit's mean "
+               "activation over the images of the class it responds to most and a_rest its mean over the other "
+               "classes' means (pool5: each image's maximum over positions); 0: responds alike to every class, "
+               "1: to one class only")
+
+
+@dataclass(frozen=True)
+class UnitsParams:
+    """The catalog's `units:` section."""
+
+    enabled: bool = param(True, help="build the unit atlas")
+    pool5: bool = param(True, help="a page for every pool5 channel")
+    per_class: int = param(8, at_least=0, at_most=1000, help="fc6/fc7 units per class (by the class's mean "
+                                                               "activation above the other classes'); 0: none")
+    top_k: int = param(9, at_least=1, at_most=64, help="dataset patches per unit")
+    iterations: int = param(40, at_least=1, at_most=100_000, help="optimizer steps of each unit visualization")
+    prior: bool = param(True, help="also visualize each unit with a patch prior from its top images")
+    textures: bool = param(True, help="Xia et al.'s per-filter texture for each pool5 channel")
+    batch: int = param(64, at_least=1, at_most=4096, help="problems per solve call (memory: ~6 MB each at 224 px)")
+
+
+@dataclass(frozen=True)
+class UnitsInputs:
+    """What the unit step's output depends on, one digest per input (so --dry-run names it)."""
+
+    params: str
+    version: int
+    model: str
+    classes: str  # every class entry and its image listing, in catalog order
+    seed: int
+    engine: str
+    prior: str  # the catalog's `prior:` (the prior variant's databases use its patch size etc.)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        return store.digest(self.as_dict())
+
+    def changed(self, recorded: dict[str, Any] | None) -> list[str]:
+        now = self.as_dict()
+        return [name for name, value in now.items() if not recorded or recorded.get(name) != value]
+
+
+@dataclass
+class UnitsPlan:
+    inputs: UnitsInputs
+    reasons: list[str]  # empty: fresh
+    manifest: dict[str, Any] | None  # the one on disk
+
+    @property
+    def key(self) -> str:
+        return self.inputs.key()
+
+
+def folder(output: Path) -> Path:
+    return Path(output) / FOLDER
+
+
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    """`units/manifest.json`, or None when missing, unreadable or of another shape."""
+    raw = store.read_json(folder(output) / MANIFEST)
+    ok = isinstance(raw, dict) and isinstance(raw.get("layers"), dict) and isinstance(raw.get("key"), str)
+    return raw if ok else None
+
+
+def manifest_files(manifest: dict[str, Any] | None) -> list[str]:
+    """Every file (relative to units/) a units manifest points at."""
+    if not manifest:
+        return []
+    files = []
+    for layer in manifest.get("layers", {}).values():
+        for unit in layer.get("units", []) if isinstance(layer, dict) else []:
+            for item in [*unit.get("patches", []), *unit.get("pictures", [])]:
+                files += [item[name] for name in ("file", "thumb") if isinstance(item.get(name), str)]
+    conv1 = manifest.get("conv1")
+    if isinstance(conv1, dict) and isinstance(conv1.get("file"), str):
+        files.append(conv1["file"])
+    return files
+
+
+def plan(params: UnitsParams, *, model: str, classes: list[dict[str, Any]], seed: int, engine: str,
+         prior: str, output: Path, force: bool) -> UnitsPlan:
+    """Fresh when the recorded key matches and every file it names is there (stats only)."""
+    options = {k: v for k, v in dataclasses.asdict(params).items() if k != "enabled"}
+    inputs = UnitsInputs(params=store.digest(options), version=VERSION, model=model,
+                         classes=store.digest(classes), seed=seed, engine=engine, prior=prior)
+    manifest = read_manifest(output)
+    if force:
+        reasons = ["forced (--force)"]
+    elif manifest is None:
+        reasons = ["not built yet"]
+    elif manifest["key"] != inputs.key():
+        reasons = [f"{name} changed" for name in inputs.changed(manifest.get("inputs"))] or ["key changed"]
+    else:
+        base = folder(output)
+        missing = [f for f in manifest_files(manifest) if not (base / f).is_file()]
+        reasons = [f"missing files ({missing[0]}{', ...' if len(missing) > 1 else ''})"] if missing else []
+    return UnitsPlan(inputs=inputs, reasons=reasons, manifest=manifest)

@@ -1,0 +1,105 @@
+"""The unit atlas's pages, from `units/manifest.json` alone (no image is opened: the build
+records every size): `units/index.html` (the layers and the conv1 filters), one index per layer
+sorted by class selectivity (`units/<layer>/index.html`) and one page per unit
+(`units/<layer>/<index>.html`, stable URLs with previous/next in the layer's unit order).
+
+Pages whose HTML did not change are not rewritten, so `atlas render` of an atlas with hundreds
+of unit pages costs the templating, not hundreds of fsyncs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from generator import store
+from generator.units import FOLDER, SELECTIVITY, read_manifest
+
+LAYER_TITLES = {"pool5": "pool5 channels", "fc6": "fc6 units", "fc7": "fc7 units"}
+
+
+def _safe(path: Any) -> str | None:
+    """A manifest path fit for an href under units/: relative, no `..`."""
+    from generator.site import _asset_path
+
+    return _asset_path(path)
+
+
+@dataclass
+class UnitLink:
+    layer: str
+    index: int
+    href: str  # relative to the site root
+    selectivity: float
+
+
+def load(output: Path) -> dict[str, Any] | None:
+    """The units manifest with its paths checked, or None when there is none."""
+    manifest = read_manifest(output)
+    if manifest is None:
+        return None
+    for layer in manifest["layers"].values():
+        units = [u for u in layer.get("units", []) if isinstance(u, dict) and isinstance(u.get("index"), int)]
+        for unit in units:
+            for item in [*unit.get("patches", []), *unit.get("pictures", [])]:
+                item["src"] = _safe(item.get("thumb") or item.get("file"))
+                item["href"] = _safe(item.get("file"))
+        layer["units"] = units
+    return manifest
+
+
+def class_links(manifest: dict[str, Any] | None) -> dict[str, list[UnitLink]]:
+    """class slug -> the units that matter for it (its pool5 channels and fc units with pages)."""
+    if not manifest:
+        return {}
+    pages = {(name, u["index"]): u for name, layer in manifest["layers"].items() for u in layer["units"]}
+    links: dict[str, list[UnitLink]] = {}
+    for entry in manifest.get("classes", []):
+        found = []
+        for layer, indices in (entry.get("units") or {}).items():
+            for index in indices:
+                unit = pages.get((layer, index))
+                if unit is not None:
+                    found.append(UnitLink(layer, index, f"{FOLDER}/{layer}/{index}.html", unit["selectivity"]))
+        links[str(entry.get("slug"))] = found
+    return links
+
+
+def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """Write the unit pages; returns how many HTML files were (re)written."""
+    base = Path(output) / FOLDER
+    written = 0
+
+    def write(path: Path, template: str, root: str, **context: Any) -> None:
+        nonlocal written
+        html = env.get_template(template).render(root=root, **common, **context).encode("utf-8", "replace")
+        try:
+            if path.is_file() and path.read_bytes() == html:
+                return
+        except OSError:
+            pass
+        store.atomic_write(path, html)
+        written += 1
+
+    names = {c.get("slug"): c.get("name") for c in manifest.get("classes", [])}
+    layers = [(name, LAYER_TITLES.get(name, name), layer) for name, layer in manifest["layers"].items() if layer["units"]]
+    conv1 = manifest.get("conv1")
+    conv1 = dict(conv1, src=_safe(conv1.get("file"))) if isinstance(conv1, dict) else None
+    write(base / "index.html", "units.html", "../", page="units", layers=layers, absent=manifest.get("absent", {}),
+          conv1=conv1, selectivity=SELECTIVITY, manifest=manifest)
+    for name, title, layer in layers:
+        units = layer["units"]
+        write(base / name / "index.html", "unit_index.html", "../../", page="units", layer=name, title=title,
+              units=units, total=layer.get("count"), names=names, selectivity=SELECTIVITY)
+        for i, unit in enumerate(units):
+            write(base / name / f"{unit['index']}.html", "unit.html", "../../", page="units", layer=name, title=title,
+                  unit=unit, prev=units[i - 1] if i else None, next=units[i + 1] if i + 1 < len(units) else None,
+                  rank=i + 1, count=len(units), names=names, selectivity=SELECTIVITY)
+    return written
+
+
+def render(output: Path, env: Any, common: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
+    """The unit pages when the build made a unit atlas (called by site.render)."""
+    manifest = load(output)
+    if manifest is not None:
+        render_units(output, env, common, manifest)
