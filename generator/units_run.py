@@ -377,7 +377,7 @@ def _jobs(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, layers
     """Every picture the units need, with its content key."""
     params: UnitsParams = catalog.units
     common = {"version": VERSION, "model": plan.inputs.model, "engine": plan.inputs.engine,
-              "seed": catalog.seed, "iterations": params.iterations, "batch": params.batch}
+              "seed": catalog.seed, "iterations": params.iterations, "lr": params.lr, "batch": params.batch}
     jobs = []
     for layer in layers.values():
         for unit in layer["units"]:
@@ -428,7 +428,7 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
                 outcome: UnitsOutcome, progress: bool) -> None:
     """Reuse what the old manifest has on disk; solve the rest, `batch` problems per call."""
     params: UnitsParams = catalog.units
-    settings = settings_from(catalog.engine, iterations=params.iterations)
+    settings = settings_from(catalog.engine, iterations=params.iterations, lr=params.lr)
     old = {}
     for layer in (plan.manifest or {}).get("layers", {}).values():
         for unit in layer.get("units", []):

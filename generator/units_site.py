@@ -41,9 +41,9 @@ def load(output: Path) -> dict[str, Any] | None:
     for layer in manifest["layers"].values():
         units = [u for u in layer.get("units", []) if isinstance(u, dict) and isinstance(u.get("index"), int)]
         for unit in units:
-            for item in [*unit.get("patches", []), *unit.get("pictures", [])]:
-                item["src"] = _safe(item.get("thumb") or item.get("file"))
-                item["href"] = _safe(item.get("file"))
+            for item in [*unit.get("patches", []), *unit.get("pictures", [])]:  # as seen from units/<layer>/
+                src, href = _safe(item.get("thumb") or item.get("file")), _safe(item.get("file"))
+                item["src"], item["href"] = src and f"../{src}", href and f"../{href}"
         layer["units"] = units
     return manifest
 

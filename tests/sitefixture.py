@@ -327,4 +327,4 @@ def parse(path: Path) -> PageChecker:
 
 def pages(output: Path) -> list[Path]:
     return [output / "index.html", output / "methods.html", output / "claims.html",
-            *sorted((output / "classes").glob("*/index.html"))]
+            *sorted((output / "classes").glob("*/index.html")), *sorted((output / "units").rglob("*.html"))]

@@ -203,3 +203,57 @@ def test_a_1000_class_index_pages_searches_and_sorts_cleanly(browser, atlas_1000
     assert page.locator("a[rel=prev]").inner_text().endswith("curly-coated retriever")
     assert watched.problems == []
     watched.close()
+
+
+@pytest.fixture(scope="module")
+def units_atlas(tmp_path_factory) -> Path:
+    """The tiny world's atlas with its unit pages (helpers.make_world, fake class methods)."""
+    import dataclasses
+
+    import helpers
+    from generator import build as build_module
+    from generator.units import UnitsParams
+
+    with pytest.MonkeyPatch.context() as patch:
+        helpers.install_fakes(patch)
+        patch.setattr(build_module, "_PATHWAYS", {})
+        world = helpers.make_world(tmp_path_factory.mktemp("units-world"))
+        world = dataclasses.replace(world, units=UnitsParams(iterations=3, top_k=4, per_class=2))
+        report = build_module.build(world, progress=False)
+        assert report.ok and report.units.ran, report.summary()
+    site.render(world.output)
+    return world.output
+
+
+def test_unit_pages_and_layer_index_load_cleanly(browser, units_atlas):
+    index = units_atlas / "units" / "pool5" / "index.html"
+    unit = units_atlas / "units" / "pool5" / "1.html"
+    for path, least in [(index, 8), (unit, 6), (units_atlas / "units" / "index.html", 1)]:
+        watched = Watched(browser, path.as_uri())
+        lazy = watched.page.evaluate("Array.from(document.querySelectorAll('main li img, .gallery img')).map(i => i.loading)")
+        assert set(lazy) <= {"lazy"}, f"{path.name}: thumbnails not lazy-loaded"
+        images = watched.load_all_images()
+        assert len(images) >= least and all(image["width"] > 0 for image in images), images
+        alts = watched.page.evaluate("Array.from(document.querySelectorAll('main img')).map(i => i.alt.trim())")
+        assert all(alts), f"{path.name}: an image without alt text"
+        assert watched.problems == [], watched.problems
+        watched.close()
+    watched = Watched(browser, index.as_uri())
+    watched.page.fill("#unit-number", "2")
+    watched.page.keyboard.press("Enter")
+    watched.page.wait_for_url("**/units/pool5/2.html")
+    assert watched.page.locator("h1").inner_text() == "pool5 unit 2"
+    watched.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_unit_pages_text_contrast_meets_wcag_aa(browser, units_atlas, scheme):
+    selectors = ["body", ".lede", ".caption", ".summary", ".nums dt", "a", ".site-nav a", ".unit-meta", ".count", ".field"]
+    context = browser.new_context(color_scheme=scheme)
+    page = context.new_page()
+    for path in [units_atlas / "units" / "pool5" / "index.html", units_atlas / "units" / "pool5" / "0.html"]:
+        page.goto(path.as_uri())
+        for sample in page.evaluate(CONTRAST_JS, selectors):
+            ratio = contrast(sample["fg"], sample["bg"])
+            assert ratio >= 4.5, f"{path.name} {scheme}: {sample} has contrast {ratio:.2f}"
+    context.close()

@@ -6,6 +6,7 @@ in through the catalog.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -25,6 +26,7 @@ def demo_atlas(demo_world, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("demo-atlas")
     catalog = load_catalog(Path(demo_world.catalog_path), {"output": str(output)})
     catalog.engine["iterations"] = 4
+    catalog.units = dataclasses.replace(catalog.units, iterations=2, per_class=2, top_k=3)  # the unit atlas too, cheaply
     catalog.classes = catalog.classes[:3]
     catalog.classes[0].name = HOSTILE
     for entry in catalog.classes:
