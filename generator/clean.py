@@ -52,7 +52,7 @@ def clean(catalog: Catalog, dry_run: bool = False) -> list[Path]:
                 removed.append(path)
             except OSError:
                 pass
-        for folder in _class_folders(output):
+        for folder in [*_class_folders(output), output / "units"]:
             _compact_ledger(folder)
     return removed
 
@@ -79,9 +79,25 @@ def _stale(output: Path, slugs: set[str]) -> list[Path]:
         folders += [folder / Path(name).parent for name in names if "/" in name]
         if folder.name not in slugs:
             folders.append(folder)
+    files += _stale_units(output)
     files = list(dict.fromkeys(files))
     folders = [f for f in dict.fromkeys(folders) if f.is_dir() and not f.is_symlink() and _only(f, set(files))]
     return files + folders
+
+
+def _stale_units(output: Path) -> list[Path]:
+    """Unit atlas files its ledger lists and its manifest no longer names (none when the
+    manifest cannot be read: then its files are kept, as a class's are)."""
+    from generator.units import folder as units_folder
+    from generator.units import manifest_files, read_manifest
+
+    base = units_folder(output)
+    manifest = read_manifest(output)
+    if manifest is None or base.is_symlink() or not base.is_dir():
+        return []
+    names = set(store.ledger(base)) - set(manifest_files(manifest))
+    return [p for p in (store.own_file(base, name) for name in sorted(names)) if p is not None] + \
+        store.sweep_temp_files(base, dry_run=True)
 
 
 def _only(folder: Path, doomed: set[Path]) -> bool:

@@ -277,8 +277,8 @@ def run_units(catalog: Any, plan: UnitsPlan, model_digest: str, progress: bool =
         pathway = builder._pathway(catalog, model_digest)
         data = load_dataset(catalog, pathway, progress)
         manifest = _build(catalog, plan, pathway, data, outcome, progress)
-        base = Path(catalog.output) / FOLDER
-        store.write_json(manifest, base / MANIFEST)
+        manifest["seconds"] = round(time.perf_counter() - start, 3)
+        store.write_json(manifest, Path(catalog.output) / FOLDER / MANIFEST)
         outcome.ran = True
     except Exception as exc:  # the step's own failure: the classes are built regardless
         outcome.failed = builder._message(exc)
@@ -290,6 +290,7 @@ def _build(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, outco
            progress: bool) -> dict[str, Any]:
     params: UnitsParams = catalog.units
     base = Path(catalog.output) / FOLDER
+    store.sweep_temp_files(base)  # a killed step's leftovers
     store.remember(base, manifest_files(plan.manifest))
     n_classes = len(data.slugs)
     boxes = receptive_fields(pathway)
@@ -342,7 +343,7 @@ def _build(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, outco
     for layer in layers.values():
         layer["units"].sort(key=lambda u: (-u["selectivity"], u["index"]))  # the index's order
     return {"schema": 1, "key": plan.key, "version": VERSION, "inputs": plan.inputs.as_dict(),
-            "params": dataclasses.asdict(params), "selectivity": SELECTIVITY, "seconds": round(outcome.seconds, 3),
+            "params": dataclasses.asdict(params), "selectivity": SELECTIVITY,
             "input_size": pathway.input_size, "pool5_shape": list(pathway.pool5_shape),
             "classes": [{"slug": s, "name": e.name, "id": e.id, "units": per_class[s]}
                         for s, e in zip(data.slugs, catalog.classes)],

@@ -212,6 +212,20 @@ def test_changing_the_units_section_reruns_units_only(built):
         sum(2 * len(layer["units"]) for layer in first["layers"].values())
 
 
+def test_clean_drops_the_pictures_the_unit_manifest_no_longer_names(built):
+    from generator.build import clean
+
+    textures = [built.output / "units" / p["file"] for u in units_manifest(built)["layers"]["pool5"]["units"]
+                for p in u["pictures"] if p["key"] == "texture"]
+    assert textures and all(path.is_file() for path in textures)
+    fewer = dataclasses.replace(built, units=dataclasses.replace(built.units, textures=False))
+    assert build(fewer, progress=False).units.ran
+    removed = clean(fewer)
+    assert set(textures) <= set(removed) and not any(path.exists() for path in textures)
+    kept = units_run.manifest_files(units_manifest(fewer))
+    assert kept and all((built.output / "units" / name).is_file() for name in kept)
+
+
 def test_units_section_is_validated_and_can_switch_the_atlas_off(tmp_path, units_world):
     raw = {"model": {"name": units_world.model.name, "weights": units_world.model.weights, "num_classes": 3,
                      "labels": list(units_world.model.labels), "input_size": 32},
