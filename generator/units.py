@@ -97,7 +97,7 @@ def manifest_files(manifest: dict[str, Any] | None) -> list[str]:
     for layer in manifest.get("layers", {}).values():
         for unit in layer.get("units", []) if isinstance(layer, dict) else []:
             for item in [*unit.get("patches", []), *unit.get("pictures", [])]:
-                files += [item[name] for name in ("file", "thumb") if isinstance(item.get(name), str)]
+                files += [item[name] for name in ("file", "thumb", "icon") if isinstance(item.get(name), str)]
     conv1 = manifest.get("conv1")
     if isinstance(conv1, dict) and isinstance(conv1.get("file"), str):
         files.append(conv1["file"])

@@ -36,7 +36,8 @@ from generator.pathway import Pathway
 from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan, manifest_files
 
 PATCH_SIZE = 112  # longer side of a patch crop (px)
-THUMB = 96  # index thumbnails (px): small, so a layer index of hundreds of units stays light
+THUMB = 96  # thumbnails on a unit page (px)
+ICON = 56  # the layer index's thumbnails (px, JPEG q75, ~2 KB): small, so its first screens stay light
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +367,11 @@ def _write_patches(base: Path, layers: dict[str, Any], data: Dataset, model: str
                 if not (base / name).is_file():
                     store.remember(base, [name])
                     store.write_jpeg(crop, base / name, size=PATCH_SIZE)
+                if patch["rank"] == 0:  # the layer index shows the top patch
+                    patch["icon"] = name.replace(".jpg", ".icon.jpg")
+                    if not (base / patch["icon"]).is_file():
+                        store.remember(base, [patch["icon"]])
+                        store.write_jpeg(crop, base / patch["icon"], size=ICON, quality=75)
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
@@ -445,8 +451,9 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
             todo.append(job)
     for start in range(0, len(todo), params.batch):
         chunk = todo[start: start + params.batch]
-        problems = [_problem(job, catalog, pathway, data, settings, catalog.seed + i + start)
-                    for i, job in enumerate(chunk)]
+        # each problem's init seed comes from its own key, not its place in the batch
+        problems = [_problem(job, catalog, pathway, data, settings, catalog.seed + int(job.key[:6], 16))
+                    for job in chunk]
         solutions = solve(pathway, problems, settings, progress=progress)
         images = torch.stack([s.image for s in solutions])
         with torch.no_grad():
@@ -460,12 +467,14 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
             if job.variant == "texture":
                 numbers["feature_error"] = solution.feature_error
             stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
-            store.remember(base, [f"{stem}.png", f"{stem}.thumb.jpg"])
+            store.remember(base, [f"{stem}.png", f"{stem}.thumb.jpg", f"{stem}.icon.jpg"])
             width, height = store.write_png(solution.image, base / f"{stem}.png")
             thumb_w, thumb_h = store.write_jpeg(solution.image, base / f"{stem}.thumb.jpg", size=THUMB)
+            store.write_jpeg(solution.image, base / f"{stem}.icon.jpg", size=ICON, quality=75)
             what = f"{unit['layer']} unit {unit['index']}"
             unit["pictures"].append({
                 "key": job.variant, "content": job.key, "file": f"{stem}.png", "thumb": f"{stem}.thumb.jpg",
+                "icon": f"{stem}.icon.jpg",
                 "width": width, "height": height, "thumb_width": thumb_w, "thumb_height": thumb_h,
                 "title": title, "caption": f"{title}: {how}, {settings.iterations} steps",
                 "alt": f"{title} of {what}: the image the engine made that {how}",

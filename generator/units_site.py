@@ -43,7 +43,8 @@ def load(output: Path) -> dict[str, Any] | None:
         for unit in units:
             for item in [*unit.get("patches", []), *unit.get("pictures", [])]:  # as seen from units/<layer>/
                 src, href = _safe(item.get("thumb") or item.get("file")), _safe(item.get("file"))
-                item["src"], item["href"] = src and f"../{src}", href and f"../{href}"
+                icon = _safe(item.get("icon") or item.get("thumb") or item.get("file"))
+                item["src"], item["href"], item["icon_src"] = src and f"../{src}", href and f"../{href}", icon and f"../{icon}"
         layer["units"] = units
     return manifest
 

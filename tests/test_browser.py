@@ -230,7 +230,7 @@ def test_unit_pages_and_layer_index_load_cleanly(browser, units_atlas):
     unit = units_atlas / "units" / "pool5" / "1.html"
     for path, least in [(index, 8), (unit, 6), (units_atlas / "units" / "index.html", 1)]:
         watched = Watched(browser, path.as_uri())
-        lazy = watched.page.evaluate("Array.from(document.querySelectorAll('main li img, .gallery img')).map(i => i.loading)")
+        lazy = watched.page.evaluate("Array.from(document.querySelectorAll('main td img, .gallery img')).map(i => i.loading)")
         assert set(lazy) <= {"lazy"}, f"{path.name}: thumbnails not lazy-loaded"
         images = watched.load_all_images()
         assert len(images) >= least and all(image["width"] > 0 for image in images), images
@@ -248,7 +248,7 @@ def test_unit_pages_and_layer_index_load_cleanly(browser, units_atlas):
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_unit_pages_text_contrast_meets_wcag_aa(browser, units_atlas, scheme):
-    selectors = ["body", ".lede", ".caption", ".summary", ".nums dt", "a", ".site-nav a", ".unit-meta", ".count", ".field"]
+    selectors = ["body", ".lede", ".caption", ".summary", ".nums dt", "a", ".site-nav a", "td", "th", ".count", ".field"]
     context = browser.new_context(color_scheme=scheme)
     page = context.new_page()
     for path in [units_atlas / "units" / "pool5" / "index.html", units_atlas / "units" / "pool5" / "0.html"]:
