@@ -476,7 +476,7 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
                 "key": job.variant, "content": job.key, "file": f"{stem}.png", "thumb": f"{stem}.thumb.jpg",
                 "icon": f"{stem}.icon.jpg",
                 "width": width, "height": height, "thumb_width": thumb_w, "thumb_height": thumb_h,
-                "title": title, "caption": f"{title}: {how}, {settings.iterations} steps",
+                "title": title, "caption": f"{how[0].upper()}{how[1:]}, {settings.iterations} steps",
                 "alt": f"{title} of {what}: the image the engine made that {how}",
                 "numbers": numbers, "diverged": solution.diverged})
             outcome.solved += 1

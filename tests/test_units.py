@@ -285,3 +285,17 @@ def test_a_pooled_net_has_pool5_and_fc7_pages_and_says_fc6_is_absent(units_world
     manifest = units_manifest(pooled)
     assert set(manifest["layers"]) == {"pool5", "fc7"} and "no fc6" in manifest["absent"]["fc6"]
     assert len(manifest["layers"]["pool5"]["units"]) == 6
+
+
+def test_conv1_grid_shows_each_filter_with_zero_at_mid_grey(tiny_alexnet):
+    pathway = tiny_alexnet(size=96)
+    conv = pathway.features[0]
+    with torch.no_grad():
+        conv.weight[1] = 0.0  # a filter of zeros is flat mid-grey
+    grid = units_run.conv1_grid(pathway, scale=2, gap=1)
+    cell = 5 * 2 + 1  # 8 filters of 5x5 -> 3 columns, 3 rows
+    assert grid.shape == (3, 3 * cell + 1, 3 * cell + 1)
+    second = grid[:, 1: 1 + 10, 1 + cell: 1 + cell + 10]
+    assert torch.allclose(second, torch.full_like(second, 0.5))
+    first = grid[:, 1: 1 + 10, 1: 1 + 10]
+    assert first.min() >= 0 and first.max() <= 1 and (first - 0.5).abs().max() == pytest.approx(0.5)
