@@ -533,9 +533,12 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
         for outcome in outcomes:
             report.add(outcome)
         if units_plan is not None and units_plan.reasons:
-            from generator.units_run import run_units
+            from generator.units_run import Loaders, run_units
 
-            report.units = run_units(catalog, units_plan, keys.model_digest, progress)
+            loaders = Loaders(pathway=lambda: _pathway(catalog, keys.model_digest),
+                              class_images=lambda *args: _class_images(*args),
+                              extract=lambda *args: _extract(*args))
+            report.units = run_units(catalog, units_plan, loaders, progress)
         _publish_truth(catalog, output)
     finally:
         if lock is not None:

@@ -36,9 +36,13 @@ class UnitsParams:
     per_class: int = param(8, at_least=0, at_most=1000, help="fc6/fc7 units per class (by the class's mean "
                                                                "activation above the other classes'); 0: none")
     top_k: int = param(9, at_least=1, at_most=64, help="dataset patches per unit")
-    # 16 steps at lr 0.1 reach the activations 30 steps at the engine's 0.05 do (alexnet-slim pool5, 4 units)
+    # Few steps, so no jitter and a noisier start (alexnet-slim pool5, 16 steps at lr 0.1: jitter 4 held units
+    # at 0.3-1.7 where jitter 0 reached 1-18, above their top patches; an init std of 0.1 left 2 of 4 units
+    # at exactly 0, with no gradient to follow, 0.5 woke both). The engine's other settings apply.
     iterations: int = param(16, at_least=1, at_most=100_000, help="optimizer steps of each unit visualization")
-    lr: float = param(0.1, above=0, help="learning rate of the unit visualizations (the engine's other settings apply)")
+    lr: float = param(0.1, above=0, help="learning rate of the unit visualizations")
+    jitter: int = param(0, at_least=0, at_most=64, help="random shift per step (pixels) of the unit visualizations")
+    init_std: float = param(0.5, at_least=0, help="std of the noise the unit visualizations start from")
     prior: bool = param(True, help="also visualize each unit with a patch prior from its top images")
     textures: bool = param(True, help="Xia et al.'s per-filter texture for each pool5 channel")
     batch: int = param(64, at_least=1, at_most=4096, help="problems per solve call (memory: ~6 MB each at 224 px)")

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from generator.engine import recipes
 from generator.engine.settings import settings_from
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import Direction
+from generator.errors import AtlasError
 from generator.methods.common import inversion_problem, model_mean
 from generator.pathway import Pathway
 from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan, manifest_files
@@ -239,23 +240,43 @@ class _Job:
     problem: Problem | None = None
 
 
-def load_dataset(catalog: Any, pathway: Pathway, progress: bool) -> Dataset:
+@dataclass
+class Loaders:
+    """What the step borrows from the build (build.py passes its own, which tests swap): the
+    model, a class's images, their features."""
+
+    pathway: Callable[[], Pathway]
+    class_images: Callable[..., Any] | None = None  # None: generator.images.class_images
+    extract: Callable[..., Any] | None = None  # None: generator.features.extract
+
+    def __post_init__(self) -> None:
+        from generator.features import extract
+        from generator.images import class_images
+
+        if self.class_images is None:
+            self.class_images = class_images
+        if self.extract is None:
+            self.extract = lambda pathway, images, cache, progress: extract(pathway, images, cache_dir=cache,
+                                                                            progress=progress)
+
+
+def load_dataset(catalog: Any, pathway: Pathway, progress: bool, loaders: Loaders | None = None) -> Dataset:
     """Every class's images (the build's deterministic choice) and their activations (the
     build's feature cache, so classes already built cost no forward pass)."""
-    from generator import build as builder
-
+    loaders = loaders or Loaders(lambda: pathway)
     images, owners, names, positions, acts = [], [], [], [], []
     cache = Path(catalog.output) / store.CACHE_DIR / "features"
     for c, entry in enumerate(catalog.classes):
-        loaded = builder._class_images(catalog.images, entry.id, catalog.images.per_class, catalog.seed,
-                                       catalog.model.input_size)
+        assert loaders.class_images is not None and loaders.extract is not None
+        loaded = loaders.class_images(catalog.images, entry.id, catalog.images.per_class, catalog.seed,
+                                      catalog.model.input_size)
         if len(loaded.names) == 0:
             continue
         images.append(loaded.images)
         owners += [c] * len(loaded.names)
         names += list(loaded.names)
         positions += list(range(len(loaded.names)))
-        acts.append(builder._extract(pathway, loaded.images, cache, progress))
+        acts.append(loaders.extract(pathway, loaded.images, cache, progress))
     if not images:
         raise ValueError("no class has a usable image")
     pool5 = torch.cat([a.pool5 for a in acts])
@@ -268,21 +289,20 @@ def load_dataset(catalog: Any, pathway: Pathway, progress: bool) -> Dataset:
                    slugs=[e.slug for e in catalog.classes], values=layer_values, where=where)
 
 
-def run_units(catalog: Any, plan: UnitsPlan, model_digest: str, progress: bool = True) -> UnitsOutcome:
+def run_units(catalog: Any, plan: UnitsPlan, loaders: Loaders, progress: bool = True) -> UnitsOutcome:
     """Bring `<output>/units/` up to date; never raises for its own errors (they are reported)."""
-    from generator import build as builder
-
     outcome = UnitsOutcome()
     start = time.perf_counter()
     try:
-        pathway = builder._pathway(catalog, model_digest)
-        data = load_dataset(catalog, pathway, progress)
+        pathway = loaders.pathway()
+        data = load_dataset(catalog, pathway, progress, loaders)
         manifest = _build(catalog, plan, pathway, data, outcome, progress)
         manifest["seconds"] = round(time.perf_counter() - start, 3)
         store.write_json(manifest, Path(catalog.output) / FOLDER / MANIFEST)
         outcome.ran = True
     except Exception as exc:  # the step's own failure: the classes are built regardless
-        outcome.failed = builder._message(exc)
+        text = str(exc).strip() or repr(exc)
+        outcome.failed = text if isinstance(exc, AtlasError) else f"{type(exc).__name__}: {text}"
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -384,7 +404,8 @@ def _jobs(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, layers
     """Every picture the units need, with its content key."""
     params: UnitsParams = catalog.units
     common = {"version": VERSION, "model": plan.inputs.model, "engine": plan.inputs.engine,
-              "seed": catalog.seed, "iterations": params.iterations, "lr": params.lr, "batch": params.batch}
+              "seed": catalog.seed, "iterations": params.iterations, "lr": params.lr, "batch": params.batch,
+              "jitter": params.jitter, "init_std": params.init_std}
     jobs = []
     for layer in layers.values():
         for unit in layer["units"]:
@@ -435,7 +456,8 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
                 outcome: UnitsOutcome, progress: bool) -> None:
     """Reuse what the old manifest has on disk; solve the rest, `batch` problems per call."""
     params: UnitsParams = catalog.units
-    settings = settings_from(catalog.engine, iterations=params.iterations, lr=params.lr)
+    settings = settings_from(catalog.engine, iterations=params.iterations, lr=params.lr, jitter=params.jitter,
+                             init_std=params.init_std)
     old = {}
     for layer in (plan.manifest or {}).get("layers", {}).values():
         for unit in layer.get("units", []):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from generator import store
 from generator.units import FOLDER, SELECTIVITY, read_manifest
@@ -18,11 +19,14 @@ from generator.units import FOLDER, SELECTIVITY, read_manifest
 LAYER_TITLES = {"pool5": "pool5 channels", "fc6": "fc6 units", "fc7": "fc7 units"}
 
 
-def _safe(path: Any) -> str | None:
-    """A manifest path fit for an href under units/: relative, no `..`."""
-    from generator.site import _asset_path
-
-    return _asset_path(path)
+def _safe(value: Any) -> str | None:
+    """A manifest path fit for an href under units/: relative, no `..`, URL-quoted (as site.py's)."""
+    if not isinstance(value, str) or not value or "\\" in value or value.startswith("/"):
+        return None
+    parts = value.split("/")
+    if ":" in parts[0] or any(part in ("", ".", "..") for part in parts):
+        return None
+    return quote(value)
 
 
 @dataclass
