@@ -36,6 +36,7 @@ def valid(tiny_world, wnids) -> tuple[Path, dict]:
         "methods": {"topics": {"k": 3}, "location": {"enabled": False}, "ensemble": {"enabled": False},
                     "hierarchy": {"enabled": False}, "inversion": {"enabled": False},
                     **{name: {"enabled": False} for name in ("preimages", "caricatures", "neighbours", "fc7map", "saliency")}},
+        "units": {"iterations": 2, "top_k": 3, "per_class": 2},  # the unit atlas, cheap (its fields get mutated too)
         "output": "site", "device": "cpu", "seed": 1,
     }
     for command in (["list"], ["build", "--dry-run"]):  # the unmutated catalog works: mutations start valid

@@ -44,6 +44,7 @@ def catalog_text(root: Path, **fields: str) -> str:
                        f"labels: [{', '.join(WNIDS)}], input_size: 32}}",
               "images": f"{{root: '{root / 'images'}', per_class: 3}}",
               "classes": f"[{', '.join(WNIDS)}]", "output": "site", "engine": "{iterations: 2}",
+              "units": "{iterations: 2, top_k: 3, per_class: 2}",
               "methods": "{location: {enabled: false}, ensemble: {enabled: false}, hierarchy: {enabled: false}, "
                          "inversion: {enabled: false}, preimages: {enabled: false}, caricatures: {enabled: false}, "
                          "neighbours: {enabled: false}, fc7map: {enabled: false}, saliency: {enabled: false}}"} | fields
