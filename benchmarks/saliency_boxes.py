@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ def main() -> None:
         print(f"{r['class'] + ' ' + r['name']:38s} {r['area']:5.2f} {r['occlusion_mass']:8.2f} {r['gradcam_mass']:8.2f} "
               f"{str(r['occlusion_peak_inside']):>6s} {str(r['gradcam_peak_inside']):>6s} {r['rank_correlation']:5.2f}")
     mean = lambda key: float(torch.tensor([float(r[key]) for r in rows]).nanmean())  # noqa: E731
-    summary = {key: mean(key) for key in ("area", "occlusion_mass", "gradcam_mass", "occlusion_peak_inside",
+    summary: dict[str, Any] = {key: mean(key) for key in ("area", "occlusion_mass", "gradcam_mass", "occlusion_peak_inside",
                                           "gradcam_peak_inside", "rank_correlation", "top_iou")}
     summary["occlusion_mass_over_area"] = summary["occlusion_mass"] / summary["area"]
     summary["gradcam_mass_over_area"] = summary["gradcam_mass"] / summary["area"]
