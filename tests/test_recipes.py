@@ -2,6 +2,9 @@
 from generator.engine import recipes
 from generator.engine.settings import Settings
 from generator.engine.terms import L2, TV, AlphaNorm
+from generator.engine.decorrelated import Decorrelated
+from generator.engine.pad_rotate import Pad, RandomRotate
+from generator.engine.params import Pixels
 from generator.engine.transforms import Jitter, RandomScale
 
 
@@ -15,6 +18,15 @@ def test_regularizers_follow_the_settings_weights():
 def test_transforms_follow_the_settings():
     assert recipes.transforms(Settings(jitter=0)) == []
     assert recipes.transforms(Settings(jitter=3, scale=0.1)) == [RandomScale(0.9, 1.1), Jitter(3)]
+    robust = recipes.transforms(Settings(pad=8, jitter=4, scale=0.05, rotate=10.0))
+    assert robust == [Pad(8), RandomScale(0.95, 1.05), Jitter(4), RandomRotate(10.0)]  # Lucid's order
+
+
+def test_parameterization_follows_the_settings():
+    assert isinstance(recipes.parameterization(Settings(param="pixels")), Pixels)
+    colour, fourier = (recipes.parameterization(Settings(param=p)) for p in ("colour", "fourier"))
+    assert isinstance(colour, Decorrelated) and not colour.fourier
+    assert isinstance(fourier, Decorrelated) and fourier.fourier
 
 
 def test_no_prior_term_without_a_database_or_weight():

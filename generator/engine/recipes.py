@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from generator.engine.decorrelated import Decorrelated
+from generator.engine.pad_rotate import Pad, RandomRotate
 from generator.engine.params import Parameterization, Pixels
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings
@@ -34,14 +36,21 @@ def prior(database: Any, settings: Settings) -> list[Term]:
 
 
 def transforms(settings: Settings) -> list[Transform]:
-    """Random scale (when on), then jitter: the scale's edge padding is rolled with the image."""
+    """Lucid's order, each when on: pad, random scale, jitter, random rotation."""
     chosen: list[Transform] = []
+    if settings.pad:
+        chosen.append(Pad(settings.pad))
     if settings.scale:
         chosen.append(RandomScale(1 - settings.scale, 1 + settings.scale))
     if settings.jitter:
         chosen.append(Jitter(settings.jitter))
+    if settings.rotate:
+        chosen.append(RandomRotate(settings.rotate))
     return chosen
 
 
 def parameterization(settings: Settings) -> Parameterization:
-    return Pixels()
+    """Raw pixels (the paper's), or decorrelated colour, optionally in a Fourier basis."""
+    if settings.param == "pixels":
+        return Pixels()
+    return Decorrelated(fourier=settings.param == "fourier")

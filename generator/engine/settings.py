@@ -12,7 +12,7 @@ from typing import Any
 from generator.errors import AtlasError
 
 SCHEDULES = ("cosine", "step", "constant")
-PARAMETERIZATIONS = ("pixels",)
+PARAMETERIZATIONS = ("pixels", "colour", "fourier")
 
 
 class SettingsError(AtlasError, ValueError):
@@ -27,9 +27,11 @@ class Settings:
     lr: float = 0.05
     schedule: str = "cosine"  # "cosine" (to 5% of lr) | "step" (authors: 1 / 0.1 / 0.01) | "constant"
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
-    param: str = "pixels"  # image parameterization (params.py)
+    param: str = "pixels"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
+    pad: int = 0  # grey border of this many pixels, then a random crop back, each step (0: off)
     jitter: int = 4  # random roll of up to this many pixels each step (0: off)
     scale: float = 0.0  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
+    rotate: float = 0.0  # random rotation by up to this many degrees each step (0: off)
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation
@@ -58,7 +60,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
-        for name in ("init_std", "jitter", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
+        for name in ("init_std", "pad", "jitter", "rotate", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.scale < 1:
