@@ -1,10 +1,10 @@
 """The catalog's engine settings become the standard terms and transforms."""
 from generator.engine import recipes
-from generator.engine.settings import Settings
-from generator.engine.terms import L2, TV, AlphaNorm
 from generator.engine.decorrelated import Decorrelated
 from generator.engine.pad_rotate import Pad, RandomRotate
 from generator.engine.params import Pixels
+from generator.engine.settings import Settings
+from generator.engine.terms import L2, TV, AlphaNorm
 from generator.engine.transforms import Jitter, RandomScale
 
 

@@ -60,7 +60,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
-        for name in ("init_std", "pad", "jitter", "rotate", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
+        for name in ("init_std", "pad", "jitter", "rotate", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight",
+                     "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.scale < 1:

@@ -147,6 +147,10 @@ class TopicsParams:
     keep_fraction: float = param(0.25, above=0, at_most=1, help="fallback: keep this top fraction of units")
     retrieved: int = param(5, at_least=1, at_most=1000, help="images shown per topic")
     prior: bool = param(True)
+    # facet-seeded start (Nguyen et al. 2016): the blurred mean of the topic's retrieved images
+    init: Literal["noise", "facet"] = param("facet", help="start from noise, or from the topic's retrieved images' coarse mean")
+    facet_side: int = param(8, at_least=1, at_most=224, help="side (px) of the coarse mean a facet start is blurred to")
+    patches: Literal["class", "topic"] = param("topic", help="patch prior from all class images, or the topic's retrieved ones")
 
 
 @dataclass(frozen=True)
@@ -324,7 +328,7 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="topics", title="Topic styles", version=3, params=TopicsParams,
+        name="topics", title="Topic styles", version=4, params=TopicsParams,
         summary="NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits "
         "beside the images that load most on it.",
         layout=Layout("topic-rows"),

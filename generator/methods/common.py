@@ -31,7 +31,6 @@ def class_prior(ctx: ClassContext) -> Any:
     """The class's PatchDatabase (normalized patches of its first `ctx.prior.images` images), as
     the catalog's `prior:` section declares it; built once per class and database parameters
     (cached while ctx.images lives), so every method of a class shares one database."""
-    from generator.prior import PatchDatabase
 
     p = ctx.prior
     key = (p.images, p.patch, p.stride, p.max_patches, ctx.seed, p.search_dims)
@@ -41,11 +40,28 @@ def class_prior(ctx: ClassContext) -> Any:
         entry = _PRIOR_CACHE[id(ctx.images)] = (weakref.ref(ctx.images, forget), {})
     cache = entry[1]
     if key not in cache:
-        cache[key] = PatchDatabase.from_images(
-            ctx.images[: p.images], patch=p.patch, stride=p.stride, max_patches=p.max_patches, seed=ctx.seed,
-            search_dims=p.search_dims,
-        )
+        cache[key] = patch_database(ctx, ctx.images[: p.images])
     return cache[key]
+
+
+def patch_database(ctx: ClassContext, images: Tensor) -> Any:
+    """A patch database of `images` cut as the catalog's `prior:` section says (e.g. one topic's
+    retrieved images: a prior that pulls toward that style's colours and textures)."""
+    from generator.prior import PatchDatabase
+
+    p = ctx.prior
+    return PatchDatabase.from_images(images, patch=p.patch, stride=p.stride, max_patches=p.max_patches,
+                                     seed=ctx.seed, search_dims=p.search_dims)
+
+
+def coarse_mean(images: Tensor, side: int, noise: float, seed: int) -> Tensor:
+    """The mean of `images` blurred to side x side and back, plus Gaussian noise of std `noise`:
+    a start that holds a facet's layout and colours but none of its detail (Nguyen et al. 2016)."""
+    size = images.shape[-1]
+    small = torch.nn.functional.interpolate(images.float(), size=(side, side), mode="area")
+    coarse = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False).mean(0)
+    generator = torch.Generator().manual_seed(seed)
+    return (coarse + noise * torch.randn(coarse.shape, generator=generator)).clamp(0.02, 0.98)
 
 
 def class_database(ctx: ClassContext, params: dict[str, Any]) -> Any:

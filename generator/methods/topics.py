@@ -19,7 +19,15 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, fit_nmf
+from generator.methods.common import (
+    class_database,
+    class_problem,
+    coarse_mean,
+    cosine_distances,
+    fc7_of,
+    fit_nmf,
+    patch_database,
+)
 from generator.pathway import Pathway
 
 SPEC = spec("topics")
@@ -140,13 +148,19 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     )
     prior = class_database(ctx, params)
     settings = settings_from(ctx.engine)
-    problems = [
-        class_problem(pathway, settings, ctx.class_index, database=prior, m7=mask, seed=ctx.seed, label=f"topic {k}")
-        for k, mask in enumerate(topics.masks)
-    ]
+    shown = [torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])] for k in range(len(topics.masks))]
+    problems = []
+    for k, mask in enumerate(topics.masks):
+        database = prior
+        if prior is not None and params["patches"] == "topic":
+            database = patch_database(ctx, ctx.images[shown[k]])
+        init = None
+        if params["init"] == "facet":
+            init = coarse_mean(ctx.images[shown[k]], int(params["facet_side"]), settings.init_std, seed=ctx.seed + k)
+        problems.append(class_problem(pathway, settings, ctx.class_index, database=database, m7=mask, init=init,
+                                      seed=ctx.seed, label=f"topic {k}"))
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
-    shown = [torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])] for k in range(len(solutions))]
     nearest = nearest_topics(
         fc7_of(pathway, torch.stack([s.image for s in solutions])),
         torch.stack([ctx.features.fc7[order].mean(0) for order in shown]),
@@ -162,7 +176,10 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 image=solution.image,
                 caption=(
                     f"{ctx.class_name}, fc7 topic {k + 1} of {len(solutions)}: only its {units} fc7 units "
-                    f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g})" + (", patch prior" if prior is not None else "")
+                    f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g})"
+                    + ("" if prior is None else ", patch prior from " + (
+                        "its retrieved images" if params["patches"] == "topic" else "the class's images"))
+                    + (", started from its retrieved images' blurred mean" if params["init"] == "facet" else "")
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
                 numbers={"score": solution.score, "prob": solution.prob, "units": units, "nearest_topic": nearest[k] + 1},
