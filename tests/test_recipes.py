@@ -16,8 +16,8 @@ def test_regularizers_follow_the_settings_weights():
 
 
 def test_transforms_follow_the_settings():
-    assert recipes.transforms(Settings(jitter=0)) == []
-    assert recipes.transforms(Settings(jitter=3, scale=0.1)) == [RandomScale(0.9, 1.1), Jitter(3)]
+    assert recipes.transforms(Settings(pad=0, scale=0.0, jitter=0, rotate=0.0)) == []
+    assert recipes.transforms(Settings(pad=0, jitter=3, scale=0.1, rotate=0.0)) == [RandomScale(0.9, 1.1), Jitter(3)]
     robust = recipes.transforms(Settings(pad=8, jitter=4, scale=0.05, rotate=10.0))
     assert robust == [Pad(8), RandomScale(0.95, 1.05), Jitter(4), RandomRotate(10.0)]  # Lucid's order
 

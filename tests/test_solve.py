@@ -15,7 +15,8 @@ SIZE = 96
 
 
 def quick(**overrides) -> Settings:
-    return Settings(**{**dict(iterations=15, lr=0.05, jitter=0), **overrides})
+    """Raw pixels, no transforms: these tests check the loop's mechanics, pixel by pixel."""
+    return Settings(**{**dict(iterations=15, lr=0.05, jitter=0, param="pixels", pad=0, scale=0.0, rotate=0.0), **overrides})
 
 
 def class_terms(target: int, l2: float = 1.0, tv: float = 5.0) -> list:

@@ -27,11 +27,11 @@ class Settings:
     lr: float = 0.05
     schedule: str = "cosine"  # "cosine" (to 5% of lr) | "step" (authors: 1 / 0.1 / 0.01) | "constant"
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
-    param: str = "pixels"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
-    pad: int = 0  # grey border of this many pixels, then a random crop back, each step (0: off)
+    param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
+    pad: int = 8  # grey border of this many pixels, then a random crop back, each step (0: off)
     jitter: int = 4  # random roll of up to this many pixels each step (0: off)
-    scale: float = 0.0  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
-    rotate: float = 0.0  # random rotation by up to this many degrees each step (0: off)
+    scale: float = 0.05  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
+    rotate: float = 10.0  # random rotation by up to this many degrees each step (0: off)
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation

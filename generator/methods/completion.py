@@ -8,7 +8,7 @@ calls `complete` on one image.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -111,7 +111,8 @@ def complete(
     with torch.no_grad():
         m7 = None if topic_mask is None else topic_mask.to(device)
         start_score = float(pathway(start[None].to(device), m7=m7).fc8[0, class_index])
-    settings = settings or settings_from(None)
+    # Completion edits pixels in place around a scene kept exactly: raw pixels, seen untransformed.
+    settings = replace(settings or settings_from(None), param="pixels", pad=0, scale=0.0, rotate=0.0)
     problem = class_problem(
         pathway, settings, class_index,
         database=prior if prior is not None else context_database(image, box),

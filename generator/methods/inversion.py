@@ -37,7 +37,10 @@ DEFAULTS: dict[str, Any] = SPEC.defaults()
 # parameters in generator/methods/__init__.py). Tuning notes: docs/tuning.md#inversion
 ENGINE_FIELDS = ("iterations", "lr", "feature_weight", "l2", "tv", "prior_weight", "prior_stride", "rematch_every",
                  "jitter", "schedule")
-INVERSION_SETTINGS: dict[str, Any] = {name: DEFAULTS[name] for name in ENGINE_FIELDS}
+# Table 1's protocol is the paper's: raw pixels, and no transform but the jitter (a pool5 target
+# is spatial: padding, scaling or turning the picture would misalign it with its target).
+INVERSION_SETTINGS: dict[str, Any] = {
+    **{name: DEFAULTS[name] for name in ENGINE_FIELDS}, "param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0}
 
 VARIANTS = ("rand", "avg", "prior")
 CAPTIONS = {
