@@ -124,7 +124,8 @@ class PatchDatabase:
     `patch` and `stride` say how to cut the query image (`normalized_patches(images,
     db.patch, db.stride)`); `size` is M."""
 
-    def __init__(self, patches: Tensor, patch: int, stride: int, whitening: Whitening | None = None) -> None:
+    def __init__(self, patches: Tensor, patch: int, stride: int, whitening: Whitening | None = None,
+                 reference: tuple[float, float] | None = None) -> None:
         patches = patches.detach().float().cpu().contiguous()
         if patches.dim() != 2 or patches.shape[1] != 3 * patch * patch:
             raise ValueError(f"patches must be (M, {3 * patch * patch}) for patch={patch}, got {tuple(patches.shape)}")
@@ -134,6 +135,9 @@ class PatchDatabase:
         self.patch = patch
         self.stride = stride
         self.whitening = whitening
+        # (mean, std) of the photos the patches come from: a fixed normalization for the image's
+        # patches (Settings.prior_normalize = "photos"); None when they are unknown
+        self.reference = reference
         searched = patches if whitening is None else whitening(patches)
         self.index = faiss.IndexFlatL2(searched.shape[1])
         self.index.add(as_faiss(searched))
@@ -172,7 +176,9 @@ class PatchDatabase:
         whitening = Whitening.fit(patches) if whiten else None
         if search_dims and search_dims < patches.shape[1]:
             whitening = Whitening.fit_pca(patches, search_dims)
-        return cls(patches, patch, stride, whitening)
+        flat = images.float().flatten(1)
+        reference = (float(flat.mean()), float(flat.std(1).mean()))
+        return cls(patches, patch, stride, whitening, reference)
 
     def nearest(self, patches: Tensor) -> tuple[Tensor, Tensor]:
         """Indices (P,) of the nearest database patches and their squared search distances (P,)."""

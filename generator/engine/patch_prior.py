@@ -92,6 +92,12 @@ class _PatchPriorGroup(Group):
         self.patch, self.stride = first.database.patch, first.stride or first.database.stride
         self.rematch_every, self.start, self.full = first.rematch_every, first.start, first.full
         self.databases = [t.database for t in terms]
+        self.reference: Tensor | None = None  # (B, 2): each row's fixed (mean, std), or None: its own
+        if first.normalize == "photos":
+            missing = [j for j, d in enumerate(self.databases) if getattr(d, "reference", None) is None]
+            if missing:
+                raise ValueError("prior_normalize 'photos' needs databases made from photos (PatchDatabase.from_images)")
+            self.reference = torch.tensor([d.reference for d in self.databases], device=device)
         self.rng = torch.Generator().manual_seed(first.seed)
         self.targets: tuple[Tensor, Tensor, Tensor, int] | None = None
         self.factor = 1.0
@@ -113,7 +119,7 @@ class _PatchPriorGroup(Group):
     def rematch(self, images: Tensor) -> None:
         patch, stride = self.patch, self.stride
         top, left = torch.randint(0, stride, (2,), generator=self.rng).tolist()
-        cropped = global_normalize(images)[0][..., top:, left:]
+        cropped = self.normalize(images)[..., top:, left:]
         current = F.unfold(cropped, kernel_size=patch, stride=stride).transpose(1, 2).cpu()
         matched = torch.empty_like(current)
         by_database: dict[int, list[int]] = {}
@@ -134,11 +140,22 @@ class _PatchPriorGroup(Group):
             current.shape[1] * current.shape[2],
         )
 
+    def normalize(self, images: Tensor) -> Tensor:
+        """The images as the prior compares them: by their own mean and std, or the photos'."""
+        if self.reference is None:
+            return global_normalize(images)[0]
+        mean, std = self.reference[:, 0].view(-1, 1, 1, 1), self.reference[:, 1].view(-1, 1, 1, 1)
+        return (images - mean.to(images)) / std.to(images)
+
     def __call__(self, step: Step) -> Tensor:
         images = step.images if self.rows is None else step.images.index_select(0, self.rows)
         if self.factor <= 0 or self.targets is None:
             return images.new_zeros(images.shape[0])
-        return (self.weights * self.factor) * patch_prior_normalized(images, *self.targets)
+        if self.reference is None:
+            value = patch_prior_normalized(images, *self.targets)
+        else:  # a fixed affine map: autograd's gradient is already cheap
+            value = patch_prior_folded(self.normalize(images), *self.targets)
+        return (self.weights * self.factor) * value
 
 
 @dataclass
@@ -152,8 +169,9 @@ class PatchPrior(Term):
     full: float = 0.0  # fraction at which it reaches its weight
     seed: int = 0  # the grid offsets' generator
     weight: float = 1.0
+    normalize: str = "image"  # "image": by its own mean and std (the paper's) | "photos": the database's
     group_class: ClassVar[type[Group]] = _PatchPriorGroup
 
     def key(self) -> Hashable:
         return (type(self), self.database.patch, self.stride or self.database.stride, self.rematch_every,
-                self.start, self.full, self.seed)
+                self.start, self.full, self.seed, self.normalize)

@@ -32,7 +32,7 @@ def prior(database: Any, settings: Settings) -> list[Term]:
     if database is None or not settings.prior_weight:
         return []
     return [PatchPrior(database, settings.rematch_every, settings.prior_stride, settings.prior_start,
-                       settings.prior_full, settings.jitter_seed, settings.prior_weight)]
+                       settings.prior_full, settings.jitter_seed, settings.prior_weight, settings.prior_normalize)]
 
 
 def transforms(settings: Settings) -> list[Transform]:

@@ -13,6 +13,7 @@ from generator.errors import AtlasError
 
 SCHEDULES = ("cosine", "step", "constant")
 PARAMETERIZATIONS = ("pixels", "colour", "fourier")
+PRIOR_NORMALIZATIONS = ("image", "photos")
 
 
 class SettingsError(AtlasError, ValueError):
@@ -42,6 +43,9 @@ class Settings:
     prior_stride: int | None = 8  # stride of the image's patches (None: the database's)
     prior_start: float = 0.0  # fraction of the iterations before the prior switches on
     prior_full: float = 0.0  # fraction at which the prior reaches its weight (linear ramp)
+    # the image's patches are normalized by its own mean and std ("image": the paper's), or by
+    # those of the photos the database comes from ("photos"): docs/tuning.md#parameterization
+    prior_normalize: str = "photos"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -72,6 +76,9 @@ class Settings:
             raise SettingsError(f"engine.prior_stride: must be > 0 or null, got {self.prior_stride!r}")
         if self.schedule not in SCHEDULES:
             raise SettingsError(f"engine.schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.prior_normalize not in PRIOR_NORMALIZATIONS:
+            raise SettingsError(f"engine.prior_normalize: must be one of {', '.join(PRIOR_NORMALIZATIONS)}, "
+                                f"got {self.prior_normalize!r}")
         if self.param not in PARAMETERIZATIONS:
             raise SettingsError(f"engine.param: must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}")
 

@@ -112,7 +112,8 @@ def complete(
         m7 = None if topic_mask is None else topic_mask.to(device)
         start_score = float(pathway(start[None].to(device), m7=m7).fc8[0, class_index])
     # Completion edits pixels in place around a scene kept exactly: raw pixels, seen untransformed.
-    settings = replace(settings or settings_from(None), param="pixels", pad=0, scale=0.0, rotate=0.0)
+    settings = replace(settings or settings_from(None), param="pixels", pad=0, scale=0.0, rotate=0.0,
+                       prior_normalize="image")
     problem = class_problem(
         pathway, settings, class_index,
         database=prior if prior is not None else context_database(image, box),

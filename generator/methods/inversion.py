@@ -40,7 +40,8 @@ ENGINE_FIELDS = ("iterations", "lr", "feature_weight", "l2", "tv", "prior_weight
 # Table 1's protocol is the paper's: raw pixels, and no transform but the jitter (a pool5 target
 # is spatial: padding, scaling or turning the picture would misalign it with its target).
 INVERSION_SETTINGS: dict[str, Any] = {
-    **{name: DEFAULTS[name] for name in ENGINE_FIELDS}, "param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0}
+    **{name: DEFAULTS[name] for name in ENGINE_FIELDS}, "param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0,
+    "prior_normalize": "image"}
 
 VARIANTS = ("rand", "avg", "prior")
 CAPTIONS = {
