@@ -456,8 +456,9 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
                 outcome: UnitsOutcome, progress: bool) -> None:
     """Reuse what the old manifest has on disk; solve the rest, `batch` problems per call."""
     params: UnitsParams = catalog.units
+    # raw pixels and jitter only, as the unit step was tuned (the textures match spatial targets)
     settings = settings_from(catalog.engine, iterations=params.iterations, lr=params.lr, jitter=params.jitter,
-                             init_std=params.init_std)
+                             init_std=params.init_std, param="pixels", pad=0, scale=0.0, rotate=0.0)
     old = {}
     for layer in (plan.manifest or {}).get("layers", {}).values():
         for unit in layer.get("units", []):

@@ -46,7 +46,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     targets = layer_features(pathway, originals, list(layers.values()))
     settings = engine_settings(ctx, {}, iterations=int(params["iterations"]), lr=float(params["lr"]),
                                tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                               jitter=int(params["jitter"]), scale=0.0, prior_weight=0.0)
+                               jitter=int(params["jitter"]), scale=0.0, prior_weight=0.0,
+                           param="pixels", pad=0, rotate=0.0)  # spatial targets: raw pixels, as tuned
     regularizers = recipes.regularizers(settings, model_mean(pathway))
     problems = []
     for i in range(count):

@@ -36,7 +36,8 @@ def preimage_settings(ctx: ClassContext, params: dict[str, Any]) -> Settings:
     no L2 (the alpha-norm bounds the pixels) and no patch prior."""
     return engine_settings(ctx, {}, iterations=int(params["iterations"]), lr=float(params["lr"]),
                            tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                           jitter=int(params["jitter"]), feature_weight=1.0, scale=0.0, prior_weight=0.0)
+                           jitter=int(params["jitter"]), feature_weight=1.0, scale=0.0, prior_weight=0.0,
+                           param="pixels", pad=0, rotate=0.0)  # spatial targets: raw pixels, as tuned
 
 
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
