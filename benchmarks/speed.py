@@ -21,7 +21,8 @@ import torch
 import torchvision
 
 from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json
-from generator.engine.settings import Settings
+from generator.engine import recipes
+from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, solve
 from generator.methods import PriorParams
 from generator.methods.common import class_problem
@@ -63,12 +64,21 @@ def prior_database(size: int) -> PatchDatabase:
     )
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    """'name=value' with the value typed like the setting's default."""
+    name, _, value = item.partition("=")
+    default = getattr(Settings(), name)
+    return name, value if isinstance(default, str) else type(default)(float(value)) if default is not None else int(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few iterations, small single-problem run")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=None, help="solve iterations per measurement")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved bare/solve/prior rounds (median)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="an engine setting for every run, e.g. --set param=pixels (repeat)")
     args = parser.parse_args()
     # full mode: the engine's default run length, so fixed costs (setup, the final evaluation)
     # weigh what they weigh in a real solve
@@ -77,7 +87,7 @@ def main() -> None:
     singles = 2 if args.quick else 4
 
     pathway = Pathway(torchvision.models.alexnet(weights=None))
-    settings = Settings(iterations=iterations)
+    settings = settings_from(None, iterations=iterations, **dict(parse_setting(item) for item in args.set))
     database = prior_database(pathway.input_size)
     plain = [class_problem(pathway, settings, i, seed=i) for i in range(args.batch)]
     with_prior = [class_problem(pathway, settings, i, database=database, seed=i) for i in range(args.batch)]
@@ -97,6 +107,7 @@ def main() -> None:
         {"run": name, "image_it_per_s": rate, "ms_per_image_it": 1000 / rate, "vs_bare": rate / rates["bare"]}
         for name, rate in rates.items()
     ]
+    print(f"engine settings: param {settings.param}, transforms {recipes.transforms(settings)}")
     print(f"torchvision AlexNet (random init), batch {args.batch}, {iterations} iterations, median of {args.rounds} rounds, "
           f"{torch.get_num_threads()} threads; prior: {database.size} patches, "
           f"re-match every {settings.rematch_every} steps, query stride {settings.prior_stride or database.stride}")
