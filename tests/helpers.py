@@ -92,6 +92,9 @@ def tiny_context(n: int = 8, size: int = 48, seed: int = 0, engine: dict | None 
     )
 
 
+from generator.demo.cache import PAPER_ENGINE  # noqa: E402  (the demo world's engine: raw pixels)
+
+
 def demo_context(world, class_id: str, n: int = 30, engine: dict | None = None, seed: int = 0) -> ClassContext:
     """The ClassContext `generator.build` would make for a demo class (first n images)."""
     from generator.catalog import ImageSpec
@@ -105,7 +108,7 @@ def demo_context(world, class_id: str, n: int = 30, engine: dict | None = None, 
     return ClassContext(
         pathway=pathway, class_index=index, class_id=class_id, class_name=world.class_names[index],
         images=loaded.images, image_names=loaded.names, features=features,
-        engine=dict(engine or {"iterations": 40, "prior_weight": 1.0}), seed=seed,
+        engine=dict(engine or {"iterations": 40, "prior_weight": 1.0, **PAPER_ENGINE}), seed=seed,
     )
 
 

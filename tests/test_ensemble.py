@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from generator.claims import geometric_mean
+from generator.demo.cache import PAPER_ENGINE
 from generator.methods import ensemble
 
 
@@ -66,7 +67,7 @@ def test_demo_world_masks_change_the_picture_more_than_inits(demo_context, demo_
     3.12. Pixels are not asserted: there the init's layout dominates (0.53-0.63 for every seed)."""
     ratios = []
     for class_id in demo_world.class_ids:
-        numbers = ensemble.run(demo_context(demo_world, class_id, n=50, engine={"iterations": 80}), {}).numbers
+        numbers = ensemble.run(demo_context(demo_world, class_id, n=50, engine={"iterations": 80, **PAPER_ENGINE}), {}).numbers
         for key in ("fc7_across_masks", "fc7_across_inits", "pixel_across_masks", "pixel_across_inits"):
             assert numbers[key] is not None and math.isfinite(numbers[key]), (class_id, key)
         assert numbers["pixel_across_masks"] > 0.0  # different masks really give different pictures

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from generator.demo.cache import PAPER_ENGINE
 from generator.methods import hierarchy
 
 
@@ -107,7 +108,7 @@ def picture_average(results, level: str, number: str) -> float:
     return sum(values) / len(values)
 
 
-DEMO_ENGINE = {"iterations": 80}  # as `atlas demo` builds it, with 50 images per class
+DEMO_ENGINE = {"iterations": 80, **PAPER_ENGINE}  # as `atlas demo` builds it, with 50 images per class
 
 
 @pytest.fixture(scope="module")
