@@ -1,5 +1,6 @@
 """The patch prior term: its folded and normalized forms equal the plain prior in value and
 gradient, and its schedule."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -65,3 +66,21 @@ def test_prior_schedule_is_off_then_linear_then_full():
     assert abs(factors[4] - 0.5) < 1e-9
     assert factors[6:] == [1.0] * 5
     assert PatchPrior(Database()).group([PatchPrior(Database())], None, type("P", (), {"mean": torch.zeros(1)})()).schedule(0, 11) == 1.0
+
+
+def test_photos_normalization_compares_the_image_by_the_databases_mean_and_std():
+    """prior_normalize 'photos': the image's patches are normalized by the photos' (mean, std), so
+    a global brightening the paper's normalization cannot see raises the prior's value."""
+    from generator.engine.patch_prior import PatchPrior
+    from generator.prior import PatchDatabase
+
+    photos = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    database = PatchDatabase.from_images(photos, patch=4, stride=4)
+    flat = photos.flatten(1)
+    assert database.reference == pytest.approx((float(flat.mean()), float(flat.std(1).mean())))
+    group = PatchPrior.group_class([PatchPrior(database, normalize="photos")], None, torch.device("cpu"))
+    mean, std = database.reference
+    assert torch.allclose(group.normalize(photos), (photos - mean) / std)
+    paper = PatchPrior.group_class([PatchPrior(database)], None, torch.device("cpu"))
+    assert torch.allclose(paper.normalize(photos + 0.2), paper.normalize(photos), atol=1e-5)  # blind to brightness
+    assert not torch.allclose(group.normalize(photos + 0.2), group.normalize(photos))

@@ -94,8 +94,7 @@ class _PatchPriorGroup(Group):
         self.databases = [t.database for t in terms]
         self.reference: Tensor | None = None  # (B, 2): each row's fixed (mean, std), or None: its own
         if first.normalize == "photos":
-            missing = [j for j, d in enumerate(self.databases) if getattr(d, "reference", None) is None]
-            if missing:
+            if any(getattr(d, "reference", None) is None for d in self.databases):
                 raise ValueError("prior_normalize 'photos' needs databases made from photos (PatchDatabase.from_images)")
             self.reference = torch.tensor([d.reference for d in self.databases], device=device)
         self.rng = torch.Generator().manual_seed(first.seed)

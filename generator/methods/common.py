@@ -31,7 +31,6 @@ def class_prior(ctx: ClassContext) -> Any:
     """The class's PatchDatabase (normalized patches of its first `ctx.prior.images` images), as
     the catalog's `prior:` section declares it; built once per class and database parameters
     (cached while ctx.images lives), so every method of a class shares one database."""
-
     p = ctx.prior
     key = (p.images, p.patch, p.stride, p.max_patches, ctx.seed, p.search_dims)
     entry = _PRIOR_CACHE.get(id(ctx.images))
