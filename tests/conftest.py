@@ -128,6 +128,12 @@ def write_large_atlas():
 
 
 @pytest.fixture(scope="session")
+def write_fake_units():
+    """sitefixture.write_fake_units(output, pool5=256, fc=4096, per_class=8, top_k=9): a fake unit atlas."""
+    return sitefixture.write_fake_units
+
+
+@pytest.fixture(scope="session")
 def hostile_name() -> str:
     """The class name of the fake atlas that must render as text."""
     return sitefixture.HOSTILE_NAME

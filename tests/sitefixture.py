@@ -257,6 +257,55 @@ def write_large_atlas(output: Path, n_classes: int = 1000) -> list[str]:
     return slugs
 
 
+def write_fake_units(output: Path, pool5: int = 256, fc: int = 4096, per_class: int = 8, top_k: int = 9) -> dict:
+    """A schema-exact `units/manifest.json` for the classes under `output/classes` (write them
+    first): a page for each of `pool5` channels and `per_class` fc6/fc7 units per class, `top_k`
+    patches each, AlexNet's shapes by default. Every unit names the same few small pictures
+    (the site opens none of them; the browser finds them all). Returns the manifest."""
+    from generator.units import FOLDER, MANIFEST, SELECTIVITY
+
+    classes = []
+    for path in sorted((output / "classes").glob("*/manifest.json")):
+        info = json.loads(path.read_text())["class"]
+        classes.append({"id": info["id"], "name": info["name"], "slug": info["slug"]})
+    slugs = [c["slug"] for c in classes]
+    base = output / FOLDER
+    for name, size in (("viz.png", 224), ("viz.thumb.jpg", 96), ("viz.icon.jpg", 56), ("patch.jpg", 112),
+                       ("patch.icon.jpg", 56), ("conv1.png", 64)):
+        fake_picture(base / "img" / name, size, seed=len(name))
+    rng = random.Random(2)
+
+    def unit(layer: str, index: int, for_classes: list[str]) -> dict:
+        top = for_classes[0] if for_classes else rng.choice(slugs)
+        patches = [{"activation": round(5 - 0.3 * r, 3), "class": top, "file": "img/patch.jpg", "height": 112,
+                    "width": 112, "icon": "img/patch.icon.jpg", "image": r, "name": f"{top}_{r}.JPEG", "rank": r,
+                    **({"box": [0, 0, 161, 161], "position": [1, 2]} if layer == "pool5" else {})}
+                   for r in range(top_k)]
+        kinds = [("plain", "Visualization"), ("prior", "With patch prior")]
+        kinds += [("texture", "Per-filter texture")] if layer == "pool5" else []
+        pictures = [{"key": key, "title": title, "file": "img/viz.png", "thumb": "img/viz.thumb.jpg",
+                     "icon": "img/viz.icon.jpg", "width": 224, "height": 224, "thumb_width": 96, "thumb_height": 96,
+                     "caption": f"{title}, 16 steps", "alt": f"{title} of {layer} unit {index}", "diverged": False,
+                     "numbers": {"activation": round(rng.random() * 5, 3)}} for key, title in kinds]
+        return {"index": index, "layer": layer, "selectivity": round(rng.random(), 3), "top_class": top,
+                "for_classes": for_classes, "class_means": [round(rng.random(), 3) for _ in slugs],
+                "patches": patches, "pictures": pictures}
+
+    chosen = {c["slug"]: {"pool5": rng.sample(range(pool5), min(8, pool5)),
+                          **{layer: rng.sample(range(fc), per_class) for layer in ("fc6", "fc7")}} for c in classes}
+    layers = {}
+    for layer, count in (("pool5", pool5), ("fc6", fc), ("fc7", fc)):
+        indices = range(pool5) if layer == "pool5" else sorted({i for units in chosen.values() for i in units[layer]})
+        units = [unit(layer, i, [s for s in slugs if i in chosen[s][layer]]) for i in indices]
+        layers[layer] = {"count": count, "units": sorted(units, key=lambda u: -u["selectivity"])}
+    manifest = {"schema": 1, "version": 1, "key": "0" * 64, "layers": layers, "absent": {},
+                "classes": [{**c, "units": chosen[c["slug"]]} for c in classes],
+                "conv1": {"file": "img/conv1.png", "width": 64, "height": 64}, "selectivity": SELECTIVITY,
+                "numbers": {"solved": 0, "reused": 0}, "seconds": 0.0, "pool5_shape": [pool5, 6, 6]}
+    (base / MANIFEST).write_text(json.dumps(manifest))
+    return manifest
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading rendered pages
 

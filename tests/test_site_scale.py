@@ -38,8 +38,9 @@ def test_the_index_has_one_page_of_cards_and_every_class_in_its_list(large, pars
     links = parse(output / "index.html").links
     cards = [link for link in links if re.fullmatch(r"classes/[^/]+/index\.html", link)]
     assert cards == [f"classes/{slug}/index.html" for slug in slugs[:site.INDEX_PAGE]]
-    script = next(link for link in links if link.startswith(site.INDEX_SCRIPT + "?v="))
-    assert (output / script.split("?")[0]).is_file()
+    script = re.search(r'<ul id="class-list" [^>]*data-index="([^"]+)"', (output / "index.html").read_text()).group(1)
+    assert script.startswith(site.INDEX_SCRIPT + "?v=") and (output / script.split("?")[0]).is_file()
+    assert not any(link.startswith(site.INDEX_SCRIPT) for link in links)  # loaded by atlas.js on the first search, sort or page turn
     data = index_data(output)
     rows = [dict(zip(data["fields"], row)) for row in data["rows"]]
     assert data["page"] == site.INDEX_PAGE and [row["slug"] for row in rows] == slugs
@@ -76,3 +77,23 @@ def test_every_page_has_a_description_and_a_favicon(large, pages):
         descriptions.append(description.group(1))
     assert len(set(descriptions)) == len(descriptions)  # each page says what it is
     assert "tench (n01440764)" in descriptions[3]
+
+
+def test_unit_pages_have_a_description_of_their_own_and_the_favicon(write_fake_atlas, write_fake_units, pages,
+                                                                  tmp_path):
+    write_fake_atlas(tmp_path, n_classes=3)
+    write_fake_units(tmp_path, pool5=4, fc=16, per_class=2, top_k=2)
+    site.render(tmp_path)
+    found = {}
+    for path in pages(tmp_path):
+        raw = path.read_text()
+        description = re.search(r'<meta name="description" content="([^"]{40,})">', raw)
+        icon = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', raw)
+        assert description and icon and (path.parent / icon.group(1)).is_file(), path
+        found[path.relative_to(tmp_path).as_posix()] = description.group(1)
+    assert len(set(found.values())) == len(found) > 10  # every page, units too, says what it is
+    assert found["units/index.html"].startswith("The unit atlas of fake-alexnet")
+    assert found["units/pool5/index.html"].startswith("The 4 pool5 channels of fake-alexnet")
+    unit = next(path for path in found if path.startswith("units/pool5/") and not path.endswith("index.html"))
+    assert found[unit].startswith(f"pool5 unit {Path(unit).stem} of fake-alexnet") and "texture" in found[unit]
+    assert "Pre-images at every layer" in found["classes/n00000001/index.html"]  # the class's own sections

@@ -3,22 +3,40 @@
 
 function setupIndex() {
   // The page holds the first page of cards; class-index.js (window.ATLAS_INDEX) holds every
-  // class, so search, sort and paging work on all of them without a 1000-card page.
+  // class, so search, sort and paging work on all of them without a 1000-card page. The list
+  // is loaded on the first use of the toolbar or pager, so opening the index does not fetch it.
   const list = document.getElementById("class-list");
   const search = document.getElementById("class-search");
   const sort = document.getElementById("class-sort");
-  const index = window.ATLAS_INDEX;
-  if (!list || !search || !sort || !index) return;
-  const classes = index.rows.map((row) => Object.fromEntries(index.fields.map((name, i) => [name, row[i]])));
-  for (const c of classes) c.text = (c.name + " " + c.id).toLowerCase();
+  if (!list || !search || !sort || !list.dataset.index) return;
   const count = document.getElementById("class-count");
   const none = document.getElementById("no-match");
   const pager = document.getElementById("class-pager");
   const previous = document.getElementById("page-prev");
   const next = document.getElementById("page-next");
   const where = document.getElementById("page-where");
-  let matches = classes;
+  let index = null;
+  let classes = [];
+  let matches = [];
   let page = 0;
+  const waiting = [];
+
+  function withClasses(then) {
+    // Run `then` once class-index.js has run (a <script>, not fetch(): pages opened from file:// may not fetch).
+    if (index) { then(); return; }
+    waiting.push(then);
+    if (waiting.length > 1) return;
+    const script = document.createElement("script");
+    script.src = list.dataset.index;
+    script.addEventListener("load", () => {
+      index = window.ATLAS_INDEX;
+      classes = index.rows.map((row) => Object.fromEntries(index.fields.map((name, i) => [name, row[i]])));
+      classes.forEach((c, position) => { c.position = position; c.text = (c.name + " " + c.id).toLowerCase(); });
+      matches = classes;
+      for (const run of waiting.splice(0)) run();
+    });
+    document.head.append(script);
+  }
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -102,56 +120,65 @@ function setupIndex() {
     list.scrollIntoView({block: "nearest"});
   }
 
-  classes.forEach((c, position) => { c.position = position; });
-  search.addEventListener("input", update);
-  sort.addEventListener("change", update);
-  previous.addEventListener("click", () => turn(-1));
-  next.addEventListener("click", () => turn(1));
+  search.addEventListener("focus", () => withClasses(() => {}));  // start loading while the user types
+  search.addEventListener("input", () => withClasses(update));
+  sort.addEventListener("change", () => withClasses(update));
+  previous.addEventListener("click", () => withClasses(() => turn(-1)));
+  next.addEventListener("click", () => withClasses(() => turn(1)));
   const params = new URLSearchParams(window.location.search);
   if (params.has("q")) search.value = params.get("q");
-  update();
+  // The page already shows the first page in index order: redraw only for a query or a sort
+  // (from ?q= or the form state the browser restores).
+  if (search.value.trim() || sort.value !== "index") withClasses(update);
 }
 
 function setupLightbox() {
+  // The dialog is made on the first click, so a page that is only read builds nothing.
   const links = document.querySelectorAll("a.zoom");
   if (!links.length || typeof HTMLDialogElement !== "function") return;
-  const dialog = document.createElement("dialog");
-  dialog.className = "lightbox";
-  dialog.setAttribute("aria-label", "Enlarged picture");
-  const figure = document.createElement("figure");
-  const image = document.createElement("img");
-  const caption = document.createElement("figcaption");
-  const bar = document.createElement("div");
-  bar.className = "lightbox-bar";
-  const full = document.createElement("a");
-  full.textContent = "Open full-size image";
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "Close (Esc)";
-  bar.append(full, close);
-  figure.append(image, caption, bar);
-  dialog.append(figure);
-  document.body.append(dialog);
+  let box = null;
   let opener = null;
 
-  close.addEventListener("click", () => dialog.close());
-  dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
-  dialog.addEventListener("close", () => {
-    image.removeAttribute("src");
-    if (opener) opener.focus();
-  });
+  function makeDialog() {
+    const dialog = document.createElement("dialog");
+    dialog.className = "lightbox";
+    dialog.setAttribute("aria-label", "Enlarged picture");
+    const figure = document.createElement("figure");
+    const image = document.createElement("img");
+    const caption = document.createElement("figcaption");
+    const bar = document.createElement("div");
+    bar.className = "lightbox-bar";
+    const full = document.createElement("a");
+    full.textContent = "Open full-size image";
+    const close = document.createElement("button");
+    close.type = "button";
+    close.textContent = "Close (Esc)";
+    bar.append(full, close);
+    figure.append(image, caption, bar);
+    dialog.append(figure);
+    document.body.append(dialog);
+    close.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
+    dialog.addEventListener("close", () => {
+      image.removeAttribute("src");
+      if (opener) opener.focus();
+    });
+    return {dialog, image, caption, full, close};
+  }
+
   for (const link of links) {
     link.addEventListener("click", (event) => {
       if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
+      box = box || makeDialog();
       opener = link;
       const thumb = link.querySelector("img");
-      image.src = link.getAttribute("href");
-      image.alt = thumb ? thumb.alt : "";
-      caption.textContent = link.dataset.caption || image.alt;
-      full.href = link.getAttribute("href");
-      dialog.showModal();
-      close.focus();
+      box.full.href = link.getAttribute("href");
+      box.image.src = link.getAttribute("href");
+      box.image.alt = thumb ? thumb.alt : "";
+      box.caption.textContent = link.dataset.caption || box.image.alt;
+      box.dialog.showModal();
+      box.close.focus();
     });
   }
 }
