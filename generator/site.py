@@ -100,6 +100,8 @@ class Picture:
     numbers: dict[str, Any]
     meta: dict[str, Any]
     srcset: str | None = None  # "thumb <w>w, full <w>w": the browser fetches the PNG only where shown large
+    exemplars: list[dict[str, Any]] = field(default_factory=list)  # real class images that explain it
+    exemplars_title: str = ""
 
 
 @dataclass
@@ -290,9 +292,24 @@ def _step_title(layout: Layout, step: str | None) -> str | None:
     return layout.titles.get(step, layout.step_title.format(step))
 
 
+def _attach_exemplars(pictures: list[Picture], images: list[dict[str, Any]], title: str) -> None:
+    """Each picture's meta "exemplars" ({"image": index, ...}) as the class's own thumbnails."""
+    by_index = {image["index"]: image for image in images}
+    for picture in pictures:
+        found = picture.meta.get("exemplars")
+        picture.exemplars = [
+            {**by_index[index], "distance": item.get("distance"), "score": item.get("score")}
+            for item in (found if isinstance(found, list) else [])
+            if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
+        ]
+        picture.exemplars_title = title
+
+
 def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], folder: Path) -> Section:
     pictures = [p for p in (_picture(raw, folder) for raw in record.pictures) if p is not None]
     spec = REGISTRY.get(name)
+    if spec is not None and spec.layout.exemplars:
+        _attach_exemplars(pictures, images, spec.layout.exemplars)
     layout: dict[str, Any] = {}
     if spec is not None and pictures:
         kind = spec.layout.kind

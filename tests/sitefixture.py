@@ -78,14 +78,16 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
     writes."""
     classviz = [
         w.picture("classviz", "baseline", f"{name}: E_class with L2 + TV only",
-                  {"prob": 0.91, "score": 18.2, "colour_distance": 0.41}),
+                  {"prob": 0.91, "score": 18.2, "colour_distance": 0.41},
+                  {"exemplars": [{"image": (j + 2) % n_images, "distance": 0.3 + 0.1 * j} for j in range(3)]}),
         w.picture("classviz", "prior", f"{name}: E_class with the patch prior",
                   {"prob": 0.88, "score": 16.9, "colour_distance": 0.12}),
     ]
     location = [
         w.picture("location", f"window-r{r}-c{c}", f"pool5 window rows {2 * r}-{2 * r + 1}, cols {2 * c}-{2 * c + 1}",
                   {"prob": round(rng.random(), 3), "score": round(10 * rng.random(), 2)},
-                  {"row": r, "col": c, "top": 2 * r, "left": 2 * c, "size": 2, "diverged": r == 2 and c == 0})
+                  {"row": r, "col": c, "top": 2 * r, "left": 2 * c, "size": 2, "diverged": r == 2 and c == 0,
+                   "exemplars": [{"image": (r + c + j) % n_images, "score": 9.0 - j} for j in range(3)]})
         for r in range(3) for c in range(3)
     ]
     topics = [

@@ -56,3 +56,18 @@ def test_engine_settings_take_params_over_catalog(tiny_alexnet):
     settings = common.engine_settings(ctx, {"iterations": 3, "prior_weight": None}, jitter=0)
     assert settings.iterations == 3 and settings.jitter == 0
     assert common.engine_settings(ctx, {"iterations": None}).iterations == 6
+
+
+def test_a_class_image_is_its_own_nearest_exemplar(tiny_context):
+    ctx = tiny_context()
+    found = common.nearest_exemplars(ctx, ctx.images[[5, 2]], k=2)
+    assert [row[0]["image"] for row in found] == [5, 2]
+    assert found[0][0]["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert found[0][1]["distance"] > found[0][0]["distance"]
+
+
+def test_classviz_pictures_carry_their_nearest_class_images(tiny_alexnet):
+    result = classviz.run(coloured_context(tiny_alexnet(SIZE)), {"iterations": 3})
+    for picture in result.pictures:
+        assert [e["distance"] for e in picture.meta["exemplars"]] == sorted(e["distance"] for e in picture.meta["exemplars"])
+        assert len(picture.meta["exemplars"]) == 3

@@ -73,3 +73,8 @@ def test_demo_world_masks_change_the_picture_more_than_inits(demo_context, demo_
         assert numbers["pixel_across_masks"] > 0.0  # different masks really give different pictures
         ratios.append(numbers["fc7_ratio"])
     assert geometric_mean(ratios) > 1.0, ratios
+
+
+def test_each_member_picture_carries_its_nearest_class_images(tiny_context):
+    result = ensemble.run(tiny_context(), {"masks": 2, "inits": 1})
+    assert all(len(p.meta["exemplars"]) == 3 for p in result.pictures)

@@ -75,3 +75,22 @@ def test_strongest_windows_find_the_planted_layouts(demo_context, demo_world):
         best = next(p for p in result.pictures if p.key == result.numbers["strongest"][0])
         hits.append((best.meta["row"], best.meta["col"]) in demo_world.layout_windows(class_id))
     assert sum(hits) >= 0.65 * len(hits), hits
+
+
+def test_window_exemplars_are_the_class_images_scoring_highest_through_the_window(tiny_context):
+    ctx = tiny_context()
+    top = location.window_mask(ctx.pathway.pool5_shape, 0, 0, 2)
+    everything = torch.ones(ctx.pathway.pool5_shape)
+    through_top, through_all = location.window_exemplars(ctx, [top, everything], k=3)
+    # a mask that opens everything ranks the images by their plain class score
+    plain = ctx.features.fc8[:, ctx.class_index]
+    assert [e["image"] for e in through_all] == torch.argsort(plain, descending=True)[:3].tolist()
+    assert [e["score"] for e in through_all] == pytest.approx(sorted(plain.tolist(), reverse=True)[:3], abs=1e-5)
+    # one window ranks them by what that window alone gives the class, best first
+    assert [e["score"] for e in through_top] == sorted((e["score"] for e in through_top), reverse=True)
+    assert len(through_top) == 3 and all(0 <= e["image"] < ctx.images.shape[0] for e in through_top)
+
+
+def test_each_window_picture_carries_its_exemplars(tiny_context):
+    result = location.run(tiny_context(), {"window": 2, "stride": 2})
+    assert all(len(p.meta["exemplars"]) == 3 for p in result.pictures)

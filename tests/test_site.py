@@ -100,6 +100,12 @@ def test_class_page_lays_out_each_method(atlas):
     inversion = html[html.index('id="inversion"'):]
     assert inversion.index("inversion/img0-original") < inversion.index("inversion/img0-rand")
     assert inversion.index("images/001.jpg") < inversion.index("inversion/img1-rand")
+    # beside a picture, the class images that explain it, under the title its method declares
+    baseline = html[html.index("classviz/baseline.png"):html.index("classviz/prior.png")]
+    assert "Nearest class images (fc7)" in baseline
+    assert baseline.index("images/002.jpg") < baseline.index("images/003.jpg") < baseline.index("images/004.jpg")
+    cell = html[html.index("location/window-r1-c2"):html.index("location/window-r2-c0")]
+    assert "Class images scoring highest through this window" in cell and "images/003.jpg" in cell
     # a diverged picture is flagged; list-valued numbers stay out of the headline, in the details
     location = html[html.index('id="location"'):html.index('id="topics"')]
     assert location.count("badge warn") == 1

@@ -274,6 +274,7 @@ class Layout:
     note: str = ""  # table: its caption
     numbers: Mapping[str, str] = field(default_factory=dict)  # strips: picture numbers shown as an HTML table
     # under each strip (number name -> column title), one row per step
+    exemplars: str = ""  # the title of the real class images shown under each picture (its meta "exemplars")
 
 
 @dataclass(frozen=True)
@@ -304,10 +305,11 @@ def _prior_switch(params: Mapping[str, Any]) -> bool:
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
-        name="classviz", title="Class visualization", version=1, params=ClassvizParams,
+        name="classviz", title="Class visualization", version=2, params=ClassvizParams,
         summary="Maximizing the class score with L2 + TV only (baseline) and with the data-driven patch prior.",
         layout=Layout("pair", order=("baseline", "prior"),
-                      titles={"baseline": "Baseline: L2 + TV", "prior": "With the patch prior"}),
+                      titles={"baseline": "Baseline: L2 + TV", "prior": "With the patch prior"},
+                      exemplars="Nearest class images (fc7)"),
         claims=(
             Claim("prior-colour", "3", "The patch prior gives class visualizations the colour statistics of real "
                   "images, where L2 + TV alone gives pop-art colours (Sec. 3)."),
@@ -316,9 +318,9 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=lambda params: True,
     ),
     MethodSpec(
-        name="location", title="Location grid", version=3, params=LocationParams,
+        name="location", title="Location grid", version=4, params=LocationParams,
         summary="Each picture opens only one window of pool5 (mask m5); they sit where their windows sit.",
-        layout=Layout("grid"),
+        layout=Layout("grid", exemplars="Class images scoring highest through this window"),
         claims=(
             Claim("location-layout", "4.1",
                   "Opening one pool5 window, a class is drawn best where it keeps its parts (Sec. 4.1)."),
@@ -341,11 +343,12 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="ensemble", title="Dropout ensemble", version=3, params=EnsembleParams,
+        name="ensemble", title="Dropout ensemble", version=4, params=EnsembleParams,
         summary="Random dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random "
         "initializations.",
         layout=Layout("table", rows="mask", columns="init", row_title="member {}", column_title="init {}",
-                      note="Rows: dropout members (random masks m6, m7) · columns: random initial images"),
+                      note="Rows: dropout members (random masks m6, m7) · columns: random initial images",
+                      exemplars="Nearest class images (fc7)"),
         claims=tuple(
             Claim(f"ensemble-{space}", "4.3", "Different dropout masks (m6-7) change a class's picture more than "
                   "different random inits (Sec. 4.3).") for space in ("fc7", "pixel")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_prior, class_problem, engine_settings
+from generator.methods.common import class_prior, class_problem, engine_settings, nearest_exemplars
 from generator.metrics import colour_distance
 
 SPEC = spec("classviz")
@@ -26,11 +28,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     ]
     baseline, prior = solve(ctx.pathway, problems, settings, progress=ctx.progress)
     references = ctx.images[: ctx.prior.images]
+    exemplars = nearest_exemplars(ctx, torch.stack([baseline.image, prior.image]))
     pictures = []
     numbers: dict[str, Any] = {}
-    for solution, what in (
-        (baseline, "L2 + TV regularizers only (baseline [10])"),
-        (prior, f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"),
+    for solution, nearest, what in (
+        (baseline, exemplars[0], "L2 + TV regularizers only (baseline [10])"),
+        (prior, exemplars[1], f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"),
     ):
         colour = colour_distance(solution.image, references)
         picture_numbers = {"prob": solution.prob, "score": solution.score, "colour_distance": colour}
@@ -42,7 +45,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 f"p = {solution.prob:.2f}, {settings.iterations} iterations",
                 alt=f"Synthesized image that the network classifies as {ctx.class_name}, made with {what}",
                 numbers=picture_numbers,
-                meta={"diverged": solution.diverged, "iterations": settings.iterations},
+                meta={"diverged": solution.diverged, "iterations": settings.iterations, "exemplars": nearest},
             )
         )
         numbers.update({f"{solution.label}_{k}": v for k, v in picture_numbers.items()})

@@ -101,6 +101,17 @@ def fc7_of(pathway: Pathway, images: Tensor) -> Tensor:
     return pathway(images.to(pathway.mean.device)).fc7.cpu()
 
 
+EXEMPLARS = 3  # real class images shown beside a synthetic picture
+
+
+def nearest_exemplars(ctx: ClassContext, pictures: Tensor, k: int = EXEMPLARS) -> list[list[dict[str, Any]]]:
+    """For each picture, the k class images nearest it in fc7 (cosine, unmasked net): the real
+    images that explain what the picture draws (meta "exemplars"; "image" indexes ctx.images)."""
+    unit = torch.nn.functional.normalize
+    distances = 1.0 - unit(fc7_of(ctx.pathway, pictures), dim=1) @ unit(ctx.features.fc7.float(), dim=1).T
+    return [[{"image": int(i), "distance": float(row[i])} for i in torch.argsort(row)[:k]] for row in distances]
+
+
 def cosine_distances(features: Tensor) -> Tensor:
     """(N, N) matrix of 1 - cos between rows; an all-zero row is at distance 1 from everything."""
     unit = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)

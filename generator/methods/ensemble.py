@@ -22,7 +22,7 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
+from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, nearest_exemplars
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
@@ -90,6 +90,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         )
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
+    images = torch.stack([s.image for s in solutions])
+    exemplars = nearest_exemplars(ctx, images)
     masked = "fc6 and fc7" if pathway.has_fc6 else "the pooled vector (fc7)"
     pictures = [
         Picture(
@@ -101,12 +103,11 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.score, "prob": s.prob},
-            meta={**c, "keep": keep, "diverged": s.diverged},
+            meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest},
         )
-        for c, s in zip(cells, solutions)
+        for c, s, nearest in zip(cells, solutions, exemplars)
     ]
 
-    images = torch.stack([s.image for s in solutions])
     across_masks = [(a, b) for a, b in combinations(range(len(cells)), 2)
                     if cells[a]["init"] == cells[b]["init"] and cells[a]["mask"] != cells[b]["mask"]]
     across_inits = [(a, b) for a, b in combinations(range(len(cells)), 2)

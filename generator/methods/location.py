@@ -17,7 +17,9 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, mean_pairwise
+from generator.methods.common import (
+    EXEMPLARS, class_database, class_problem, cosine_distances, fc7_of, mean_pairwise,
+)
 from generator.pathway import Pathway
 
 SPEC = spec("location")
@@ -83,6 +85,18 @@ def window_grid(pool5_shape: tuple[int, int, int], size: int, stride: int) -> li
     ]
 
 
+@torch.no_grad()
+def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS) -> list[list[dict[str, Any]]]:
+    """For each window, the k class images that score highest for the class through that window
+    alone: the real images that solve the same problem as the window's picture (meta "exemplars")."""
+    pool5 = ctx.features.pool5.to(ctx.pathway.mean.device)
+    found = []
+    for mask in masks:
+        scores = ctx.pathway.head(pool5, m5=mask.to(pool5.device)).fc8[:, ctx.class_index].cpu()
+        found.append([{"image": int(i), "score": float(scores[i])} for i in torch.argsort(scores, descending=True)[:k]])
+    return found
+
+
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     params = {**DEFAULTS, **params}
     pathway = ctx.pathway
@@ -93,23 +107,24 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     value = open_value(pathway, size)
     prior = class_database(ctx, params)
     settings = settings_from(ctx.engine)
+    masks = [window_mask(pathway.pool5_shape, w["top"], w["left"], w["size"], value) for w in windows]
     # One init for every window, so differences between the pictures come from the mask alone.
     problems = [
         class_problem(
             pathway, settings, ctx.class_index,
             database=prior,
-            m5=window_mask(pathway.pool5_shape, w["top"], w["left"], w["size"], value),
+            m5=mask,
             seed=ctx.seed,
             label=f"window r{w['row']} c{w['col']}",
         )
-        for w in windows
+        for w, mask in zip(windows, masks)
     ]
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     pictures = []
     grid = "x".join(str(n) for n in pathway.pool5_shape[1:])
     prior_note = ", patch prior" if prior is not None else ""
-    for w, solution in zip(windows, solutions):
+    for w, solution, exemplars in zip(windows, solutions, window_exemplars(ctx, masks)):
         span = f"pool5 rows {w['top']}-{w['top'] + w['size'] - 1}, cols {w['left']}-{w['left'] + w['size'] - 1}"
         pictures.append(
             Picture(
@@ -118,7 +133,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})",
                 alt=f"Visualization of {ctx.class_name} using only {span} of the {grid} pool5 grid",
                 numbers={"score": solution.score, "prob": solution.prob},
-                meta={**w, "diverged": solution.diverged},
+                meta={**w, "diverged": solution.diverged, "exemplars": exemplars},
             )
         )
 
