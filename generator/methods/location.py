@@ -18,7 +18,12 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import (
-    EXEMPLARS, class_database, class_problem, cosine_distances, fc7_of, mean_pairwise,
+    EXEMPLARS,
+    class_database,
+    class_problem,
+    cosine_distances,
+    fc7_of,
+    mean_pairwise,
 )
 from generator.pathway import Pathway
 
