@@ -1,6 +1,6 @@
 """Pictures another network recognizes: the judge (benchmarks/judge.py) reads a built atlas.
 
-    python -m benchmarks.transfer ATLAS_FOLDER [--json NAME] [--sheet PATH]
+    python -m benchmarks.transfer ATLAS_FOLDER [ATLAS_FOLDER ...] [--json NAME]
 
 Reads only the atlas folder (classes/*/manifest.json, the pictures and the class images'
 thumbnails) and prints, for each kind of picture: n, the judge's top-1 among the atlas's
@@ -267,20 +267,39 @@ def report(result: dict[str, Any]) -> None:
               f"= {c['ratio']:.2f}x (target <= 0.7x)")
 
 
+def compare(results: list[dict[str, Any]]) -> list[str]:
+    """Several atlases side by side (e.g. the same classes on two networks): one row per kind of
+    picture, "top-1 / top-5 (n)" per atlas, "-" where an atlas has no such pictures."""
+    names = [Path(r["atlas"]).name for r in results]
+    cells = [{row["kind"]: f"{row['top1_among_classes']:.2f} / {row['top5_among_1000']:.2f} ({row['n']})"
+              for row in r["recognition"]} for r in results]
+    kinds = sorted({kind for found in cells for kind in found}, key=sort_key)
+    width = max(20, *(len(name) for name in names))
+    lines = [f"{'top-1 among classes / top-5 among 1000 (n)':<44}" + "".join(f"{n:>{width + 2}}" for n in names)]
+    lines += [f"{kind:<44}" + "".join(f"{found.get(kind, '-'):>{width + 2}}" for found in cells) for kind in kinds]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("atlas", type=Path, help="a built atlas folder (the one with classes/*/manifest.json)")
+    parser.add_argument("atlas", type=Path, nargs="+",
+                        help="built atlas folders (with classes/*/manifest.json); several: also side by side")
     parser.add_argument("--json", default=None, help="also write benchmarks/out/<NAME>.json")
     args = parser.parse_args()
     why = judge_module.available()
     if why:
         sys.exit(f"error: {why}")
-    result = measure(args.atlas)
-    report(result)
+    judge = judge_module.Judge.load()
+    results = [measure(folder, judge) for folder in args.atlas]
+    for result in results:
+        report(result)
+        print()
+    if len(results) > 1:
+        print("\n".join(compare(results)))
     if args.json:
         out = Path(__file__).resolve().parent / "out" / f"{args.json}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2, sort_keys=True) + "\n")
         print(f"wrote {out}")
 
 

@@ -156,3 +156,17 @@ def test_transfer_without_the_judge_says_how_to_install_it(monkeypatch: pytest.M
     with pytest.raises(SystemExit) as exit_:
         transfer.main()
     assert "ai-edge-litert" in str(exit_.value)
+
+
+def test_compare_puts_atlases_side_by_side() -> None:
+    alexnet = {"atlas": "/x/alexnet", "recognition": [
+        {"kind": "classviz prior", "n": 10, "top1_among_classes": 0.9, "top5_among_1000": 0.4},
+        {"kind": "topics", "n": 50, "top1_among_classes": 0.88, "top5_among_1000": 0.1}]}
+    mobilenet = {"atlas": "/y/mobilenet", "recognition": [
+        {"kind": "classviz prior", "n": 10, "top1_among_classes": 1.0, "top5_among_1000": 0.7}]}
+    header, *rows = transfer.compare([alexnet, mobilenet])
+    assert "alexnet" in header and header.index("alexnet") < header.index("mobilenet")
+    prior = next(r for r in rows if r.startswith("classviz prior"))
+    assert prior.index("0.90 / 0.40 (10)") < prior.index("1.00 / 0.70 (10)")
+    topics = next(r for r in rows if r.startswith("topics"))
+    assert "0.88 / 0.10 (50)" in topics and topics.rstrip().endswith("-")
