@@ -379,7 +379,7 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         schema=SCHEMA,
         class_=ClassRecord(id=entry.id, name=entry.name, index=entry.index, slug=entry.slug),
         model={"name": _public_name(catalog.model.name), "weights": _public_name(catalog.model.weights),
-               "digest": model_digest},
+               "digest": model_digest, **_levels(ctx, plan.manifest)},
         images=images,
         skipped_images=[{"path": p, "reason": r} for p, r in outcome.images_skipped],
         methods={m: methods[m] for m in METHOD_NAMES if m in methods},
@@ -390,6 +390,13 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         outcome.failed.append((None, _message(exc)))
         outcome.ran = []
     return outcome
+
+
+def _levels(ctx: ClassContext | None, old: Manifest | None) -> dict[str, Any]:
+    """{"levels": the net's pathway levels} (the site words its texts by them: a net without fc6
+    has no m6), from the loaded net, else as the last build recorded them."""
+    levels = list(ctx.pathway.levels) if ctx is not None else old.model.get("levels") if old else None
+    return {"levels": levels} if levels else {}
 
 
 def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, progress: bool) -> ClassContext:

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any, Mapping
 
+from generator.families import has_fc6, in_words
 from generator.manifest import Manifest, MethodRecord, bounded_int, class_manifests, finite
 from generator.methods import REGISTRY
 
@@ -235,7 +236,7 @@ def hierarchy_claims(manifests: list[Manifest]) -> list[dict[str, Any]]:
                     if all(lv in e for e in per_class.values())} if per_class else None
         claims.append(_claim(
             f"hierarchy-{space}",
-            f"smallest fall of the class-averaged error {label} along {' -> '.join(LEVELS)} (> 0: falls at every step)",
+            f"smallest fall of the class-averaged error {label} along {{code_path}} (> 0: falls at every step)",
             {c: smallest_drop(e) for c, e in per_class.items()}, 0.0,
             value=smallest_drop(averaged) if averaged else None))
     claims.append(hierarchy_specific_claim(manifests))
@@ -303,17 +304,20 @@ def claims_of(manifests: list[Manifest], truth: Truth | Mapping[str, int] | None
     counts = [len(m.images) for m in manifests]
     per_class = (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}") if counts else ""
     images = f"{sum(counts)} images, {per_class} per class" if counts else "no images"
+    fc6 = all(has_fc6(m.model) for m in manifests)  # the statements name the levels the net has
+    claims = [
+        *prior_claims(manifests),
+        *location_claims(manifests, truth),
+        *topic_claims(manifests, truth),
+        *ensemble_claims(manifests),
+        *hierarchy_claims(manifests),
+    ]
     return {
         "model": ", ".join(models),
         "images": images,
         "classes": len(manifests),
-        "claims": [
-            *prior_claims(manifests),
-            *location_claims(manifests, truth),
-            *topic_claims(manifests, truth),
-            *ensemble_claims(manifests),
-            *hierarchy_claims(manifests),
-        ],
+        "claims": [{**c, "statement": in_words(c["statement"], fc6), "metric": in_words(c["metric"], fc6)}
+                   for c in claims],
     }
 
 

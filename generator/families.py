@@ -3,6 +3,8 @@ each (data only, no torch: the catalog checks names and the site's methods page 
 table without loading a model; `Pathway.roles` says the same for one loaded model)."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
     "alexnet": ("alexnet",),
     "vgg": ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"),
@@ -46,3 +48,32 @@ def supported_families() -> str:
     """One line naming the supported torchvision families, for error messages."""
     return "; ".join(f"{family}: {names[0]}{' ... ' + names[-1] if len(names) > 1 else ''}"
                      for family, names in MODEL_FAMILIES.items())
+
+
+# The words the pages use for the levels (the registry's texts name them as {placeholders}): the
+# paper's, or those of a net without fc6, where the pooled vector plays fc7 and there is no m6.
+LEVEL_WORDS: dict[bool, dict[str, str]] = {
+    True: {"fc7_codes": "fc7 codes", "dropped": "fc6 and fc7", "dropout_masks": "random masks m6, m7",
+           "dropout_code": "m6-7", "code_layers": "fc7, then fc6, then pool5", "code_levels": "m7, m6-7, m5-7",
+           "code_path": "m7 -> m6-7 -> m5-7"},
+    False: {"fc7_codes": "pooled vectors (fc7)", "dropped": "the pooled vector (fc7)",
+            "dropout_masks": "random masks m7 on the pooled vector", "dropout_code": "m7",
+            "code_layers": "the pooled vector (fc7), then also the last feature map (pool5)",
+            "code_levels": "m7, m5-7", "code_path": "m7 -> m5-7"},
+}
+
+
+def has_fc6(model: Mapping[str, Any]) -> bool:
+    """Whether a built atlas's net has fc6, from its manifest's model record: the levels the build
+    recorded, else its torchvision name (AlexNet, VGG and MobileNet v3 have one; the other pooled
+    families do not), else the paper's AlexNet layout."""
+    levels = model.get("levels")
+    if isinstance(levels, list):
+        return "fc6" in levels
+    name = model.get("name")
+    return model_family(name) in (None, "alexnet", "vgg") or str(name).startswith("mobilenet_v3")
+
+
+def in_words(text: str, fc6: bool) -> str:
+    """A registry text with its level {placeholders} in the words of a net with or without fc6."""
+    return text.format_map(LEVEL_WORDS[fc6])

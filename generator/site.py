@@ -30,7 +30,7 @@ from PIL import Image
 
 from generator import store
 from generator.errors import SiteError
-from generator.families import FAMILY_ROLES, model_family
+from generator.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
 from generator.manifest import Manifest, MethodRecord, PictureRecord, bounded_int, class_manifests
 from generator.methods import METHOD_NAMES, REGISTRY, Layout
 
@@ -207,7 +207,7 @@ def _topic_rows_layout(pictures: list[Picture], images: list[dict[str, Any]]) ->
     return {"topics": topics}
 
 
-def _table_layout(layout: Layout, pictures: list[Picture]) -> dict[str, Any]:
+def _table_layout(layout: Layout, pictures: list[Picture], fc6: bool) -> dict[str, Any]:
     """A rows x columns table (ensemble: masks x inits) with the seed of each row and column."""
     places = [(bounded_int(p.meta.get(layout.rows), 0, 10**6), bounded_int(p.meta.get(layout.columns), 0, 10**6))
               for p in pictures]
@@ -220,7 +220,7 @@ def _table_layout(layout: Layout, pictures: list[Picture]) -> dict[str, Any]:
     for (r, c), p in cells.items():
         seeds["row"][r] = _seed(p.meta.get(f"{layout.rows}_seed"))
         seeds["column"][c] = _seed(p.meta.get(f"{layout.columns}_seed"))
-    return {"note": layout.note,
+    return {"note": in_words(layout.note, fc6),
             "columns": [(layout.column_title.format(c + 1), seeds["column"].get(c)) for c in columns],
             "rows": [(layout.row_title.format(r + 1), seeds["row"].get(r), [cells.get((r, c)) for c in columns])
                      for r in rows]}
@@ -305,7 +305,8 @@ def _attach_exemplars(pictures: list[Picture], images: list[dict[str, Any]], tit
         picture.exemplars_title = title
 
 
-def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], folder: Path) -> Section:
+def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], folder: Path, fc6: bool) -> Section:
+    """One method's section; `fc6`: whether the net has fc6 (texts name the levels it has)."""
     pictures = [p for p in (_picture(raw, folder) for raw in record.pictures) if p is not None]
     spec = REGISTRY.get(name)
     if spec is not None and spec.layout.exemplars:
@@ -320,7 +321,7 @@ def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], fold
         elif kind == "topic-rows":
             layout = _topic_rows_layout(pictures, images)
         elif kind == "table":
-            layout = _table_layout(spec.layout, pictures)
+            layout = _table_layout(spec.layout, pictures, fc6)
         elif kind == "strips":
             layout = _strips_layout(spec.layout, record, pictures, images)
         elif kind == "neighbours":
@@ -329,7 +330,7 @@ def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], fold
             layout["kind"] = kind
     headline = {k: v for k, v in record.numbers.items() if isinstance(v, (int, float))}
     return Section(name=name, title=spec.title if spec else label(name).capitalize(),
-                   summary=spec.summary if spec else "", record=record, pictures=pictures,
+                   summary=in_words(spec.summary, fc6) if spec else "", record=record, pictures=pictures,
                    headline=headline, layout=layout)
 
 
@@ -343,7 +344,7 @@ def _class_page(manifest: Manifest, folder: Path) -> ClassPage:
             images.append({"index": image.index, "name": image.name, "src": src, "width": width, "height": height})
     methods = manifest.methods
     names = [m for m in METHOD_NAMES if m in methods] + sorted(m for m in methods if m not in REGISTRY)
-    sections = [_section(name, methods[name], images, folder) for name in names]
+    sections = [_section(name, methods[name], images, folder, has_fc6(manifest.model)) for name in names]
     by_name = {s.name: s for s in sections}
     card = None
     if "classviz" in by_name:
@@ -484,7 +485,8 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     store.copy_tree(templates / "static", output / "static")
     claims, inversion = _measure(output, [manifest for _, manifest in manifests])
     model = classes[0].model
-    common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name"))}
+    common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name")),
+              "fc6": has_fc6(model), "words": LEVEL_WORDS[has_fc6(model)]}
     units_manifest, unit_links = _units(output)
     common["has_units"] = units_manifest is not None
 

@@ -159,3 +159,10 @@ def units_world(tiny_world):
     from generator.units import UnitsParams
 
     return dataclasses.replace(tiny_world, units=UnitsParams(iterations=3, top_k=4, per_class=2))
+
+
+@pytest.fixture(scope="session")
+def make_world():
+    """helpers.make_world(root, images_per_class=3) -> Catalog: the tiny build world (model file,
+    weights, image folder) without the fake methods, for tests that build with the real ones."""
+    return helpers.make_world

@@ -271,7 +271,7 @@ class Layout:
     columns: str = ""  # table: meta field of the columns
     row_title: str = "{}"  # table: a row's title from its number
     column_title: str = "{}"
-    note: str = ""  # table: its caption
+    note: str = ""  # table: its caption (level {placeholders} as in MethodSpec.summary)
     numbers: Mapping[str, str] = field(default_factory=dict)  # strips: picture numbers shown as an HTML table
     # under each strip (number name -> column title), one row per step
     exemplars: str = ""  # the title of the real class images shown under each picture (its meta "exemplars")
@@ -281,14 +281,15 @@ class Layout:
 class Claim:
     id: str
     section: str  # the paper's section
-    statement: str
+    statement: str  # level {placeholders} as in MethodSpec.summary
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     title: str
-    summary: str  # one line, shown above the method's pictures
+    summary: str  # one line, shown above the method's pictures; {placeholders} name levels in the net's
+    # words (families.LEVEL_WORDS: a net without fc6 has no m6), filled by families.in_words
     version: int  # bump when the code changes what it produces (part of the artifact key)
     params: type  # frozen dataclass of typed parameters (catalog `methods.<name>`)
     layout: Layout
@@ -331,7 +332,7 @@ METHODS: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         name="topics", title="Topic styles", version=4, params=TopicsParams,
-        summary="NMF of the class's fc7 codes; each topic's units form the mask m7. Its visualization sits "
+        summary="NMF of the class's {fc7_codes}; each topic's units form the mask m7. Its visualization sits "
         "beside the images that load most on it.",
         layout=Layout("topic-rows"),
         claims=(
@@ -344,27 +345,27 @@ METHODS: tuple[MethodSpec, ...] = (
     ),
     MethodSpec(
         name="ensemble", title="Dropout ensemble", version=4, params=EnsembleParams,
-        summary="Random dropout masks on fc6 and fc7 pick ensemble members; rows are masks, columns random "
+        summary="Random dropout masks on {dropped} pick ensemble members; rows are masks, columns random "
         "initializations.",
         layout=Layout("table", rows="mask", columns="init", row_title="member {}", column_title="init {}",
-                      note="Rows: dropout members (random masks m6, m7) · columns: random initial images",
+                      note="Rows: dropout members ({dropout_masks}) · columns: random initial images",
                       exemplars="Nearest class images (fc7)"),
         claims=tuple(
-            Claim(f"ensemble-{space}", "4.3", "Different dropout masks (m6-7) change a class's picture more than "
+            Claim(f"ensemble-{space}", "4.3", "Different dropout masks ({dropout_code}) change a class's picture more than "
                   "different random inits (Sec. 4.3).") for space in ("fc7", "pixel")
         ),
         uses_prior=_prior_switch,
     ),
     MethodSpec(
         name="hierarchy", title="Hierarchical codes", version=6, params=HierarchyParams,
-        summary="Class visualization constrained by a real image's on/off code at more and more layers (fc7, "
-        "then fc6, then pool5): the units the image has on carry the class score, the units it has off are "
+        summary="Class visualization constrained by a real image's on/off code at more and more layers "
+        "({code_layers}): the units the image has on carry the class score, the units it has off are "
         "kept quiet.",
         layout=Layout("strips", step="level", steps="levels", leading=("input",), order=("m7", "m6-7", "m5-7"),
                       titles={"input": "Input"}, step_title="Code {}"),
         claims=(
-            *(Claim(f"hierarchy-{space}", "4.4", "Inverting an image's binary code with more constraints (m7, "
-                    "m6-7, m5-7) comes closer to the image (Sec. 4.4).") for space in ("pixel", "fc7")),
+            *(Claim(f"hierarchy-{space}", "4.4", "Inverting an image's binary code with more constraints "
+                    "({code_levels}) comes closer to the image (Sec. 4.4).") for space in ("pixel", "fc7")),
             Claim("hierarchy-specific", "4.4", "The pictures come closer to their own image, not only to every "
                   "image of the class (control for hierarchy-pixel)."),
         ),
