@@ -1,6 +1,8 @@
 """fc7 topics (Sec. 4.2): NMF, the m7 masks and their fallback, retrieval, and the planted styles."""
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
@@ -30,11 +32,29 @@ def test_nmf_separates_two_planted_directions_deterministically():
     assert torch.equal(basis, again)
 
 
-def test_nmf_rejects_too_few_images_and_negative_features():
+def test_nmf_rejects_too_few_images_and_non_finite_features():
     with pytest.raises(ValueError, match="at least 5 images"):
         topics.fit_nmf(torch.rand(3, 8), 5)
-    with pytest.raises(ValueError, match="non-negative"):
-        topics.fit_nmf(-torch.rand(6, 8), 2)
+    with pytest.raises(ValueError, match="finite"):
+        topics.fit_nmf(torch.full((6, 8), float("nan")), 2)
+
+
+def test_a_signed_fc7_is_factorized_as_its_sign_split():
+    """Two styles on the same units with opposite signs (a LayerNorm'd pooled vector can do that):
+    clipping at 0 would lose the second style; the split [relu(x), relu(-x)] separates them, and
+    both topics' m7 keep those units of the real vector."""
+    fc7, styles = two_style_fc7(dim=32)
+    signed = torch.cat([fc7[:10, :16], -fc7[10:, 16:]])  # style 0: units 0-15 up; style 1: units 0-15 down
+    signed = torch.cat([signed, 0.05 * torch.rand(20, 16, generator=torch.Generator().manual_seed(1))], 1)
+    basis, loadings = topics.fit_nmf(signed, 2, seed=0)
+    assert basis.shape == (2, 64) and (basis >= 0).all() and (loadings >= 0).all()
+    assert normalized_mutual_info_score(styles, loadings.argmax(0).tolist()) == pytest.approx(1.0)
+    model = topics.topic_masks_for(types.SimpleNamespace(fc7_dim=32), signed, k=2, threshold=1.0)
+    assert model.signed and model.masks.shape == (2, 32)
+    assert all(m[:16].all() and not m[16:].any() for m in model.masks)
+    loadings = topics.style_loadings(model.basis, signed)
+    assert loadings.shape == (20, 2) and loadings[:10].argmax(1).unique().numel() == 1
+    assert not topics.topic_masks_for(types.SimpleNamespace(fc7_dim=32), fc7, k=2).signed  # post-ReLU: as is
 
 
 def test_mask_uses_threshold_or_records_the_quantile_fallback():

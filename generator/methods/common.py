@@ -126,17 +126,31 @@ def mean_pairwise(distances: Tensor) -> float:
     return float((distances.sum() - distances.diagonal().sum()) / (n * (n - 1)))
 
 
+def split_signs(fc7: Tensor) -> Tensor:
+    """[relu(x), relu(-x)] (N, 2D): the standard non-negative split of a signed code."""
+    return torch.cat([fc7.clamp_min(0), (-fc7).clamp_min(0)], 1)
+
+
+def nmf_input(fc7: Tensor) -> Tensor:
+    """fc7 as NMF needs it, non-negative. AlexNet/VGG's fc7 and most pooled vectors (ResNet, RegNet,
+    MobileNet v2) are post-ReLU and go in as they are; a signed one (ConvNeXt's pooled vector comes
+    after a LayerNorm; EfficientNet's SiLU and MobileNet v3's Hardswish dip below 0) goes in split,
+    so that a unit's negative values are a direction of their own instead of being clipped away."""
+    return split_signs(fc7) if bool((fc7 < 0).any()) else fc7
+
+
 def fit_nmf(fc7: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """basis (K, D), loadings (K, N) with fc7 ~ loadings.T @ basis. Deterministic: nndsvda
-    init (SVD-based, no randomness for a given input) and a fixed random_state."""
+    """basis (K, D), loadings (K, N) with nmf_input(fc7) ~ loadings.T @ basis; a signed fc7 gives a
+    (K, 2D) basis over its split. Deterministic: nndsvda init (SVD-based, no randomness for a given
+    input) and a fixed random_state."""
     import numpy as np
     from sklearn.decomposition import NMF
 
-    data = fc7.detach().double().cpu().numpy()
+    data = nmf_input(fc7.detach()).double().cpu().numpy()
     if data.shape[0] < k:
         raise ValueError(f"topics: {k} topics need at least {k} images, got {data.shape[0]}")
-    if not np.isfinite(data).all() or (data < 0).any():
-        raise ValueError("topics: fc7 must be finite and non-negative (post-ReLU) for NMF")
+    if not np.isfinite(data).all():
+        raise ValueError("topics: fc7 must be finite for NMF")
     model = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=1000, tol=1e-5)
     loadings = model.fit_transform(data)  # (N, K)
     return torch.from_numpy(model.components_).float(), torch.from_numpy(loadings.T.copy()).float()

@@ -5,6 +5,8 @@ matrix factorization of them, fc7 ~ loadings x basis, splits the cone into K dir
 ("topics": scale, angle, colour, status, content). Topic k is visualized by opening only the
 fc7 units it uses, m7 = basis[k] > tau, and shown beside the images that load on it most.
 The same basis ranks any image collection by style (Sec. 5.1: `style_loadings`).
+A signed fc7 (ConvNeXt's pooled vector) is factorized as its split [relu(fc7), relu(-fc7)]
+(`common.nmf_input`); a topic's m7 keeps a unit when either of its halves passes tau.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from generator.methods.common import (
     fc7_of,
     fit_nmf,
     patch_database,
+    split_signs,
 )
 from generator.pathway import Pathway
 
@@ -42,11 +45,16 @@ class TopicModel:
     `rule[k]` says how mask k was made ("threshold" = the authors' tau, or "quantile" when
     fc7's scale on this model left too few units above tau) and `cutoff[k]` the value used."""
 
-    basis: Tensor  # (K, D) >= 0: the topics as fc7 directions
+    basis: Tensor  # (K, D) >= 0: the topics as fc7 directions; (K, 2D) over [relu(fc7), relu(-fc7)] for a signed fc7
     loadings: Tensor  # (K, N) >= 0: how much each image uses each topic
     masks: Tensor  # (K, D) 0/1: m7 per topic
     rule: list[str]
     cutoff: list[float]
+
+    @property
+    def signed(self) -> bool:
+        """The factorization ran on the sign split of a signed fc7."""
+        return self.basis.shape[1] == 2 * self.masks.shape[1]
 
     @property
     def assignments(self) -> list[int]:
@@ -80,8 +88,10 @@ def topic_masks_for(
     if class_fc7.dim() != 2 or class_fc7.shape[1] != pathway.fc7_dim:
         raise ValueError(f"topics: fc7 must be (N, {pathway.fc7_dim}), got {tuple(class_fc7.shape)}")
     basis, loadings = fit_nmf(class_fc7, k, seed)
-    min_units = max(1, int(round(min_fraction * pathway.fc7_dim)))
-    made = [topic_mask(row, threshold, min_units, keep_fraction) for row in basis]
+    d = pathway.fc7_dim
+    units = basis if basis.shape[1] == d else torch.maximum(basis[:, :d], basis[:, d:])  # a unit: either half
+    min_units = max(1, int(round(min_fraction * d)))
+    made = [topic_mask(row, threshold, min_units, keep_fraction) for row in units]
     return TopicModel(
         basis=basis,
         loadings=loadings,
@@ -95,7 +105,9 @@ def style_loadings(basis: Tensor, collection_fc7: Tensor) -> Tensor:
     """Loadings (M, K) of any images' fc7 (M, D) on a class's topic basis (K, D): the
     non-negative least-squares projection min_h>=0 ||fc7 - h @ basis||, one image at a time.
     Ranking a collection by column k is style-based retrieval (Sec. 5.1)."""
-    a = basis.detach().double().cpu().numpy().T  # (D, K)
+    a = basis.detach().double().cpu().numpy().T  # (D, K), or (2D, K) for a signed fc7's split
+    if basis.shape[1] == 2 * collection_fc7.shape[1]:
+        collection_fc7 = split_signs(collection_fc7)
     rows = collection_fc7.detach().double().cpu().numpy()
     return torch.tensor(np.stack([nnls(a, row)[0] for row in rows]), dtype=torch.float32)
 
@@ -180,6 +192,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     + ("" if prior is None else ", patch prior from " + (
                         "its retrieved images" if params["patches"] == "topic" else "the class's images"))
                     + (", started from its retrieved images' blurred mean" if params["init"] == "facet" else "")
+                    + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
+                       "either half passes the cutoff" if topics.signed else "")
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
                 numbers={"score": solution.score, "prob": solution.prob, "units": units, "nearest_topic": nearest[k] + 1},
@@ -202,5 +216,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         # does each picture show its topic? (fraction nearest to its own topic's images; chance 1/K)
         "picture_match": sum(n == k for k, n in enumerate(nearest)) / max(len(nearest), 1),
     }
+    if topics.signed:  # only then: the records of post-ReLU nets stay as they were
+        numbers["nmf_input"] = "[relu(fc7), relu(-fc7)]: fc7 is signed"
     return MethodResult(method="topics", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)
 
