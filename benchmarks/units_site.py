@@ -1,5 +1,7 @@
 """The unit atlas's pages on a built atlas (targets: layer index transfer < 300 KB, `atlas render`
-with the unit pages < 5 s):
+with the unit pages < 5 s), or on a synthetic one (`--synthetic N`: N classes with all 11
+methods, tests/sitefixture.py's manifests, plus a unit atlas of AlexNet's shape: 256 pool5
+channels and 8 fc6 + 8 fc7 units per class, 9 patches each):
 
   * render seconds: `python -m generator render` in a fresh process, twice (the first writes every
     page; the second finds them unchanged), wall and CPU;
@@ -9,17 +11,20 @@ with the unit pages < 5 s):
   * the unit step's seconds from `units/manifest.json`.
 
     python -m benchmarks.units_site --output /tmp/units-atlas [--layer pool5]
+    python -m benchmarks.units_site --synthetic 10 [--output DIR]
 
 Writes benchmarks/out/units_site.json.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -28,6 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 INDEX_TARGET_BYTES = 300_000
 RENDER_TARGET_S = 5.0
+
+
+def write_synthetic(output: Path, n_classes: int) -> None:
+    """N classes with every method (write_large_atlas) and an AlexNet-shaped unit atlas."""
+    spec = importlib.util.spec_from_file_location("atlas_sitefixture", REPO / "tests" / "sitefixture.py")
+    fixture = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(fixture)  # type: ignore[union-attr]
+    fixture.write_large_atlas(output, n_classes)
+    fixture.write_fake_units(output)
 
 
 def render_seconds(output: Path) -> tuple[float, float]:
@@ -61,10 +75,15 @@ def eager_bytes(page_path: Path) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--output", type=Path, help="a built atlas (with --synthetic: where to write one)")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="write a synthetic atlas of N classes first")
     parser.add_argument("--layer", default="pool5")
     args = parser.parse_args()
-    output = args.output.resolve()
+    if args.output is None and args.synthetic is None:
+        parser.error("give --output (a built atlas) or --synthetic N")
+    output = (args.output or Path(tempfile.mkdtemp(prefix="units-site-"))).resolve()
+    if args.synthetic is not None:
+        write_synthetic(output, args.synthetic)
     first = render_seconds(output)
     second = render_seconds(output)
     index = output / "units" / args.layer / "index.html"
@@ -74,7 +93,11 @@ def main() -> None:
     every_thumb = sum((index.parent / name).stat().st_size for name in named if (index.parent / name).is_file())
     manifest = json.loads((output / "units" / "manifest.json").read_text())
     pages = sum(1 for _ in (output / "units").rglob("*.html"))
+    methods = sorted({m for p in (output / "classes").glob("*/manifest.json")
+                      for m in json.loads(p.read_text())["methods"]})
     result = {
+        "atlas": str(output), "classes": sum(1 for _ in (output / "classes").glob("*/manifest.json")),
+        "methods": methods,
         "render_s": {"first_wall": round(first[0], 2), "first_cpu": round(first[1], 2),
                      "again_wall": round(second[0], 2), "again_cpu": round(second[1], 2)},
         "render_target_s": RENDER_TARGET_S, "unit_pages": pages,
@@ -86,6 +109,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "units_site.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    print(f"render / target: {first[0] / RENDER_TARGET_S:.2f} (first, wall)  {second[0] / RENDER_TARGET_S:.2f} (again)")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ import hashlib
 import http.server
 import json
 import math
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -149,6 +150,35 @@ def _picture(raw: PictureRecord, folder: Path) -> Picture | None:
                    meta=dict(raw.meta))
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # SOFn markers
+
+
+def _header_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's frame header, or None for anything else.
+    PIL's parsers read every table first: at 1000 classes (57 000 thumbnails) that was half the
+    render's CPU."""
+    head = handle.read(24)
+    if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return width, height
+    if head[:2] != b"\xff\xd8":
+        return None
+    handle.seek(2)
+    while True:
+        segment = handle.read(4)
+        if len(segment) < 4 or segment[0] != 0xFF:
+            return None  # fill bytes or a broken file: PIL decides
+        marker, length = segment[1], struct.unpack(">H", segment[2:])[0]
+        if marker in JPEG_FRAMES:
+            frame = handle.read(5)
+            if len(frame) < 5:
+                return None
+            height, width = struct.unpack(">HH", frame[1:])
+            return width, height
+        handle.seek(length - 2, 1)
+
+
 def _image_size(path: Path) -> tuple[int | None, int | None]:
     """Width and height from the file header (no decoding), for <img> width/height attributes.
     Only regular files are opened (a FIFO would block the render); a decompression bomb's
@@ -156,6 +186,11 @@ def _image_size(path: Path) -> tuple[int | None, int | None]:
     try:
         if not path.is_file():
             return None, None
+        with path.open("rb") as handle:
+            size = _header_size(handle)
+        if size is not None:
+            width, height = size
+            return (width, height) if width * height <= Image.MAX_IMAGE_PIXELS else (None, None)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -491,8 +526,8 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     common["has_units"] = units_manifest is not None
 
     def write(path: Path, template: str, root: str, **context: Any) -> None:
-        html = env.get_template(template).render(root=root, **common, **context)
-        store.atomic_write(path, html.encode("utf-8", "replace"))  # "replace": a non-UTF-8 file name
+        html = env.get_template(template).render(root=root, **common, **context).encode("utf-8", "replace")
+        store.write_if_changed(path, html)  # "replace" above: a non-UTF-8 file name
 
     script = index_script(classes)
     (output / INDEX_SCRIPT).with_suffix(".tmp").write_text(script, encoding="utf-8")

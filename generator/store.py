@@ -203,6 +203,19 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise StoreError(f"cannot write {path}: {_describe(exc)}") from exc
 
 
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """atomic_write unless `path` already holds `data` (a re-render of a big site then costs
+    reads, not a fsync per page); returns whether it wrote."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, data)
+    return True
+
+
 def _describe(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on device (disk full)"

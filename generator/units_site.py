@@ -78,13 +78,7 @@ def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[
     def write(path: Path, template: str, root: str, **context: Any) -> None:
         nonlocal written
         html = env.get_template(template).render(root=root, **common, **context).encode("utf-8", "replace")
-        try:
-            if path.is_file() and path.read_bytes() == html:
-                return
-        except OSError:
-            pass
-        store.atomic_write(path, html)
-        written += 1
+        written += store.write_if_changed(path, html)
 
     names = {c.get("slug"): c.get("name") for c in manifest.get("classes", [])}
     layers = [(name, LAYER_TITLES.get(name, name), layer) for name, layer in manifest["layers"].items() if layer["units"]]

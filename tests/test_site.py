@@ -194,3 +194,44 @@ def test_server_is_local_and_serves_the_site(atlas):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "progressive", "exif", "webp"])
+def test_image_sizes_come_from_the_header_as_pil_reads_them(kind, tmp_path):
+    from PIL import Image
+
+    picture = Image.new("RGB", (37, 21), (200, 40, 40))
+    exif = Image.Exif()
+    exif[0x010E] = "an APP1 segment before the frame header " * 20  # ImageDescription
+    path = tmp_path / f"picture.{kind}"
+    options = {"png": ("PNG", {}), "jpeg": ("JPEG", {}), "progressive": ("JPEG", {"progressive": True}),
+               "exif": ("JPEG", {"exif": exif.tobytes()}), "webp": ("WEBP", {})}[kind]
+    picture.save(path, options[0], **options[1])
+    with Image.open(path) as image:
+        assert image.size == (37, 21)
+    assert site._image_size(path) == (37, 21)
+
+
+def test_an_image_header_claiming_a_bomb_gives_no_size(tmp_path):
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00")
+    assert site._image_size(tmp_path / "bomb.png") == (None, None)
+    assert site._image_size(tmp_path / "broken.jpg") == (None, None)
+
+
+def test_a_second_render_rewrites_only_the_pages_that_changed(write_fake_atlas, pages, tmp_path):
+    write_fake_atlas(tmp_path, n_classes=3)
+    site.render(tmp_path)
+    before = {path: path.stat().st_ino for path in pages(tmp_path)}  # atomic writes replace the file
+    manifest = tmp_path / "classes" / "n00000002" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"cassette player"', '"a renamed cassette player"'))
+    site.render(tmp_path)
+    rewritten = {path.relative_to(tmp_path).as_posix() for path in before if path.stat().st_ino != before[path]}
+    # the renamed class, its neighbour's prev/next link, the index and the claims (class names)
+    assert rewritten == {"classes/n00000002/index.html", "classes/n00000001/index.html", "index.html",
+                         "claims.html"}
