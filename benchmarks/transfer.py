@@ -67,7 +67,10 @@ def kind_of(method: str, picture: dict) -> str | None:
         return None if level == "input" else f"hierarchy {level}"
     if method in ("topics", "ensemble", "location"):
         return {"topics": "topic pictures", "ensemble": "ensemble samples", "location": "location grid"}[method]
-    return f"{method} {key}"
+    if method in ("preimages", "caricatures"):
+        step = key.split("-", 1)[-1]
+        return None if step == "original" else f"{method} {step}"
+    return None  # saliency maps, neighbour queries (class photos), the fc7 map: not synthetic pictures
 
 
 ORDER = ("photos", "classviz baseline", "classviz prior", "topic", "ensemble", "location", "hierarchy", "inversion")

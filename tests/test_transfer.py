@@ -170,3 +170,11 @@ def test_compare_puts_atlases_side_by_side() -> None:
     assert prior.index("0.90 / 0.40 (10)") < prior.index("1.00 / 0.70 (10)")
     topics = next(r for r in rows if r.startswith("topics"))
     assert "0.88 / 0.10 (50)" in topics and topics.rstrip().endswith("-")
+
+
+def test_only_synthetic_pictures_are_judged() -> None:
+    assert transfer.kind_of("preimages", {"key": "img0-conv3"}) == "preimages conv3"
+    assert transfer.kind_of("caricatures", {"key": "img0-original"}) is None
+    for method, key in (("saliency", "img3-gradcam"), ("neighbours", "query-0"), ("fc7map", "map")):
+        assert transfer.kind_of(method, {"key": key}) is None
+    assert transfer.kind_of("ensemble", {"key": "mask0-init1"}) == "ensemble samples"
