@@ -79,9 +79,10 @@ def demo_net(size: int = 48, classes: int = 4, seed: int = 0) -> Pathway:
     return Pathway(net, input_size=size)
 
 
-def tiny_context(n: int = 8, size: int = 48, seed: int = 0, engine: dict | None = None) -> ClassContext:
-    """A ClassContext on random images for demo_net: exercises the plumbing in a second."""
-    pathway = demo_net(size)
+def tiny_context(n: int = 8, size: int = 48, seed: int = 0, engine: dict | None = None,
+                 pathway: Pathway | None = None) -> ClassContext:
+    """A ClassContext on random images for `pathway` (default demo_net): exercises the plumbing in a second."""
+    pathway = demo_net(size) if pathway is None else pathway
     images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         features = pathway(images)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import helpers
 from generator.catalog import ModelSpec
 from generator.engine.settings import settings_from
 from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
@@ -21,12 +22,7 @@ def ctx() -> ClassContext:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         pathway = load_pathway(ModelSpec("resnet18", num_classes=4, input_size=SIZE))
-    images = torch.rand(10, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        features = pathway(images)
-    return ClassContext(pathway=pathway, class_index=1, class_id="c1", class_name="thing", images=images,
-                        image_names=[f"img{i}.png" for i in range(10)], features=features,
-                        engine=dict(FAST_ENGINE), seed=0)
+    return helpers.tiny_context(n=10, size=SIZE, engine=dict(FAST_ENGINE), pathway=pathway)
 
 
 def test_the_window_grid_keeps_the_papers_3x3_layout_on_6x6_and_7x7_maps():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import helpers
 from generator.catalog import ModelSpec
 from generator.methods import ClassContext, fc7map, neighbours, topics
 from generator.methods.common import fit_nmf, nmf_input
@@ -20,12 +21,7 @@ def ctx() -> ClassContext:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         pathway = load_pathway(ModelSpec("convnext_tiny", num_classes=4, input_size=SIZE))
-    images = torch.rand(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        features = pathway(images)
-    return ClassContext(pathway=pathway, class_index=1, class_id="c1", class_name="thing", images=images,
-                        image_names=[f"img{i}.png" for i in range(8)], features=features,
-                        engine={"iterations": 2, "lr": 0.05}, seed=0)
+    return helpers.tiny_context(n=8, size=SIZE, engine={"iterations": 2, "lr": 0.05}, pathway=pathway)
 
 
 def test_convnexts_pooled_vector_is_signed_and_nmf_gets_its_valid_split(ctx):
