@@ -219,6 +219,16 @@ def _grid_layout(pictures: list[Picture]) -> dict[str, Any]:
             "cols": max(p.meta["col"] for p in placed) + 1, "pool5": max(window_ends, default=0)}
 
 
+def _own_images(found: Any, by_index: dict[int, dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+    """A manifest list of {"image": index, field: value, ...} as the class's own thumbnails with
+    those fields; entries that are not dicts or name no known image are left out."""
+    return [
+        {**by_index[index], **{name: item.get(name) for name in fields}}
+        for item in (found if isinstance(found, list) else [])
+        if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
+    ]
+
+
 def _topic_rows_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
     """Each topic beside its retrieved images (the class's own thumbnails, with loadings);
     topics are numbered from 1 for people (meta.topic is 0-based)."""
@@ -231,14 +241,8 @@ def _topic_rows_layout(pictures: list[Picture], images: list[dict[str, Any]]) ->
     topics = []
     for number, picture in enumerate(sorted(pictures, key=order), start=1):
         topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
-        retrieved = []
-        retrieved_meta = picture.meta.get("retrieved")
-        for item in retrieved_meta if isinstance(retrieved_meta, list) else []:
-            image = by_index.get(bounded_int(item.get("image"), 0, 10**6)) if isinstance(item, dict) else None
-            if image is not None:
-                retrieved.append({**image, "loading": item.get("loading")})
         topics.append({"picture": picture, "number": topic + 1 if topic is not None else number,
-                       "retrieved": retrieved})
+                       "retrieved": _own_images(picture.meta.get("retrieved"), by_index, "loading")})
     return {"topics": topics}
 
 
@@ -311,12 +315,7 @@ def _neighbours_layout(pictures: list[Picture], images: list[dict[str, Any]]) ->
     for picture in pictures:
         spaces = {}
         for space in ("fc7", "pixel"):
-            found = picture.meta.get(space)
-            spaces[space] = [
-                {**by_index[index], "distance": item.get("distance"), "topic": item.get("topic")}
-                for item in (found if isinstance(found, list) else [])
-                if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
-            ]
+            spaces[space] = _own_images(picture.meta.get(space), by_index, "distance", "topic")
         queries.append({"picture": picture, **spaces})
     return {"queries": queries}
 
@@ -331,12 +330,7 @@ def _attach_exemplars(pictures: list[Picture], images: list[dict[str, Any]], tit
     """Each picture's meta "exemplars" ({"image": index, ...}) as the class's own thumbnails."""
     by_index = {image["index"]: image for image in images}
     for picture in pictures:
-        found = picture.meta.get("exemplars")
-        picture.exemplars = [
-            {**by_index[index], "distance": item.get("distance"), "score": item.get("score")}
-            for item in (found if isinstance(found, list) else [])
-            if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
-        ]
+        picture.exemplars = _own_images(picture.meta.get("exemplars"), by_index, "distance", "score")
         picture.exemplars_title = title
 
 
