@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from generator import store
 from generator.units import FOLDER, SELECTIVITY, read_manifest
 
 LAYER_TITLES = {"pool5": "pool5 channels", "fc6": "fc6 units", "fc7": "fc7 units"}
@@ -70,15 +69,13 @@ def class_links(manifest: dict[str, Any] | None) -> dict[str, list[UnitLink]]:
     return links
 
 
-def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[str, Any]) -> int:
-    """Write the unit pages; returns how many HTML files were (re)written."""
+def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[str, Any],
+                 save: Callable[[Path, bytes], None]) -> None:
+    """Render the unit pages and hand each to `save` (site.PageWriter.write: on threads)."""
     base = Path(output) / FOLDER
-    written = 0
 
     def write(path: Path, template: str, root: str, **context: Any) -> None:
-        nonlocal written
-        html = env.get_template(template).render(root=root, **common, **context).encode("utf-8", "replace")
-        written += store.write_if_changed(path, html)
+        save(path, env.get_template(template).render(root=root, **common, **context).encode("utf-8", "replace"))
 
     names = {c.get("slug"): c.get("name") for c in manifest.get("classes", [])}
     layers = [(name, LAYER_TITLES.get(name, name), layer) for name, layer in manifest["layers"].items() if layer["units"]]
@@ -94,11 +91,4 @@ def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[
             write(base / name / f"{unit['index']}.html", "unit.html", "../../", page="units", layer=name, title=title,
                   unit=unit, prev=units[i - 1] if i else None, next=units[i + 1] if i + 1 < len(units) else None,
                   rank=i + 1, count=len(units), names=names, selectivity=SELECTIVITY)
-    return written
 
-
-def render(output: Path, env: Any, common: dict[str, Any], warn: Callable[[str], None] | None = None) -> None:
-    """The unit pages when the build made a unit atlas (called by site.render)."""
-    manifest = load(output)
-    if manifest is not None:
-        render_units(output, env, common, manifest)

@@ -235,3 +235,28 @@ def test_a_second_render_rewrites_only_the_pages_that_changed(write_fake_atlas, 
     # the renamed class, its neighbour's prev/next link, the index and the claims (class names)
     assert rewritten == {"classes/n00000002/index.html", "classes/n00000001/index.html", "index.html",
                          "claims.html"}
+
+
+def test_a_page_that_cannot_be_written_fails_the_render(write_fake_atlas, tmp_path):
+    from generator.store import StoreError
+
+    write_fake_atlas(tmp_path, n_classes=3)
+    (tmp_path / "classes" / "n00000001" / "index.html").mkdir()  # a folder where the page goes
+    with pytest.raises(StoreError, match="n00000001/index.html"):
+        site.render(tmp_path)
+
+
+def test_a_fifo_or_a_folder_has_no_image_size(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.jpg")  # opened without O_NONBLOCK, this read would wait forever
+    (tmp_path / "folder.png").mkdir()
+    assert site._image_size(tmp_path / "fifo.jpg") == (None, None)
+    assert site._image_size(str(tmp_path / "folder.png")) == (None, None)
+    assert site._image_size(tmp_path / "missing.png") == (None, None)
+
+
+def test_parameter_pairs_and_grid_lines():
+    assert site.pairs({"colour_distance": 0.41234, "retrieved": [1], "ok": True}, ("retrieved",)) == \
+        "colour distance 0.412; ok yes"
+    assert site.grid_lines(3) == "M1 0V3M0 1H3M2 0V3M0 2H3"
