@@ -49,7 +49,7 @@ def solve_rate(pathway: Pathway, problems: list[Problem], settings: Settings) ->
     return len(problems) * settings.iterations / (time.perf_counter() - start)
 
 
-def prior_database(size: int) -> PatchDatabase:
+def prior_database(size: int, normalize: str) -> PatchDatabase:
     """The database a class would use: its images if ../shared exists, else smooth random images."""
     database = PriorParams()
     n = database.images
@@ -60,7 +60,7 @@ def prior_database(size: int) -> PatchDatabase:
         images = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear")
     return PatchDatabase.from_images(
         images, patch=database.patch, stride=database.stride, max_patches=database.max_patches,
-        search_dims=database.search_dims,
+        search_dims=database.search_dims, normalize=normalize,
     )
 
 
@@ -88,7 +88,7 @@ def main() -> None:
 
     pathway = Pathway(torchvision.models.alexnet(weights=None))
     settings = settings_from(None, iterations=iterations, **dict(parse_setting(item) for item in args.set))
-    database = prior_database(pathway.input_size)
+    database = prior_database(pathway.input_size, settings.prior_normalize)
     plain = [class_problem(pathway, settings, i, seed=i) for i in range(args.batch)]
     with_prior = [class_problem(pathway, settings, i, database=database, seed=i) for i in range(args.batch)]
 

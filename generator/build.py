@@ -38,7 +38,7 @@ from generator.manifest import (
     MethodRecord,
     PictureRecord,
 )
-from generator.methods import METHOD_NAMES, ClassContext, method_module, spec
+from generator.methods import METHOD_NAMES, PRIOR_FORMAT, ClassContext, method_module, spec
 from generator.store import Inputs
 
 MANIFEST = "manifest.json"
@@ -192,7 +192,7 @@ class KeyMaker:
         # the effective settings, not just the catalog's overrides: retuned defaults in code
         # must make every optimized picture stale
         self.engine_digest = store.digest(dataclasses.asdict(settings_from(catalog.engine)))
-        self.prior_digest = store.digest(dataclasses.asdict(catalog.prior))
+        self.prior_digest = store.digest({**dataclasses.asdict(catalog.prior), "format": PRIOR_FORMAT})
 
     def images_digest(self, entry: ClassEntry) -> str:
         spec = self.catalog.images

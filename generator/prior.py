@@ -125,7 +125,7 @@ class PatchDatabase:
     db.patch, db.stride)`); `size` is M."""
 
     def __init__(self, patches: Tensor, patch: int, stride: int, whitening: Whitening | None = None,
-                 reference: tuple[float, float] | None = None) -> None:
+                 reference: tuple[float, float] | None = None, normalization: str = "image") -> None:
         patches = patches.detach().float().cpu().contiguous()
         if patches.dim() != 2 or patches.shape[1] != 3 * patch * patch:
             raise ValueError(f"patches must be (M, {3 * patch * patch}) for patch={patch}, got {tuple(patches.shape)}")
@@ -138,6 +138,9 @@ class PatchDatabase:
         # (mean, std) of the photos the patches come from: a fixed normalization for the image's
         # patches (Settings.prior_normalize = "photos"); None when they are unknown
         self.reference = reference
+        # how the patches were normalized: "image" (each by its own image's mean and std, the
+        # paper's) or "photos" (all by `reference`); the prior must cut the picture the same way
+        self.normalization = normalization
         searched = patches if whitening is None else whitening(patches)
         self.index = faiss.IndexFlatL2(searched.shape[1])
         self.index.add(as_faiss(searched))
@@ -160,15 +163,27 @@ class PatchDatabase:
         seed: int = 0,
         whiten: bool = False,
         search_dims: int | None = None,
+        normalize: str = "image",
     ) -> "PatchDatabase":
         """All normalized patches of natural images (N,3,S,S) at `stride`; a deterministic
-        random subset of `max_patches` (by `seed`) if there are more. `whiten`: fit a
-        `Whitening` on these patches and search in its space. `search_dims`: search on their
-        first `search_dims` principal components instead (`Whitening.fit_pca`; cheaper)."""
+        random subset of `max_patches` (by `seed`) if there are more. `normalize`: each image by
+        its own mean and std ("image", the paper's), or all by the photos' mean and mean std
+        ("photos": a patch keeps its photo's brightness and contrast, as the picture's patches do
+        under `Settings.prior_normalize = "photos"`). `whiten`: fit a `Whitening` on these
+        patches and search in its space. `search_dims`: search on their first `search_dims`
+        principal components instead (`Whitening.fit_pca`; cheaper)."""
         if whiten and search_dims:
             raise ValueError("choose whiten or search_dims, not both")
+        if normalize not in ("image", "photos"):
+            raise ValueError(f"normalize must be 'image' or 'photos', got {normalize!r}")
+        flat = images.float().flatten(1)
+        reference = (float(flat.mean()), float(flat.std(1).mean()))
         with torch.no_grad():
-            patches = normalized_patches(images.float(), patch, stride).reshape(-1, 3 * patch * patch)
+            if normalize == "image":
+                normalized = normalize_images(images.float())
+            else:
+                normalized = (images.float() - reference[0]) / reference[1]
+            patches = unfold_patches(normalized, patch, stride).reshape(-1, 3 * patch * patch)
         if patches.shape[0] > max_patches:
             generator = torch.Generator().manual_seed(seed)
             keep = torch.randperm(patches.shape[0], generator=generator)[:max_patches].sort().values
@@ -176,9 +191,7 @@ class PatchDatabase:
         whitening = Whitening.fit(patches) if whiten else None
         if search_dims and search_dims < patches.shape[1]:
             whitening = Whitening.fit_pca(patches, search_dims)
-        flat = images.float().flatten(1)
-        reference = (float(flat.mean()), float(flat.std(1).mean()))
-        return cls(patches, patch, stride, whitening, reference)
+        return cls(patches, patch, stride, whitening, reference, normalize)
 
     def nearest(self, patches: Tensor) -> tuple[Tensor, Tensor]:
         """Indices (P,) of the nearest database patches and their squared search distances (P,)."""

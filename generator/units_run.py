@@ -440,7 +440,7 @@ def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings:
         p = catalog.prior
         images = torch.stack([_image_of(data, patch) for patch in unit["patches"]])
         database = PatchDatabase.from_images(images, patch=p.patch, stride=p.stride, max_patches=p.max_patches,
-                                             seed=seed, search_dims=p.search_dims)
+                                             seed=seed, search_dims=p.search_dims, normalize=settings.prior_normalize)
         terms += recipes.prior(database, settings)
     return Problem(terms, seed=seed, label=label)
 

@@ -377,3 +377,20 @@ def test_patch_database_parameters_rerun_exactly_the_methods_that_use_them(fake_
     report = build(world, progress=False)
     assert {m for _, m in report.ran} == users
     assert {prior for _, prior in seen} == {world.prior}
+
+
+def test_a_new_database_format_reruns_the_methods_that_use_the_database(fake_methods, world, monkeypatch):
+    """PRIOR_FORMAT says how the same `prior:` section cuts its patches: bumping it (as the change
+    to normalize databases like the prior did) makes exactly the database's users stale."""
+    for name in METHOD_NAMES:
+        monkeypatch.setitem(fake_methods, name, _recording_method(name, []))
+    params = {name: {**method_defaults(name), "enabled": True} for name in METHOD_NAMES}
+    world.methods = params
+    for entry in world.classes:
+        entry.methods = copy.deepcopy(params)
+    assert build(world, progress=False).ok
+    monkeypatch.setattr(build_module, "PRIOR_FORMAT", build_module.PRIOR_FORMAT + 1)
+    planned = build(world, dry_run=True, progress=False).planned
+    users = {"classviz", "location", "topics", "ensemble", "hierarchy"}
+    assert {(c, m) for c, m, _ in planned} == {(e.id, m) for e in world.classes for m in users}
+    assert {why for _, _, why in planned} == {"prior changed"}

@@ -87,3 +87,31 @@ def test_the_engine_optimizes_through_it(tiny_alexnet) -> None:
     assert 0 <= float(free.image.min()) and float(free.image.max()) <= 1
     assert torch.allclose(kept.image[:, :, :32], start[:, :, :32], atol=1e-5)
     assert (kept.image[:, :, 32:] - start[:, :, 32:]).abs().mean() > 1e-3
+
+
+def high_frequency_share(images: torch.Tensor, cutoff: float) -> float:
+    """Share of the images' (mean-removed) spectral power above `cutoff` cycles per pixel."""
+    power = torch.fft.rfft2(images - images.mean((2, 3), keepdim=True)).abs() ** 2
+    size = images.shape[-1]
+    high = (torch.fft.fftfreq(size).abs().view(-1, 1) > cutoff) | (torch.fft.rfftfreq(size).view(1, -1) > cutoff)
+    return float(power[..., high].sum() / power.sum())
+
+
+def test_octaves_open_the_frequencies_coarse_to_fine() -> None:
+    noise = (0.5 + 0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    param = Decorrelated(octaves=3, iterations=9)
+    params = param.init(noise)
+    shares = []
+    for _ in range(9):
+        shares.append((high_frequency_share(param.image(params), 0.13), high_frequency_share(param.image(params), 0.26)))
+        param.after_step(params)
+    assert all(coarse < 1e-3 and finer < 1e-3 for coarse, finer in shares[:3])  # steps 0-2: |f| <= 1/8 only (the
+    # sigmoid's harmonics leak a trace)
+    assert all(coarse > 0.5 and finer < 1e-3 for coarse, finer in shares[3:6])  # steps 3-5: up to 1/4
+    assert all(finer > 0.3 for _, finer in shares[6:])  # the last third: every frequency
+    assert torch.allclose(param.image(params), Decorrelated().image(params))  # and so is the final picture
+
+
+def test_one_octave_is_the_plain_parameterization() -> None:
+    params = Decorrelated().init(torch.rand(1, 3, 32, 32) * 0.9 + 0.05)
+    assert torch.equal(Decorrelated(octaves=1, iterations=10).image(params), Decorrelated().image(params))

@@ -78,3 +78,23 @@ def test_demo_world_masks_change_the_picture_more_than_inits(demo_context, demo_
 def test_each_member_picture_carries_its_nearest_class_images(tiny_context):
     result = ensemble.run(tiny_context(), {"masks": 2, "inits": 1})
     assert all(len(p.meta["exemplars"]) == 3 for p in result.pictures)
+
+
+def test_trained_members_drop_out_where_the_net_was_trained_with_dropout(tiny_context):
+    """torchvision's AlexNet layout drops pool5 and fc6 (the inputs of fc6 and fc7) in training:
+    a "trained" member masks exactly those, as 0 or 1 / keep, each level from its own seed."""
+    ctx = tiny_context()
+    assert ctx.pathway.dropout_at == ("pool5", "fc6")
+    masks = ensemble.member_masks(ctx.pathway, "trained", 0.5, seed=7)
+    assert sorted(masks) == ["m5", "m6"] and masks["m5"].shape == ctx.pathway.pool5_shape
+    for mask in masks.values():
+        assert set(mask.unique().tolist()) == {0.0, 2.0} and float((mask > 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+    assert torch.equal(masks["m6"], ensemble.dropout_mask(ctx.pathway.fc6_dim, 0.5, 8))
+    paper = ensemble.member_masks(ctx.pathway, "paper", 0.5, seed=7)
+    m7 = ensemble.mask_pair(ctx.pathway.fc6_dim, ctx.pathway.fc7_dim, 0.5, 7)[1]
+    assert sorted(paper) == ["m6", "m7"] and torch.equal(paper["m7"], m7)
+    result = ensemble.run(ctx, {"masks": 2, "inits": 1, "at": "trained"})
+    with torch.no_grad():
+        fc8 = ctx.pathway(result.pictures[1].image[None], **ensemble.member_masks(ctx.pathway, "trained", 0.5,
+                                                                                  result.pictures[1].meta["mask_seed"])).fc8
+    assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[1].numbers["score"], rel=1e-4, abs=1e-5)

@@ -75,12 +75,34 @@ def test_photos_normalization_compares_the_image_by_the_databases_mean_and_std()
     from generator.prior import PatchDatabase
 
     photos = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
-    database = PatchDatabase.from_images(photos, patch=4, stride=4)
+    database = PatchDatabase.from_images(photos, patch=4, stride=4, normalize="photos")
     flat = photos.flatten(1)
     assert database.reference == pytest.approx((float(flat.mean()), float(flat.std(1).mean())))
     group = PatchPrior.group_class([PatchPrior(database, normalize="photos")], None, torch.device("cpu"))
     mean, std = database.reference
     assert torch.allclose(group.normalize(photos), (photos - mean) / std)
-    paper = PatchPrior.group_class([PatchPrior(database)], None, torch.device("cpu"))
+    paper_database = PatchDatabase.from_images(photos, patch=4, stride=4)
+    paper = PatchPrior.group_class([PatchPrior(paper_database)], None, torch.device("cpu"))
     assert torch.allclose(paper.normalize(photos + 0.2), paper.normalize(photos), atol=1e-5)  # blind to brightness
     assert not torch.allclose(group.normalize(photos + 0.2), group.normalize(photos))
+
+
+def test_a_photos_database_keeps_each_photos_brightness_and_must_match_the_prior():
+    """normalize 'photos' cuts the database as the prior cuts the picture (one fixed affine map):
+    a dark photo's patches stay darker than a bright one's, where the paper's per-image
+    normalization makes both zero-mean. A database cut one way refuses a prior of the other."""
+    from generator.engine.patch_prior import PatchPrior
+    from generator.prior import PatchDatabase
+
+    texture = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.2
+    photos = torch.cat([texture + 0.1, texture + 0.6])  # the same texture, dark and bright
+    fixed = PatchDatabase.from_images(photos, patch=4, stride=4, normalize="photos")
+    own = PatchDatabase.from_images(photos, patch=4, stride=4)
+    assert fixed.normalization == "photos" and own.normalization == "image"
+    half = fixed.size // 2
+    assert float(fixed.patches[:half].mean()) < -0.5 < 0.5 < float(fixed.patches[half:].mean())
+    assert torch.allclose(own.patches[:half], own.patches[half:], atol=1e-4)
+    with pytest.raises(ValueError, match="differently"):
+        PatchPrior.group_class([PatchPrior(own, normalize="photos")], None, torch.device("cpu"))
+    with pytest.raises(ValueError, match="differently"):
+        PatchPrior.group_class([PatchPrior(fixed, normalize="image")], None, torch.device("cpu"))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
+from generator.engine.terms import Direction
 from generator.methods import topics
 
 
@@ -120,3 +121,22 @@ def test_topics_recover_the_planted_styles(demo_context, demo_world):
         truth = [demo_world.style_of(name) for name in ctx.image_names]
         scores.append(normalized_mutual_info_score(truth, result.numbers["assignments"]))
     assert sum(scores) / len(scores) >= 0.7, scores
+
+
+def test_the_direction_weight_adds_each_topics_own_centred_fc7_direction(tiny_context, monkeypatch):
+    """`direction` > 0: each topic's problem also pushes fc7 along its retrieved images' mean minus
+    the class's mean (the style that sets the topic apart); 0 leaves the objective as it was."""
+    ctx = tiny_context(n=10)
+    seen: list[list] = []
+    real_solve = topics.solve
+    monkeypatch.setattr(topics, "solve", lambda pathway, problems, *a, **k: seen.append(problems) or real_solve(pathway, problems, *a, **k))
+    plain = topics.run(ctx, {"k": 2, "images": 10, "retrieved": 3})
+    pushed = topics.run(ctx, {"k": 2, "images": 10, "retrieved": 3, "direction": 2.0})
+    assert not any(isinstance(t, Direction) for p in seen[0] for t in p.terms)
+    fc7 = ctx.features.fc7[:10]
+    for problem, picture in zip(seen[1], pushed.pictures):
+        (term,) = [t for t in problem.terms if isinstance(t, Direction)]
+        shown = [r["image"] for r in picture.meta["retrieved"]]
+        assert term.layer == "fc7" and term.weight == 2.0
+        assert torch.allclose(term.vector, fc7[shown].mean(0) - fc7.mean(0))
+    assert [p.meta["retrieved"] for p in plain.pictures] == [p.meta["retrieved"] for p in pushed.pictures]

@@ -41,8 +41,10 @@ class Decorrelated:
     `gain` sets how far a unit of params moves a mid-grey pixel (the sigmoid's slope there is
     gain / 4), so the engine's learning rate means about the same as for raw pixels."""
 
-    def __init__(self, fourier: bool = True, decay: float = 1.0, gain: float = 4.0, eps: float = 1e-3) -> None:
+    def __init__(self, fourier: bool = True, decay: float = 1.0, gain: float = 4.0, eps: float = 1e-3,
+                 octaves: int = 1, iterations: int = 0) -> None:
         self.fourier, self.decay, self.gain, self.eps = fourier, decay, gain, eps
+        self.octaves, self.iterations, self.step = octaves, iterations, 0
         self._scales: dict[tuple[int, torch.device], Tensor] = {}
 
     def _scale(self, size: int, device: torch.device) -> Tensor:
@@ -62,14 +64,33 @@ class Decorrelated:
         spectrum = torch.fft.rfft2(signal, norm="ortho") / self._scale(images.shape[-1], images.device)
         return torch.view_as_real(spectrum).contiguous()
 
+    def open_frequencies(self, size: int, device: torch.device) -> Tensor | None:
+        """Coarse to fine: the (size, size // 2 + 1) 0/1 mask of the frequencies free at this step.
+        Octave o of n (an equal share of the iterations) frees |f| <= Nyquist / 2^(n - 1 - o), as if
+        the image were optimized at 1/2^(n - 1 - o) of its side and then upsampled. None: all free."""
+        if self.octaves <= 1 or not self.fourier or not self.iterations:
+            return None
+        octave = min(self.step * self.octaves // self.iterations, self.octaves - 1)
+        if octave == self.octaves - 1:
+            return None
+        fy = torch.fft.fftfreq(size, device=device).view(-1, 1)
+        fx = torch.fft.rfftfreq(size, device=device).view(1, -1)
+        highest = 0.5 / 2 ** (self.octaves - 1 - octave)
+        free: Tensor = ((fy.abs() <= highest) & (fx <= highest)).float()
+        return free
+
     def image(self, params: Tensor) -> Tensor:
         signal = params
         if self.fourier:
             size = params.shape[2]
-            spectrum = torch.view_as_complex(params) * self._scale(size, params.device)
+            scale = self._scale(size, params.device)
+            free = self.open_frequencies(size, params.device)
+            spectrum = torch.view_as_complex(params) * (scale if free is None else scale * free)
             signal = torch.fft.irfft2(spectrum, s=(size, size), norm="ortho")
         coloured = torch.einsum("ij,bjhw->bihw", COLOUR_SQRT.to(params.device), signal)
         return torch.sigmoid(self.gain * coloured)
 
+    @torch.no_grad()
     def after_step(self, params: Tensor) -> None:
-        """Nothing to project: every params value is a valid image."""
+        """Count the step (coarse to fine); every params value is a valid image, nothing to project."""
+        self.step += 1

@@ -93,6 +93,9 @@ class _PatchPriorGroup(Group):
         self.rematch_every, self.start, self.full = first.rematch_every, first.start, first.full
         self.databases = [t.database for t in terms]
         self.reference: Tensor | None = None  # (B, 2): each row's fixed (mean, std), or None: its own
+        if any(getattr(d, "normalization", "image") != first.normalize for d in self.databases):
+            raise ValueError(f"prior_normalize {first.normalize!r} cuts the picture's patches differently from "
+                             "its database's (PatchDatabase.from_images(normalize=...) must be the same)")
         if first.normalize == "photos":
             if any(getattr(d, "reference", None) is None for d in self.databases):
                 raise ValueError("prior_normalize 'photos' needs databases made from photos (PatchDatabase.from_images)")

@@ -29,6 +29,7 @@ class Settings:
     schedule: str = "cosine"  # "cosine" (to 5% of lr) | "step" (authors: 1 / 0.1 / 0.01) | "constant"
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
+    octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
     pad: int = 8  # grey border of this many pixels, then a random crop back, each step (0: off)
     jitter: int = 4  # random roll of up to this many pixels each step (0: off)
     scale: float = 0.05  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
@@ -60,7 +61,7 @@ class Settings:
                 raise SettingsError(f"engine.{f.name}: expected {f.type}, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"engine.{f.name}: must be finite, got {value!r}")
-        positive = ("iterations", "lr", "rematch_every")
+        positive = ("iterations", "lr", "rematch_every", "octaves")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")

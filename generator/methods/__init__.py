@@ -106,6 +106,12 @@ def param_names(cls: type) -> tuple[str, ...]:
 # The class's patch database: one shared, declared input
 
 
+# Bumped when the same `prior:` section starts cutting different patches (2: a database is
+# normalized as the engine's prior_normalize says, no longer always per image), so that every
+# picture made with the old database goes stale.
+PRIOR_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class PriorParams:
     """The class's patch database (catalog `prior:`), built once per class and shared by every
@@ -151,6 +157,8 @@ class TopicsParams:
     init: Literal["noise", "facet"] = param("facet", help="start from noise, or from the topic's retrieved images' coarse mean")
     facet_side: int = param(8, at_least=1, at_most=224, help="side (px) of the coarse mean a facet start is blurred to")
     patches: Literal["class", "topic"] = param("topic", help="patch prior from all class images, or the topic's retrieved ones")
+    # the topic's own fc7 direction (its retrieved images' mean minus the class's mean) added to the class score
+    direction: float = param(0.0, at_least=0, help="weight of the push along the topic's centred fc7 direction (0: off)")
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ class EnsembleParams:
     masks: int = param(3, at_least=1, at_most=100, help="mask pairs (m6, m7) sampled (authors: 2)")
     inits: int = param(3, at_least=1, at_most=100, help="random inits per mask pair (authors: 2)")
     keep: float = param(0.5, above=0, at_most=1, help="fraction of units each mask keeps")
+    # "paper": m6-7 as the paper (m7 on a pooled net); "trained": where the net itself dropped out in training
+    at: Literal["paper", "trained"] = param("paper", help="mask the paper's m6-7, or the levels the net was trained with dropout at")
     prior: bool = param(True)
 
 

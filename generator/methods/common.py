@@ -32,7 +32,7 @@ def class_prior(ctx: ClassContext) -> Any:
     the catalog's `prior:` section declares it; built once per class and database parameters
     (cached while ctx.images lives), so every method of a class shares one database."""
     p = ctx.prior
-    key = (p.images, p.patch, p.stride, p.max_patches, ctx.seed, p.search_dims)
+    key = (p.images, p.patch, p.stride, p.max_patches, ctx.seed, p.search_dims, settings_from(ctx.engine).prior_normalize)
     entry = _PRIOR_CACHE.get(id(ctx.images))
     if entry is None or entry[0]() is not ctx.images:
         forget = lambda _, ident=id(ctx.images): _PRIOR_CACHE.pop(ident, None)  # noqa: E731
@@ -50,7 +50,8 @@ def patch_database(ctx: ClassContext, images: Tensor) -> Any:
 
     p = ctx.prior
     return PatchDatabase.from_images(images, patch=p.patch, stride=p.stride, max_patches=p.max_patches,
-                                     seed=ctx.seed, search_dims=p.search_dims)
+                                     seed=ctx.seed, search_dims=p.search_dims,
+                                     normalize=settings_from(ctx.engine).prior_normalize)
 
 
 def coarse_mean(images: Tensor, side: int, noise: float, seed: int) -> Tensor:

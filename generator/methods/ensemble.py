@@ -13,6 +13,7 @@ Tuning notes: docs/tuning.md#ensemble
 """
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Any
 
@@ -23,6 +24,7 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, nearest_exemplars
+from generator.pathway import Pathway
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
@@ -46,6 +48,21 @@ def mask_pair(fc6_dim: int | None, fc7_dim: int, keep: float, seed: int) -> tupl
     """(m6, m7) of one ensemble member; m7 uses the next seed so the two are independent.
     A net without fc6 (globally pooled) has no m6: its member is the m7 mask on the pooled vector."""
     return None if fc6_dim is None else dropout_mask(fc6_dim, keep, seed), dropout_mask(fc7_dim, keep, seed + 1)
+
+
+def member_masks(pathway: Pathway, at: str, keep: float, seed: int) -> dict[str, Tensor]:
+    """One member's masks: the paper's (m6, m7), or one per level the net dropped out in training
+    (torchvision's AlexNet drops pool5 and fc6, the *inputs* of fc6 and fc7), each its own seed."""
+    if at == "paper" or not pathway.dropout_at:
+        m6, m7 = mask_pair(pathway.fc6_dim, pathway.fc7_dim, keep, seed)
+        return {"m7": m7} if m6 is None else {"m6": m6, "m7": m7}
+    def shape(level: str) -> tuple[int, ...]:
+        dim = {"pool5": None, "fc6": pathway.fc6_dim, "fc7": pathway.fc7_dim}[level]
+        return pathway.pool5_shape if dim is None else (dim,)
+
+    names = {"pool5": "m5", "fc6": "m6", "fc7": "m7"}
+    return {names[level]: dropout_mask(math.prod(shape(level)), keep, seed + i).view(shape(level))
+            for i, level in enumerate(pathway.dropout_at)}
 
 
 def mean_distance(distances: Tensor, pairs: list[tuple[int, int]]) -> float | None:
@@ -77,13 +94,14 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     settings = settings_from(ctx.engine)
     problems = []
     for cell in cells:
-        m6, m7 = mask_pair(pathway.fc6_dim, pathway.fc7_dim, keep, cell["mask_seed"])
+        member = member_masks(pathway, params["at"], keep, cell["mask_seed"])
         problems.append(
             class_problem(
                 pathway, settings, ctx.class_index,
                 database=prior,
-                m6=m6,
-                m7=m7,
+                m5=member.get("m5"),
+                m6=member.get("m6"),
+                m7=member.get("m7"),
                 seed=cell["init_seed"],
                 label=f"mask {cell['mask']} init {cell['init']}",
             )

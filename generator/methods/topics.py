@@ -20,6 +20,7 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
+from generator.engine.terms import Direction
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import (
     class_database,
@@ -169,8 +170,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         init = None
         if params["init"] == "facet":
             init = coarse_mean(ctx.images[shown[k]], int(params["facet_side"]), settings.init_std, seed=ctx.seed + k)
-        problems.append(class_problem(pathway, settings, ctx.class_index, database=database, m7=mask, init=init,
-                                      seed=ctx.seed, label=f"topic {k}"))
+        problem = class_problem(pathway, settings, ctx.class_index, database=database, m7=mask, init=init,
+                                seed=ctx.seed, label=f"topic {k}")
+        if params["direction"] > 0:
+            style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
+            problem.terms = [*problem.terms, Direction(style, "fc7", weight=float(params["direction"]))]
+        problems.append(problem)
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     nearest = nearest_topics(
