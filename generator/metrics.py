@@ -1,6 +1,7 @@
 """Numbers the atlas reports about pictures (not energies: nothing here is optimized)."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -23,4 +24,16 @@ def colour_distance(image: Tensor, references: Tensor) -> float:
     return float((mean_a - mean_b).norm() + (cov_a - cov_b).norm())
 
 
+def high_frequency_share(images: Tensor, cutoff: float = 0.25) -> Tensor:
+    """(N,) share of each image's power (grey, mean removed) above `cutoff` cycles per pixel.
 
+    A noise measure for synthetic pictures: white noise puts ~80% of its power there, Imagenette
+    photos ~3% (mean of the 500 alexnet-slim catalog images), so a picture that reads as static
+    scores far above any photo."""
+    grey = images.mean(1)
+    grey = grey - grey.mean((1, 2), keepdim=True)
+    power = torch.fft.rfft2(grey).abs().pow(2)
+    fy = torch.fft.fftfreq(grey.shape[1]).view(-1, 1)
+    fx = torch.fft.rfftfreq(grey.shape[2]).view(1, -1)
+    high = (fx * fx + fy * fy).sqrt() > cutoff
+    return (power * high).sum((1, 2)) / power.sum((1, 2)).clamp_min(1e-12)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from generator import store
 from generator.methods import param
 
-VERSION = 1  # bump when the unit step's output changes
+VERSION = 2  # bump when the unit step's output changes
 FOLDER = "units"  # <output>/units/: manifest.json, <layer>/<index>.html, <layer>/img/
 MANIFEST = "manifest.json"
 LAYERS = ("pool5", "fc6", "fc7")
@@ -36,13 +36,26 @@ class UnitsParams:
     per_class: int = param(8, at_least=0, at_most=1000, help="fc6/fc7 units per class (by the class's mean "
                                                                "activation above the other classes'); 0: none")
     top_k: int = param(9, at_least=1, at_most=64, help="dataset patches per unit")
-    # Few steps, so no jitter and a noisier start (alexnet-slim pool5, 16 steps at lr 0.1: jitter 4 held units
-    # at 0.3-1.7 where jitter 0 reached 1-18, above their top patches; an init std of 0.1 left 2 of 4 units
-    # at exactly 0, with no gradient to follow, 0.5 woke both). The engine's other settings apply.
-    iterations: int = param(16, at_least=1, at_most=100_000, help="optimizer steps of each unit visualization")
-    lr: float = param(0.1, above=0, help="learning rate of the unit visualizations")
-    jitter: int = param(0, at_least=0, at_most=64, help="random shift per step (pixels) of the unit visualizations")
-    init_std: float = param(0.5, at_least=0, help="std of the noise the unit visualizations start from")
+    # The visualizations go through the engine's decorrelated Fourier parameterization and Lucid's
+    # transforms (pad, scale and rotation from `engine:`) from a smooth random start: on alexnet-slim
+    # (16 pool5 + 4 fc7 units) raw pixels made static (share of power above 0.25 cycles/px 0.61-0.74,
+    # photos 0.03); these settings make pictures a person can read (0.01-0.03) that still drive most
+    # units past their best photo, in 12 steps, which cost about what 16 raw-pixel steps did (each
+    # Fourier step with transforms costs ~1.3x). docs/tuning.md#unit-visualizations has the A/B.
+    iterations: int = param(12, at_least=1, at_most=100_000, help="optimizer steps of each unit visualization")
+    lr: float = param(0.1, above=0, help="learning rate of the unit pictures (visualizations and textures)")
+    parameterization: Literal["fourier", "colour", "pixels"] = param(
+        "fourier", help="parameterization of the unit visualizations (pixels: raw pixels, no pad, scale or rotation)")
+    jitter: int = param(4, at_least=0, at_most=64, help="random shift per step (pixels) of the unit visualizations")
+    start_std: float = param(0.13, at_least=0, at_most=1, help="std of the visualizations' smooth random start: "
+                             "Gaussian coefficients in the Fourier parameterization (about its pixels' std); 0: grey")
+    init_std: float = param(0.05, at_least=0, help="std of the white noise added to the visualizations' start (it wakes "
+                            "units that are exactly 0 on a smooth image)")
+    # Textures keep raw pixels and no transform (their target is spatial), 16 steps from a 0.5-std
+    # noise start as before: at 16-64 steps no setting we tried matched the one-channel code (feature
+    # error ~1, a grey image's; docs/tuning.md#unit-visualizations).
+    texture_iterations: int = param(16, at_least=1, at_most=100_000, help="optimizer steps of each per-filter texture")
+    texture_init_std: float = param(0.5, at_least=0, help="std of the noise the per-filter textures start from")
     prior: bool = param(True, help="also visualize each unit with a patch prior from its top images")
     textures: bool = param(True, help="Xia et al.'s per-filter texture for each pool5 channel")
     batch: int = param(64, at_least=1, at_most=4096, help="problems per solve call (memory: ~6 MB each at 224 px)")

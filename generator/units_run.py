@@ -6,7 +6,8 @@ per-filter textures, written under `<output>/units/` with `units/manifest.json` 
   receptive field of that position, clipped to the image. fc units see the whole image.
 - Visualization: maximize the unit through the same engine as the methods (`Direction` on a
   one-hot vector: a pool5 channel's mean over positions, one fc unit), without and with a patch
-  prior built from the unit's own top images (the unit's analogue of the paper's class prior).
+  prior built from the unit's own top images (the unit's analogue of the paper's class prior),
+  in the engine's Fourier parameterization through its transforms, from a smooth random start.
 - Texture (Xia et al., "every filter extracts a specific texture"): invert the pool5 map of the
   unit's top image with every other channel zeroed.
 All problems of all units go to `solve` together, `batch` problems per call; a picture whose
@@ -28,8 +29,9 @@ from torch import Tensor, nn
 
 from generator import store
 from generator.engine import recipes
-from generator.engine.settings import settings_from
-from generator.engine.solve import Problem, solve
+from generator.engine.decorrelated import Decorrelated
+from generator.engine.settings import Settings, settings_from
+from generator.engine.solve import Problem, initial_image, solve
 from generator.engine.terms import Direction
 from generator.errors import AtlasError
 from generator.methods.common import inversion_problem, model_mean
@@ -188,6 +190,18 @@ def unit_term(pathway: Pathway, layer: str, index: int) -> Direction:
     return Direction(vector, layer)
 
 
+@torch.no_grad()
+def unit_activations(pathway: Pathway, images: Tensor, units: list[tuple[str, int]]) -> list[float]:
+    """Each image's value of its unit (layer, index): a pool5 channel's maximum over positions,
+    as for the top patches, or the fc unit."""
+    acts = pathway(images.to(pathway.mean.device))
+    values = []
+    for i, (layer, index) in enumerate(units):
+        value = getattr(acts, layer)[i, index]
+        values.append(float(value.max()))
+    return values
+
+
 def texture_target(pool5: Tensor, channel: int) -> Tensor:
     """Xia et al.'s modified code: the image's pool5 map with every channel but one zeroed."""
     kept = torch.zeros_like(pool5)
@@ -214,6 +228,31 @@ def conv1_grid(pathway: Pathway, scale: int = 4, gap: int = 1) -> Tensor | None:
         r, c = divmod(i, cols)
         grid[:, gap + r * cell_h: gap + r * cell_h + kh * scale, gap + c * cell_w: gap + c * cell_w + kw * scale] = big[i]
     return grid
+
+
+def visualization_settings(engine: dict[str, Any] | None, params: UnitsParams) -> Settings:
+    """The engine settings of a unit's plain and prior pictures: the catalog's engine (its
+    transforms) with the unit step's own steps, learning rate, parameterization and jitter; raw
+    pixels get no pad, scale or rotation, as the unit step once was."""
+    raw = {"pad": 0, "scale": 0.0, "rotate": 0.0} if params.parameterization == "pixels" else {}
+    return settings_from(engine, iterations=params.iterations, lr=params.lr, param=params.parameterization,
+                         jitter=params.jitter, init_std=params.init_std, **raw)
+
+
+def texture_settings(engine: dict[str, Any] | None, params: UnitsParams) -> Settings:
+    """A texture inverts a spatial pool5 map: raw pixels, no transform."""
+    return settings_from(engine, iterations=params.texture_iterations, lr=params.lr, init_std=params.texture_init_std,
+                         param="pixels", jitter=0, pad=0, scale=0.0, rotate=0.0)
+
+
+def smooth_start(seed: int, size: int, std: float, noise: float) -> Tensor:
+    """(3, size, size) in [0, 1]: the Fourier parameterization's image of Gaussian coefficients of
+    std `std` (a blurry, photo-coloured random picture: Adam then adds structure, not static), plus
+    white noise of std `noise` (a unit that is exactly 0 on a smooth picture has no gradient)."""
+    generator = torch.Generator().manual_seed(seed)
+    coefficients = std * torch.randn(1, 3, size, size // 2 + 1, 2, generator=generator)
+    image = Decorrelated().image(coefficients)[0]
+    return (image + noise * torch.randn(image.shape, generator=generator)).clamp(0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,23 +440,24 @@ def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def _jobs(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, layers: dict[str, Any]) -> list[_Job]:
-    """Every picture the units need, with its content key."""
+    """Every picture the units need, with its content key (the settings it is solved with)."""
     params: UnitsParams = catalog.units
-    common = {"version": VERSION, "model": plan.inputs.model, "engine": plan.inputs.engine,
-              "seed": catalog.seed, "iterations": params.iterations, "lr": params.lr, "batch": params.batch,
-              "jitter": params.jitter, "init_std": params.init_std}
+    common = {"version": VERSION, "model": plan.inputs.model, "seed": catalog.seed, "batch": params.batch}
+    shown = {"settings": dataclasses.asdict(visualization_settings(catalog.engine, params)),
+             "start_std": params.start_std}
+    inverted = {"settings": dataclasses.asdict(texture_settings(catalog.engine, params))}
     jobs = []
     for layer in layers.values():
         for unit in layer["units"]:
             source = [[p["class"], p["image"], p["name"]] for p in unit["patches"]]
             what = {**common, "layer": unit["layer"], "index": unit["index"]}
-            jobs.append(_Job(unit, "plain", store.digest({**what, "variant": "plain"})))
+            jobs.append(_Job(unit, "plain", store.digest({**what, **shown, "variant": "plain"})))
             if params.prior:
-                jobs.append(_Job(unit, "prior", store.digest({**what, "variant": "prior", "prior": plan.inputs.prior,
+                jobs.append(_Job(unit, "prior", store.digest({**what, **shown, "variant": "prior", "prior": plan.inputs.prior,
                                                              "images": source, "classes": plan.inputs.classes})))
             if params.textures and unit["layer"] == "pool5" and unit["patches"][0]["activation"] > 0:
-                jobs.append(_Job(unit, "texture", store.digest({**what, "variant": "texture", "image": source[0],
-                                                               "classes": plan.inputs.classes})))
+                jobs.append(_Job(unit, "texture", store.digest({**what, **inverted, "variant": "texture",
+                                                               "image": source[0], "classes": plan.inputs.classes})))
     return jobs
 
 
@@ -425,7 +465,7 @@ def _image_of(data: Dataset, patch: dict[str, Any]) -> Tensor:
     return data.images[data.lookup[(patch["class"], patch["image"])]]
 
 
-def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings: Any, seed: int) -> Problem:
+def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings: Settings, seed: int) -> Problem:
     from generator.prior import PatchDatabase
 
     unit = job.unit
@@ -442,9 +482,12 @@ def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings:
         database = PatchDatabase.from_images(images, patch=p.patch, stride=p.stride, max_patches=p.max_patches,
                                              seed=seed, search_dims=p.search_dims, normalize=settings.prior_normalize)
         terms += recipes.prior(database, settings)
-    return Problem(terms, seed=seed, label=label)
+    start_std = catalog.units.start_std
+    init = smooth_start(seed, pathway.input_size, start_std, settings.init_std) if start_std else None
+    return Problem(terms, init=init, seed=seed, label=label)
 
 
+PARAM_WORDS = {"fourier": "decorrelated Fourier coordinates", "colour": "decorrelated colour", "pixels": "raw pixels"}
 CAPTIONS = {
     "plain": ("Visualization", "maximizes the unit (L2 + TV, no prior)"),
     "prior": ("With patch prior", "maximizes the unit with a patch prior from its top images"),
@@ -456,9 +499,8 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
                 outcome: UnitsOutcome, progress: bool) -> None:
     """Reuse what the old manifest has on disk; solve the rest, `batch` problems per call."""
     params: UnitsParams = catalog.units
-    # raw pixels and jitter only, as the unit step was tuned (the textures match spatial targets)
-    settings = settings_from(catalog.engine, iterations=params.iterations, lr=params.lr, jitter=params.jitter,
-                             init_std=params.init_std, param="pixels", pad=0, scale=0.0, rotate=0.0)
+    settings = {"texture": texture_settings(catalog.engine, params)}
+    settings["plain"] = settings["prior"] = visualization_settings(catalog.engine, params)
     old = {}
     for layer in (plan.manifest or {}).get("layers", {}).values():
         for unit in layer.get("units", []):
@@ -472,40 +514,49 @@ def _solve_jobs(catalog: Any, pathway: Pathway, data: Dataset, jobs: list[_Job],
             outcome.reused += 1
         else:
             todo.append(job)
-    for start in range(0, len(todo), params.batch):
-        chunk = todo[start: start + params.batch]
-        # each problem's init seed comes from its own key, not its place in the batch
-        problems = [_problem(job, catalog, pathway, data, settings, catalog.seed + int(job.key[:6], 16))
-                    for job in chunk]
-        solutions = solve(pathway, problems, settings, progress=progress)
-        images = torch.stack([s.image for s in solutions])
-        with torch.no_grad():
-            acts = pathway(images.to(pathway.mean.device))
-        for i, (job, solution) in enumerate(zip(chunk, solutions)):
-            unit = job.unit
-            layer_acts = getattr(acts, unit["layer"])[i].cpu()
-            value = float(layer_acts[unit["index"]].max()) if unit["layer"] == "pool5" else float(layer_acts[unit["index"]])
-            title, how = CAPTIONS[job.variant]
-            numbers = {"activation": value}
-            if job.variant == "texture":
-                numbers["feature_error"] = solution.feature_error
-            stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
-            store.remember(base, [f"{stem}.png", f"{stem}.thumb.jpg", f"{stem}.icon.jpg"])
-            width, height = store.write_png(solution.image, base / f"{stem}.png")
-            thumb_w, thumb_h = store.write_jpeg(solution.image, base / f"{stem}.thumb.jpg", size=THUMB)
-            store.write_jpeg(solution.image, base / f"{stem}.icon.jpg", size=ICON, quality=75)
-            what = f"{unit['layer']} unit {unit['index']}"
-            unit["pictures"].append({
-                "key": job.variant, "content": job.key, "file": f"{stem}.png", "thumb": f"{stem}.thumb.jpg",
-                "icon": f"{stem}.icon.jpg",
-                "width": width, "height": height, "thumb_width": thumb_w, "thumb_height": thumb_h,
-                "title": title, "caption": f"{how[0].upper()}{how[1:]}, {settings.iterations} steps",
-                "alt": f"{title} of {what}: the image the engine made that {how}",
-                "numbers": numbers, "diverged": solution.diverged})
-            outcome.solved += 1
+    # the visualizations and the textures are solved apart: their settings differ
+    for variants in (("plain", "prior"), ("texture",)):
+        group = [job for job in todo if job.variant in variants]
+        for start in range(0, len(group), params.batch):
+            _solve_chunk(catalog, pathway, data, group[start: start + params.batch], settings[variants[0]], base,
+                         outcome, progress)
     order = {"plain": 0, "prior": 1, "texture": 2}
     for job in jobs:
         job.unit["pictures"].sort(key=lambda p: order.get(p.get("key"), 9))
+
+
+def _solve_chunk(catalog: Any, pathway: Pathway, data: Dataset, chunk: list[_Job], settings: Settings, base: Path,
+                 outcome: UnitsOutcome, progress: bool) -> None:
+    """Solve a batch of problems that share their settings; write their pictures."""
+    # each problem's init seed comes from its own key, not its place in the batch
+    problems = [_problem(job, catalog, pathway, data, settings, catalog.seed + int(job.key[:6], 16)) for job in chunk]
+    solutions = solve(pathway, problems, settings, progress=progress)
+    units = [(job.unit["layer"], job.unit["index"]) for job in chunk]
+    reached = unit_activations(pathway, torch.stack([s.image for s in solutions]), units)
+    starts = unit_activations(pathway, torch.stack([initial_image(p, pathway.input_size, settings.init_std)
+                                                    for p in problems]), units)
+    for i, (job, solution) in enumerate(zip(chunk, solutions)):
+        unit = job.unit
+        title, how = CAPTIONS[job.variant]
+        numbers = {"activation": reached[i]}
+        if job.variant == "texture":
+            numbers["feature_error"] = solution.feature_error
+        else:  # what the optimization added
+            numbers["start_activation"] = starts[i]
+        stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
+        store.remember(base, [f"{stem}.png", f"{stem}.thumb.jpg", f"{stem}.icon.jpg"])
+        width, height = store.write_png(solution.image, base / f"{stem}.png")
+        thumb_w, thumb_h = store.write_jpeg(solution.image, base / f"{stem}.thumb.jpg", size=THUMB)
+        store.write_jpeg(solution.image, base / f"{stem}.icon.jpg", size=ICON, quality=75)
+        what = f"{unit['layer']} unit {unit['index']}"
+        unit["pictures"].append({
+            "key": job.variant, "content": job.key, "file": f"{stem}.png", "thumb": f"{stem}.thumb.jpg",
+            "icon": f"{stem}.icon.jpg",
+            "width": width, "height": height, "thumb_width": thumb_w, "thumb_height": thumb_h,
+            "title": title, "caption": f"{how[0].upper()}{how[1:]}, {settings.iterations} steps in {PARAM_WORDS[settings.param]}",
+            "alt": f"{title} of {what}: the image the engine made that {how}",
+            "numbers": numbers, "diverged": solution.diverged})
+        outcome.solved += 1
 
 
 def _write_conv1(pathway: Pathway, base: Path, model: str) -> dict[str, Any] | None:

@@ -158,7 +158,7 @@ def units_world(tiny_world):
 
     from generator.units import UnitsParams
 
-    return dataclasses.replace(tiny_world, units=UnitsParams(iterations=3, top_k=4, per_class=2))
+    return dataclasses.replace(tiny_world, units=UnitsParams(iterations=3, texture_iterations=3, top_k=4, per_class=2))
 
 
 @pytest.fixture(scope="session")

@@ -299,3 +299,74 @@ def test_conv1_grid_shows_each_filter_with_zero_at_mid_grey(tiny_alexnet):
     assert torch.allclose(second, torch.full_like(second, 0.5))
     first = grid[:, 1: 1 + 10, 1: 1 + 10]
     assert first.min() >= 0 and first.max() <= 1 and (first - 0.5).abs().max() == pytest.approx(0.5)
+
+
+def test_unit_pictures_go_through_the_fourier_parameterization_from_a_smooth_start(units_world, monkeypatch):
+    """The visualizations are solved in the engine's decorrelated Fourier coordinates through its
+    transforms, from a smooth start; the textures (a spatial target) in raw pixels, untransformed.
+    Raw-pixel unit pictures (the old noise) fail here."""
+    from generator.metrics import high_frequency_share
+
+    calls, solve = [], units_run.solve
+
+    def recording_solve(pathway, problems, settings, **kwargs):
+        calls.append((settings, [p.label.split("/")[-1] for p in problems], problems))
+        return solve(pathway, problems, settings, **kwargs)
+
+    monkeypatch.setattr(units_run, "solve", recording_solve)
+    assert build(units_world, only=["units"], progress=False).units.ran
+    shown = [(s, problems) for s, variants, problems in calls if set(variants) <= {"plain", "prior"}]
+    inverted = [s for s, variants, _ in calls if set(variants) == {"texture"}]
+    assert shown and inverted and len(shown) + len(inverted) == len(calls)  # never mixed in one solve
+    for settings, problems in shown:
+        assert settings.param == "fourier" and settings.jitter > 0 and settings.pad > 0
+        assert settings.scale > 0 and settings.rotate > 0  # the engine's defaults: catalog engine {}
+        starts = torch.stack([p.init for p in problems])
+        assert (high_frequency_share(starts) < 0.5).all()  # white noise: ~0.8
+    for settings in inverted:
+        assert settings.param == "pixels" and (settings.jitter, settings.pad, settings.scale, settings.rotate) == (0, 0, 0, 0)
+        assert (settings.init_std, settings.iterations) == (units_world.units.texture_init_std, units_world.units.texture_iterations)
+    for unit in units_manifest(units_world)["layers"]["pool5"]["units"]:
+        plain = next(p for p in unit["pictures"] if p["key"] == "plain")
+        assert "decorrelated Fourier coordinates" in plain["caption"] and "start_activation" in plain["numbers"]
+
+
+def _plain_pictures(pathway, params, units):
+    """The unit step's plain pictures of `units` under `params`, and their starts."""
+    from types import SimpleNamespace
+
+    catalog = SimpleNamespace(units=params, engine={})
+    settings = units_run.visualization_settings(catalog.engine, params)
+    jobs = [units_run._Job({"layer": layer, "index": index, "patches": []}, "plain", "") for layer, index in units]
+    problems = [units_run._problem(job, catalog, pathway, None, settings, seed=i) for i, job in enumerate(jobs)]
+    images = torch.stack([s.image for s in units_run.solve(pathway, problems, settings, progress=False)])
+    starts = torch.stack([units_run.initial_image(p, pathway.input_size, settings.init_std) for p in problems])
+    return images, starts
+
+
+RAW_PIXELS = UnitsParams(parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0)  # session 6's unit step
+
+
+def test_unit_pictures_are_not_static(tiny_alexnet):
+    """The unit step's pictures keep little power at high spatial frequencies; its old raw-pixel
+    settings made static (white noise: ~0.8 of the power above 0.25 cycles/px)."""
+    from generator.metrics import high_frequency_share
+
+    pathway = tiny_alexnet(size=96, dropout=False)
+    units = [("pool5", i) for i in range(0, 16, 2)] + [("fc7", i) for i in range(0, 32, 8)]
+    shares = {name: float(high_frequency_share(_plain_pictures(pathway, params, units)[0]).mean())
+              for name, params in {"fourier": UnitsParams(), "pixels": RAW_PIXELS}.items()}
+    assert shares["fourier"] < 0.1 < 0.4 < shares["pixels"], shares
+
+
+def test_unit_pictures_raise_their_units_activation_on_the_trained_net(shared_pathway):
+    """On the shared alexnet-slim, each unit's picture drives it far above its start (pool5: the
+    channel's maximum over positions), and photo-like in its spectrum (photos: ~0.03)."""
+    from generator.metrics import high_frequency_share
+
+    units = [("pool5", 24), ("pool5", 56), ("pool5", 112), ("fc7", 86)]
+    images, starts = _plain_pictures(shared_pathway, UnitsParams(), units)
+    reached = units_run.unit_activations(shared_pathway, images, units)
+    before = units_run.unit_activations(shared_pathway, starts, units)
+    assert all(r > 2 * b + 0.5 for r, b in zip(reached, before)), list(zip(units, before, reached))
+    assert float(high_frequency_share(images).max()) < 0.05
