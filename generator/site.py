@@ -20,6 +20,7 @@ import http.server
 import json
 import math
 import os
+import re
 import stat
 import struct
 import warnings
@@ -99,20 +100,38 @@ def grid_lines(extent: int) -> str:
     return "".join(f"M{n} 0V{extent}M0 {n}H{extent}" for n in range(1, extent))
 
 
+UNSAFE_PARTS = {"", ".", ".."}  # of a path split at "/": absolute, empty or leaving its folder
+URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]*")  # what quote() leaves as it is
+
+
 def _asset_path(value: Any) -> str | None:
     """A manifest path made safe for an href/src: relative, no `..`, URL-quoted; else None."""
-    if not isinstance(value, str) or not value or "\\" in value:
-        return None
-    if value.startswith("/") or ":" in value.split("/", 1)[0]:
+    if not isinstance(value, str) or "\\" in value:
         return None
     parts = value.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if ":" in parts[0] or not UNSAFE_PARTS.isdisjoint(parts):
         return None
-    return quote(value)
+    return value if URL_PLAIN.fullmatch(value) else quote(value)
 
 
 # ---------------------------------------------------------------------------------------------
 # View models: what the templates need, computed once from a manifest
+
+@dataclass
+class OwnImage:
+    """One of the class's own images (its thumbnail) where a method shows it, with what the
+    method recorded beside it (None: nothing). A class, not a dict: the templates read its
+    fields thousands of times per site, and Jinja tries attributes before keys."""
+    index: int
+    name: str
+    src: str  # the thumbnail, relative to the class folder
+    width: int | None
+    height: int | None
+    loading: Any = None  # topics: the image's loading on the topic
+    distance: Any = None  # neighbours, exemplars
+    score: Any = None  # exemplars
+    topic: Any = None  # neighbours
+
 
 @dataclass
 class Picture:
@@ -126,7 +145,7 @@ class Picture:
     numbers: dict[str, Any]
     meta: dict[str, Any]
     srcset: str | None = None  # "thumb <w>w, full <w>w": the browser fetches the PNG only where shown large
-    exemplars: list[dict[str, Any]] = field(default_factory=list)  # real class images that explain it
+    exemplars: list[OwnImage] = field(default_factory=list)  # real class images that explain it
     exemplars_title: str = ""
 
 
@@ -148,7 +167,7 @@ class ClassPage:
     name: str
     index: int | None
     model: dict[str, Any]
-    images: list[dict[str, Any]]  # {"index", "name", "src"} with src relative to the class folder
+    images: list[OwnImage]
     sections: list[Section]
     card: Picture | None  # the picture on the index card
     styles: int | None
@@ -242,20 +261,20 @@ def _grid_layout(pictures: list[Picture]) -> dict[str, Any]:
             "cols": max(p.meta["col"] for p in placed) + 1, "pool5": max(window_ends, default=0)}
 
 
-def _own_images(found: Any, by_index: dict[int, dict[str, Any]], *fields: str) -> list[dict[str, Any]]:
+def _own_images(found: Any, by_index: dict[int, OwnImage], *fields: str) -> list[OwnImage]:
     """A manifest list of {"image": index, field: value, ...} as the class's own thumbnails with
     those fields; entries that are not dicts or name no known image are left out."""
     return [
-        {**by_index[index], **{name: item.get(name) for name in fields}}
+        OwnImage(image.index, image.name, image.src, image.width, image.height, **{name: item.get(name) for name in fields})
         for item in (found if isinstance(found, list) else [])
-        if isinstance(item, dict) and (index := bounded_int(item.get("image"), 0, 10**6)) in by_index
+        if isinstance(item, dict) and (image := by_index.get(bounded_int(item.get("image"), 0, 10**6))) is not None
     ]
 
 
-def _topic_rows_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
+def _topic_rows_layout(pictures: list[Picture], images: list[OwnImage]) -> dict[str, Any]:
     """Each topic beside its retrieved images (the class's own thumbnails, with loadings);
     topics are numbered from 1 for people (meta.topic is 0-based)."""
-    by_index = {image["index"]: image for image in images}
+    by_index = {image.index: image for image in images}
 
     def order(picture: Picture) -> tuple[int, str]:
         topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
@@ -298,14 +317,14 @@ def _text(value: Any) -> str | None:
 
 
 def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture],
-                   images: list[dict[str, Any]]) -> dict[str, Any]:
+                   images: list[OwnImage]) -> dict[str, Any]:
     """One strip per class image (meta.image): its leading picture (the input or original, else
     the image's thumbnail), then the other steps in the order the method recorded (e.g. the
     hierarchy's levels: a model family without fc6 records fewer), else the declared order."""
     recorded = record.numbers.get(layout.steps) if layout.steps else None
     order = [str(s) for s in recorded] if isinstance(recorded, list) else list(layout.order)
     rank = {name: n for n, name in enumerate(order)}
-    by_index = {image["index"]: image for image in images}
+    by_index = {image.index: image for image in images}
     groups: dict[int | None, list[Picture]] = {}
     for picture in pictures:
         groups.setdefault(bounded_int(picture.meta.get("image"), 0, 10**6), []).append(picture)
@@ -330,10 +349,10 @@ def _step_table(layout: Layout, titled: list[tuple[Picture, str | None]]) -> lis
     return [(title or p.key, [p.numbers.get(name) for name in layout.numbers]) for p, title in titled]
 
 
-def _neighbours_layout(pictures: list[Picture], images: list[dict[str, Any]]) -> dict[str, Any]:
+def _neighbours_layout(pictures: list[Picture], images: list[OwnImage]) -> dict[str, Any]:
     """Each query beside its nearest class images in fc7 and in pixels (the class's own
     thumbnails, with their distances and topics)."""
-    by_index = {image["index"]: image for image in images}
+    by_index = {image.index: image for image in images}
     queries = []
     for picture in pictures:
         spaces = {}
@@ -349,15 +368,15 @@ def _step_title(layout: Layout, step: str | None) -> str | None:
     return layout.titles.get(step, layout.step_title.format(step))
 
 
-def _attach_exemplars(pictures: list[Picture], images: list[dict[str, Any]], title: str) -> None:
+def _attach_exemplars(pictures: list[Picture], images: list[OwnImage], title: str) -> None:
     """Each picture's meta "exemplars" ({"image": index, ...}) as the class's own thumbnails."""
-    by_index = {image["index"]: image for image in images}
+    by_index = {image.index: image for image in images}
     for picture in pictures:
         picture.exemplars = _own_images(picture.meta.get("exemplars"), by_index, "distance", "score")
         picture.exemplars_title = title
 
 
-def _section(name: str, record: MethodRecord, images: list[dict[str, Any]], folder: Path, fc6: bool) -> Section:
+def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Path, fc6: bool) -> Section:
     """One method's section; `fc6`: whether the net has fc6 (texts name the levels it has)."""
     pictures = [p for p in (_picture(raw, folder) for raw in record.pictures) if p is not None]
     spec = REGISTRY.get(name)
@@ -393,7 +412,7 @@ def _class_page(manifest: Manifest, folder: Path) -> ClassPage:
         src = _asset_path(image.thumb)
         if src is not None:
             width, height = _image_size(f"{folder}/{image.thumb}")
-            images.append({"index": image.index, "name": image.name, "src": src, "width": width, "height": height})
+            images.append(OwnImage(image.index, image.name, src, width, height))
     methods = manifest.methods
     names = [m for m in METHOD_NAMES if m in methods] + sorted(m for m in methods if m not in REGISTRY)
     sections = [_section(name, methods[name], images, folder, has_fc6(manifest.model)) for name in names]
