@@ -260,3 +260,17 @@ def test_parameter_pairs_and_grid_lines():
     assert site.pairs({"colour_distance": 0.41234, "retrieved": [1], "ok": True}, ("retrieved",)) == \
         "colour distance 0.412; ok yes"
     assert site.grid_lines(3) == "M1 0V3M0 1H3M2 0V3M0 2H3"
+
+
+def test_render_leaves_the_cycle_collector_as_it_found_it(write_fake_atlas, tmp_path):
+    import gc
+
+    write_fake_atlas(tmp_path, n_classes=2)
+    site.render(tmp_path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        site.render(tmp_path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
