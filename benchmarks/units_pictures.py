@@ -31,7 +31,7 @@ from generator.units import UnitsParams
 
 UNITS = [("pool5", i) for i in range(0, 128, 8)] + [("fc7", i) for i in (16, 75, 86, 94)]
 VARIANTS = {
-    "old": UnitsParams(parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0),
+    "old": UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0),
     "new": UnitsParams(),
 }
 

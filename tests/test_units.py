@@ -344,7 +344,7 @@ def _plain_pictures(pathway, params, units):
     return images, starts
 
 
-RAW_PIXELS = UnitsParams(parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0)  # session 6's unit step
+RAW_PIXELS = UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0)  # the unit step of session 6
 
 
 def test_unit_pictures_are_not_static(tiny_alexnet):
