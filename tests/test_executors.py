@@ -1,7 +1,7 @@
 """`atlas build --executor ray`: a build through a Ray cluster equals the local build byte for byte.
 
 The Ray tests start one local cluster on loopback for the module (2 CPUs, no dashboard) and
-skip cleanly without Ray (`pip install -e '.[ray]'`).
+skip cleanly without Ray (`pip install -e '.[ray]'`; the dev extra installs it, so CI runs them).
 """
 from __future__ import annotations
 
