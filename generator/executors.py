@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import torch
 from tqdm import tqdm
 
 from generator import build
@@ -53,12 +54,15 @@ def _share_user_model_code(ray: Any) -> None:
             ray.cloudpickle.register_pickle_by_value(module)
 
 
-def _run_on_worker(catalog: Catalog, plan: ClassPlan, model_digest: str, shared: list[Any]) -> ClassOutcome:
-    """The Ray task: fill this worker's model slot from the object store (once), then run the class.
+def _run_on_worker(catalog: Catalog, plan: ClassPlan, model_digest: str, shared: list[Any], threads: int) -> ClassOutcome:
+    """The Ray task: fill this worker's model slot from the object store (once), then run the class
+    with the driver's number of torch threads (Ray starts workers with 1; a different count sums
+    floats in a different order, and the pictures would differ from a local build's in the last bits).
 
     The model's reference comes inside a list so Ray does not fetch it for every task; a worker
     that already holds it skips the fetch.
     """
+    torch.set_num_threads(threads)
     slot = (model_digest, catalog.device)
     if shared and slot not in build._PATHWAYS:
         import ray
@@ -112,7 +116,8 @@ class RayExecutor:
             shared = [ray.put(value)]
         resources = task_resources(catalog.device, ray.cluster_resources().get("GPU", 0))
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=True, **resources)(_run_on_worker)
-        pending = {task.remote(catalog, plan, model_digest, shared): plan for plan in plans}
+        threads = torch.get_num_threads()
+        pending = {task.remote(catalog, plan, model_digest, shared, threads): plan for plan in plans}
         bar = tqdm(total=len(plans), desc="classes (ray)", unit="class", disable=not progress)
         try:
             while pending:
