@@ -16,7 +16,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import torch
 from tqdm import tqdm
 
 from generator import build
@@ -62,6 +61,8 @@ def _run_on_worker(catalog: Catalog, plan: ClassPlan, model_digest: str, shared:
     The model's reference comes inside a list so Ray does not fetch it for every task; a worker
     that already holds it skips the fetch.
     """
+    import torch
+
     torch.set_num_threads(threads)
     slot = (model_digest, catalog.device)
     if shared and slot not in build._PATHWAYS:
@@ -116,6 +117,8 @@ class RayExecutor:
             shared = [ray.put(value)]
         resources = task_resources(catalog.device, ray.cluster_resources().get("GPU", 0))
         task = ray.remote(max_retries=self.max_retries, retry_exceptions=True, **resources)(_run_on_worker)
+        import torch
+
         threads = torch.get_num_threads()
         pending = {task.remote(catalog, plan, model_digest, shared, threads): plan for plan in plans}
         bar = tqdm(total=len(plans), desc="classes (ray)", unit="class", disable=not progress)

@@ -52,13 +52,18 @@ def mask_pair(fc6_dim: int | None, fc7_dim: int, keep: float, seed: int) -> tupl
 
 def member_masks(pathway: Pathway, at: str, keep: float, seed: int) -> dict[str, Tensor]:
     """One member's masks: the paper's (m6, m7), or one per level the net dropped out in training
-    (torchvision's AlexNet drops pool5 and fc6, the *inputs* of fc6 and fc7), each its own seed."""
+    (torchvision's AlexNet drops pool5 and fc6, the *inputs* of fc6 and fc7), level i from seed + i
+    (members are 2 seeds apart, as many as the two levels AlexNet and VGG drop)."""
     if at == "paper" or not pathway.dropout_at:
         m6, m7 = mask_pair(pathway.fc6_dim, pathway.fc7_dim, keep, seed)
         return {"m7": m7} if m6 is None else {"m6": m6, "m7": m7}
+
     def shape(level: str) -> tuple[int, ...]:
-        dim = {"pool5": None, "fc6": pathway.fc6_dim, "fc7": pathway.fc7_dim}[level]
-        return pathway.pool5_shape if dim is None else (dim,)
+        if level == "pool5":
+            return pathway.pool5_shape
+        dim = pathway.fc6_dim if level == "fc6" else pathway.fc7_dim
+        assert dim is not None  # dropout_at names fc6 only on a net that has it
+        return (dim,)
 
     names = {"pool5": "m5", "fc6": "m6", "fc7": "m7"}
     return {names[level]: dropout_mask(math.prod(shape(level)), keep, seed + i).view(shape(level))

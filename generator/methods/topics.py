@@ -197,6 +197,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     + ("" if prior is None else ", patch prior from " + (
                         "its retrieved images" if params["patches"] == "topic" else "the class's images"))
                     + (", started from its retrieved images' blurred mean" if params["init"] == "facet" else "")
+                    + (f", pushed along its images' fc7 direction (weight {params['direction']:g})"
+                       if params["direction"] > 0 else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
                        "either half passes the cutoff" if topics.signed else "")
                 ),
