@@ -231,7 +231,13 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
     prior = [n["prior_colour_distance"] for n in numbers if "prior_colour_distance" in n]
     if not base or not prior:
         return None
-    return {"baseline": float(np.mean(base)), "prior": float(np.mean(prior)), "ratio": float(np.mean(prior) / np.mean(base))}
+    result = {"baseline": float(np.mean(base)), "prior": float(np.mean(prior)), "ratio": float(np.mean(prior) / np.mean(base))}
+    per_photo = [(n["prior_colour_distance_per_photo"], n["baseline_colour_distance_per_photo"])
+                 for n in numbers if "prior_colour_distance_per_photo" in n]
+    if per_photo:
+        p, b = np.mean(per_photo, axis=0)
+        result.update(per_photo_prior=float(p), per_photo_baseline=float(b), per_photo_ratio=float(p / b))
+    return result
 
 
 def measure(folder: Path, judge: judge_module.Judge | None = None, among: list[str] | None = None) -> dict[str, Any]:
@@ -268,6 +274,9 @@ def report(result: dict[str, Any]) -> None:
         c = result["colour"]
         print(f"classviz colour distance to the class photos: prior {c['prior']:.3f} / baseline {c['baseline']:.3f} "
               f"= {c['ratio']:.2f}x (target <= 0.7x)")
+        if "per_photo_ratio" in c:
+            print(f"  the same to a typical single photo (median over the photos): prior {c['per_photo_prior']:.3f} / "
+                  f"baseline {c['per_photo_baseline']:.3f} = {c['per_photo_ratio']:.2f}x")
 
 
 def compare(results: list[dict[str, Any]]) -> list[str]:

@@ -24,6 +24,14 @@ def colour_distance(image: Tensor, references: Tensor) -> float:
     return float((mean_a - mean_b).norm() + (cov_a - cov_b).norm())
 
 
+def colour_distance_per_photo(image: Tensor, references: Tensor) -> float:
+    """Median over the reference photos of `colour_distance(image, photo)`: how far the picture's
+    colours are from a typical single photo's. The pooled `colour_distance` also counts how much
+    the photos differ from each other (a beach photo beside a forest one), which no one picture
+    has; a picture with one photo's palette is penalized there, not here."""
+    return float(torch.tensor([colour_distance(image, photo[None]) for photo in references]).median())
+
+
 def high_frequency_share(images: Tensor, cutoff: float = 0.25) -> Tensor:
     """(N,) share of each image's power (grey, mean removed) above `cutoff` cycles per pixel.
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from generator.methods import ClassContext, PriorParams, classviz, common
-from generator.metrics import colour_distance
+from generator.metrics import colour_distance, colour_distance_per_photo
 
 SIZE = 96
 
@@ -32,12 +32,18 @@ def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
         assert 0 < picture.numbers["prob"] < 1 and math.isfinite(picture.numbers["score"])
         assert picture.numbers["colour_distance"] == pytest.approx(colour_distance(picture.image, ctx.images[:4]))
         assert picture.numbers["colour_distance"] > 0 and picture.caption and picture.alt
+        assert picture.numbers["colour_distance_per_photo"] == pytest.approx(
+            colour_distance_per_photo(picture.image, ctx.images[:4]))
         assert picture.meta["iterations"] == 6 and not picture.meta["diverged"]
     assert "patch prior" in result.pictures[1].caption and "patch prior" not in result.pictures[0].caption
     assert not torch.equal(result.pictures[0].image, result.pictures[1].image)
     assert math.isclose(
         result.numbers["colour_ratio"],
         result.numbers["prior_colour_distance"] / result.numbers["baseline_colour_distance"],
+    )
+    assert math.isclose(
+        result.numbers["colour_ratio_per_photo"],
+        result.numbers["prior_colour_distance_per_photo"] / result.numbers["baseline_colour_distance_per_photo"],
     )
 
 

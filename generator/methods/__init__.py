@@ -316,7 +316,7 @@ def _prior_switch(params: Mapping[str, Any]) -> bool:
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
-        name="classviz", title="Class visualization", version=2, params=ClassvizParams,
+        name="classviz", title="Class visualization", version=3, params=ClassvizParams,
         summary="Maximizing the class score with L2 + TV only (baseline) and with the data-driven patch prior.",
         layout=Layout("pair", order=("baseline", "prior"),
                       titles={"baseline": "Baseline: L2 + TV", "prior": "With the patch prior"},

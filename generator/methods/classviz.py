@@ -11,7 +11,7 @@ import torch
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_prior, class_problem, engine_settings, nearest_exemplars
-from generator.metrics import colour_distance
+from generator.metrics import colour_distance, colour_distance_per_photo
 
 SPEC = spec("classviz")
 VERSION = SPEC.version
@@ -36,7 +36,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         (prior, exemplars[1], f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"),
     ):
         colour = colour_distance(solution.image, references)
-        picture_numbers = {"prob": solution.prob, "score": solution.score, "colour_distance": colour}
+        picture_numbers = {"prob": solution.prob, "score": solution.score, "colour_distance": colour,
+                           "colour_distance_per_photo": colour_distance_per_photo(solution.image, references)}
         pictures.append(
             Picture(
                 key=solution.label,
@@ -49,5 +50,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             )
         )
         numbers.update({f"{solution.label}_{k}": v for k, v in picture_numbers.items()})
-    numbers["colour_ratio"] = numbers["prior_colour_distance"] / max(numbers["baseline_colour_distance"], 1e-12)
+    for measure in ("colour_distance", "colour_distance_per_photo"):
+        ratio = numbers[f"prior_{measure}"] / max(numbers[f"baseline_{measure}"], 1e-12)
+        numbers[measure.replace("distance", "ratio")] = ratio
     return MethodResult(method="classviz", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)
