@@ -43,7 +43,7 @@ class UnitsParams:
     # units past their best photo, in 12 steps, which cost about what 16 raw-pixel steps did (each
     # Fourier step with transforms costs ~1.3x). docs/tuning.md#unit-visualizations has the A/B.
     iterations: int = param(12, at_least=1, at_most=100_000, help="optimizer steps of each unit visualization")
-    lr: float = param(0.1, above=0, help="learning rate of the unit pictures (visualizations and textures)")
+    lr: float = param(0.1, above=0, help="learning rate of the unit visualizations")
     parameterization: Literal["fourier", "colour", "pixels"] = param(
         "fourier", help="parameterization of the unit visualizations (pixels: raw pixels, no pad, scale or rotation)")
     jitter: int = param(4, at_least=0, at_most=64, help="random shift per step (pixels) of the unit visualizations")
@@ -51,11 +51,16 @@ class UnitsParams:
                              "Gaussian coefficients in the Fourier parameterization (about its pixels' std); 0: grey")
     init_std: float = param(0.05, at_least=0, help="std of the white noise added to the visualizations' start (it wakes "
                             "units that are exactly 0 on a smooth image)")
-    # Textures keep raw pixels and no transform (their target is spatial), 16 steps from a 0.5-std
-    # noise start as before: at 16-64 steps no setting we tried matched the one-channel code (feature
-    # error ~1, a grey image's; docs/tuning.md#unit-visualizations).
-    texture_iterations: int = param(16, at_least=1, at_most=100_000, help="optimizer steps of each per-filter texture")
-    texture_init_std: float = param(0.5, at_least=0, help="std of the noise the per-filter textures start from")
+    # Textures (Xia et al.) match the kept channel's map of the top image: in the one-channel code the
+    # zeroed channels dominate (on alexnet-slim the top image itself is 11.6x its norm away from it), so
+    # only the kept channel is matched. M&V's pre-image regularizers, the Fourier parameterization and
+    # the visualizations' smooth start (raw pixels from noise left the channel dead: error 1.0, a grey
+    # image's, and static). docs/units.md has the A/B.
+    texture_iterations: int = param(32, at_least=1, at_most=100_000, help="optimizer steps of each per-filter texture")
+    texture_lr: float = param(0.05, above=0, help="learning rate of the per-filter textures")
+    texture_start_std: float = param(0.13, at_least=0, at_most=1, help="std of the textures' smooth random start "
+                                     "(as start_std); 0: grey")
+    texture_init_std: float = param(0.05, at_least=0, help="std of the white noise added to the textures' start")
     prior: bool = param(True, help="also visualize each unit with a patch prior from its top images")
     textures: bool = param(True, help="Xia et al.'s per-filter texture for each pool5 channel")
     batch: int = param(64, at_least=1, at_most=4096, help="problems per solve call (memory: ~6 MB each at 224 px)")

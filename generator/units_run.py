@@ -9,7 +9,7 @@ per-filter textures, written under `<output>/units/` with `units/manifest.json` 
   prior built from the unit's own top images (the unit's analogue of the paper's class prior),
   in the engine's Fourier parameterization through its transforms, from a smooth random start.
 - Texture (Xia et al., "every filter extracts a specific texture"): invert the pool5 map of the
-  unit's top image with every other channel zeroed.
+  unit's top image with every other channel zeroed, matched on the kept channel (`ChannelMatch`).
 All problems of all units go to `solve` together, `batch` problems per call; a picture whose
 content key is in the old manifest (and on disk) is reused, so changing `per_class` or
 `textures` re-solves only the new problems.
@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -32,9 +32,9 @@ from generator.engine import recipes
 from generator.engine.decorrelated import Decorrelated
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, initial_image, solve
-from generator.engine.terms import Direction
+from generator.engine.terms import Direction, Group, Step, Term, feature_inversion, pick
 from generator.errors import AtlasError
-from generator.methods.common import inversion_problem, model_mean
+from generator.methods.common import model_mean
 from generator.pathway import Pathway
 from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan, manifest_files
 
@@ -202,11 +202,44 @@ def unit_activations(pathway: Pathway, images: Tensor, units: list[tuple[str, in
     return values
 
 
+class _ChannelMatchGroup(Group):
+    def __init__(self, terms: Sequence[ChannelMatch], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.channels = torch.tensor([t.channel for t in terms], device=device)
+        self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
+
+    def __call__(self, step: Step) -> Tensor:
+        pool5 = pick(step.acts.pool5, self.rows)
+        maps = pool5[torch.arange(len(self.channels), device=pool5.device), self.channels]
+        return self.weights * feature_inversion(maps, self.targets)
+
+
+@dataclass
+class ChannelMatch(Term):
+    """||pool5[channel] - target||^2 / ||target||^2: Xia et al.'s one-channel code read on its kept
+    channel. The zeroed channels are left out: channels co-fire, so matching them too asks for an
+    image no photo is (the top image itself is far from its own one-channel code)."""
+
+    target: Tensor  # (H, W): the kept channel's map
+    channel: int
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _ChannelMatchGroup
+
+
 def texture_target(pool5: Tensor, channel: int) -> Tensor:
     """Xia et al.'s modified code: the image's pool5 map with every channel but one zeroed."""
     kept = torch.zeros_like(pool5)
     kept[channel] = pool5[channel]
     return kept
+
+
+@torch.no_grad()
+def texture_errors(pathway: Pathway, images: Tensor, targets: Tensor, channels: list[int]) -> list[float]:
+    """||pool5[c](image) - target|| / ||target|| per image: a texture's error on its kept channel
+    (a grey image whose channel is silent scores 1)."""
+    pool5 = pathway.trunk(images.to(pathway.mean.device)).cpu()
+    maps = pool5[torch.arange(len(channels)), torch.tensor(channels)]
+    return feature_inversion(maps, targets.float()).sqrt().tolist()
 
 
 def conv1_grid(pathway: Pathway, scale: int = 4, gap: int = 1) -> Tensor | None:
@@ -240,9 +273,11 @@ def visualization_settings(engine: dict[str, Any] | None, params: UnitsParams) -
 
 
 def texture_settings(engine: dict[str, Any] | None, params: UnitsParams) -> Settings:
-    """A texture inverts a spatial pool5 map: raw pixels, no transform."""
-    return settings_from(engine, iterations=params.texture_iterations, lr=params.lr, init_std=params.texture_init_std,
-                         param="pixels", jitter=0, pad=0, scale=0.0, rotate=0.0)
+    """A texture inverts a spatial pool5 map: Mahendran & Vedaldi's regularizers and jitter (as the
+    pre-images), no other transform, in the Fourier parameterization."""
+    return settings_from(engine, iterations=params.texture_iterations, lr=params.texture_lr,
+                         init_std=params.texture_init_std, param="fourier", jitter=2, pad=0, scale=0.0, rotate=0.0,
+                         l2=0.0, alpha_norm=100.0, tv=30.0, feature_weight=1.0, prior_weight=0.0)
 
 
 def smooth_start(seed: int, size: int, std: float, noise: float) -> Tensor:
@@ -445,7 +480,8 @@ def _jobs(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, layers
     common = {"version": VERSION, "model": plan.inputs.model, "seed": catalog.seed, "batch": params.batch}
     shown = {"settings": dataclasses.asdict(visualization_settings(catalog.engine, params)),
              "start_std": params.start_std}
-    inverted = {"settings": dataclasses.asdict(texture_settings(catalog.engine, params))}
+    inverted = {"settings": dataclasses.asdict(texture_settings(catalog.engine, params)),
+                "start_std": params.texture_start_std, "match": "kept channel"}
     jobs = []
     for layer in layers.values():
         for unit in layer["units"]:
@@ -471,10 +507,8 @@ def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings:
     unit = job.unit
     label = f"{unit['layer']}/{unit['index']}/{job.variant}"
     if job.variant == "texture":
-        image = _image_of(data, unit["patches"][0])
-        with torch.no_grad():
-            pool5 = pathway.trunk(image.unsqueeze(0).to(pathway.mean.device))[0].cpu()
-        return inversion_problem(pathway, settings, texture_target(pool5, unit["index"]), seed=seed, label=label)
+        return texture_problem(pathway, _image_of(data, unit["patches"][0]), unit["index"], settings,
+                               catalog.units.texture_start_std, seed, label)
     terms = [unit_term(pathway, unit["layer"], unit["index"]), *recipes.regularizers(settings, model_mean(pathway))]
     if job.variant == "prior":
         p = catalog.prior
@@ -487,11 +521,24 @@ def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings:
     return Problem(terms, init=init, seed=seed, label=label)
 
 
+def texture_problem(pathway: Pathway, image: Tensor, channel: int, settings: Settings, start_std: float,
+                    seed: int, label: str = "") -> Problem:
+    """Match the kept channel of `image`'s pool5, from a smooth random start (as the visualizations:
+    from grey or white noise most channels are exactly 0 and get no gradient)."""
+    with torch.no_grad():
+        pool5 = pathway.trunk(image.unsqueeze(0).to(pathway.mean.device))[0].cpu()
+    terms = [settings.feature_weight * ChannelMatch(pool5[channel], channel),
+             *recipes.regularizers(settings, model_mean(pathway))]
+    init = smooth_start(seed, pathway.input_size, start_std, settings.init_std) if start_std else None
+    return Problem(terms, init=init, seed=seed, label=label)
+
+
 PARAM_WORDS = {"fourier": "decorrelated Fourier coordinates", "colour": "decorrelated colour", "pixels": "raw pixels"}
 CAPTIONS = {
     "plain": ("Visualization", "maximizes the unit (L2 + TV, no prior)"),
     "prior": ("With patch prior", "maximizes the unit with a patch prior from its top images"),
-    "texture": ("Per-filter texture", "inverts the top image's pool5 map with every other channel zeroed (Xia et al.)"),
+    "texture": ("Per-filter texture", "inverts the top image's pool5 map with every other channel zeroed, matched on "
+                "the kept channel (Xia et al.)"),
 }
 
 
@@ -540,7 +587,9 @@ def _solve_chunk(catalog: Any, pathway: Pathway, data: Dataset, chunk: list[_Job
         title, how = CAPTIONS[job.variant]
         numbers = {"activation": reached[i]}
         if job.variant == "texture":
-            numbers["feature_error"] = solution.feature_error
+            target = next(t for t in problems[i].terms if isinstance(t, ChannelMatch))
+            numbers["feature_error"] = texture_errors(pathway, solution.image.unsqueeze(0), target.target.unsqueeze(0),
+                                                      [target.channel])[0]
         else:  # what the optimization added
             numbers["start_activation"] = starts[i]
         stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
