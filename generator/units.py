@@ -53,9 +53,10 @@ class UnitsParams:
                             "units that are exactly 0 on a smooth image)")
     # Textures (Xia et al.) match the kept channel's map of the top image: in the one-channel code the
     # zeroed channels dominate (on alexnet-slim the top image itself is 11.6x its norm away from it), so
-    # only the kept channel is matched. M&V's pre-image regularizers, the Fourier parameterization and
-    # the visualizations' smooth start (raw pixels from noise left the channel dead: error 1.0, a grey
-    # image's, and static). docs/units.md has the A/B.
+    # only the kept channel is matched (before its ReLU where the map is active, so a silent channel
+    # still gets a gradient), with M&V's pre-image regularizers in the Fourier parameterization from the
+    # visualizations' smooth start: error 0.21 against grey's 1.0 (the old raw pixels from noise: 0.98,
+    # static). docs/units.md has the A/B.
     texture_iterations: int = param(32, at_least=1, at_most=100_000, help="optimizer steps of each per-filter texture")
     texture_lr: float = param(0.05, above=0, help="learning rate of the per-filter textures")
     texture_start_std: float = param(0.13, at_least=0, at_most=1, help="std of the textures' smooth random start "

@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -205,12 +205,18 @@ def unit_activations(pathway: Pathway, images: Tensor, units: list[tuple[str, in
 class _ChannelMatchGroup(Group):
     def __init__(self, terms: Sequence[ChannelMatch], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
+        self.layer = terms[0].before or None  # the engine captures this module's output
+        self.after = terms[0].after
         self.channels = torch.tensor([t.channel for t in terms], device=device)
         self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
 
     def __call__(self, step: Step) -> Tensor:
-        pool5 = pick(step.acts.pool5, self.rows)
-        maps = pool5[torch.arange(len(self.channels), device=pool5.device), self.channels]
+        if self.layer is None:
+            maps = pick(step.acts.pool5, self.rows)[torch.arange(len(self.channels)), self.channels]
+        else:  # before the ReLU where the target is active, so a silent channel is still pushed there
+            before = pick(step.layers[self.layer], self.rows)[torch.arange(len(self.channels)), self.channels]
+            pooled = self.after(before.unsqueeze(1))[:, 0]
+            maps = torch.where(self.targets > 0, pooled, pooled.clamp_min(0))
         return self.weights * feature_inversion(maps, self.targets)
 
 
@@ -218,12 +224,40 @@ class _ChannelMatchGroup(Group):
 class ChannelMatch(Term):
     """||pool5[channel] - target||^2 / ||target||^2: Xia et al.'s one-channel code read on its kept
     channel. The zeroed channels are left out: channels co-fire, so matching them too asks for an
-    image no photo is (the top image itself is far from its own one-channel code)."""
+    image no photo is (the top image itself is far from its own one-channel code). With `before`
+    (`pre_activation`), pool5 = relu(after(output of module `before`)) and the match reads it
+    before the ReLU where the target is positive: a channel that is exactly 0 there gets a gradient."""
 
     target: Tensor  # (H, W): the kept channel's map
     channel: int
+    before: str = ""
+    after: nn.Module = dataclasses.field(default_factory=nn.Identity)
     weight: float = 1.0
     group_class: ClassVar[type[Group]] = _ChannelMatchGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.before)
+
+
+def pre_activation(pathway: Pathway) -> tuple[str, nn.Module] | None:
+    """Where pool5 is relu(after(x)) with x a module's output and `after` max pools (AlexNet/VGG:
+    conv5, ReLU, max pool): that module's name and `after`; None for other trunks. Turns the last
+    ReLU's in-place flag off (it would overwrite x; the values are the same)."""
+    layers = _trunk_layers(pathway)
+    relus = [i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]
+    features: nn.Module = pathway.features  # type: ignore[assignment]
+    if not relus or relus[-1] == 0 or not isinstance(features, nn.Sequential):
+        return None
+    last = relus[-1]
+    after = layers[last + 1:]
+    size = pathway.pool5_shape[1:]
+    if not all(isinstance(m, (nn.MaxPool2d, nn.Identity)) or (isinstance(m, nn.AdaptiveAvgPool2d)
+               and _pair(m.output_size) == size) for m in after):  # an adaptive pool to pool5's own size: identity
+        return None
+    relu = layers[last]
+    assert isinstance(relu, nn.ReLU)
+    relu.inplace = False
+    return f"features.{last - 1}", nn.Sequential(*after)
 
 
 def texture_target(pool5: Tensor, channel: int) -> Tensor:
@@ -481,7 +515,7 @@ def _jobs(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, layers
     shown = {"settings": dataclasses.asdict(visualization_settings(catalog.engine, params)),
              "start_std": params.start_std}
     inverted = {"settings": dataclasses.asdict(texture_settings(catalog.engine, params)),
-                "start_std": params.texture_start_std, "match": "kept channel"}
+                "start_std": params.texture_start_std, "match": "kept channel, before its ReLU"}
     jobs = []
     for layer in layers.values():
         for unit in layer["units"]:
@@ -523,11 +557,12 @@ def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings:
 
 def texture_problem(pathway: Pathway, image: Tensor, channel: int, settings: Settings, start_std: float,
                     seed: int, label: str = "") -> Problem:
-    """Match the kept channel of `image`'s pool5, from a smooth random start (as the visualizations:
-    from grey or white noise most channels are exactly 0 and get no gradient)."""
+    """Match the kept channel of `image`'s pool5 (before its ReLU where the net allows), from a
+    smooth random start (as the visualizations)."""
     with torch.no_grad():
-        pool5 = pathway.trunk(image.unsqueeze(0).to(pathway.mean.device))[0].cpu()
-    terms = [settings.feature_weight * ChannelMatch(pool5[channel], channel),
+        target = pathway.trunk(image.unsqueeze(0).to(pathway.mean.device))[0, channel].cpu()
+    before, after = pre_activation(pathway) or ("", nn.Identity())
+    terms = [settings.feature_weight * ChannelMatch(target, channel, before, after),
              *recipes.regularizers(settings, model_mean(pathway))]
     init = smooth_start(seed, pathway.input_size, start_std, settings.init_std) if start_std else None
     return Problem(terms, init=init, seed=seed, label=label)

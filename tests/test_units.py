@@ -193,6 +193,25 @@ def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
     assert sum(own) < 0.7 * sum(swapped), (own, swapped)  # ~0.5 now; the raw-pixel ones ~1
 
 
+def test_texture_match_reaches_a_channel_that_is_silent_at_the_start(tiny_alexnet, smooth_images):
+    """Matched before its ReLU (`pre_activation`), a channel that is exactly 0 on the start still
+    moves to its map; matched after the ReLU it gets no gradient and stays as silent as grey."""
+    pathway = tiny_alexnet(size=96, dropout=False)
+    images = smooth_images(8, 96)
+    with torch.no_grad():
+        on_grey = pathway.trunk(torch.full((1, 3, 96, 96), 0.5))[0].flatten(1).max(1).values
+        strength = pathway.trunk(images).flatten(2).max(2).values
+    channel = next(c for c in range(16) if on_grey[c] == 0 and strength[:, c].max() > 0)
+    settings = units_run.texture_settings(None, UnitsParams(texture_iterations=16, texture_init_std=0.0))
+    before = units_run.texture_problem(pathway, images[strength[:, channel].argmax()], channel, settings, 0.0, seed=0)
+    match = before.terms[0]
+    assert isinstance(match, units_run.ChannelMatch) and match.before == "features.6"  # conv3, then ReLU, max pool
+    after = units_run.Problem([units_run.ChannelMatch(match.target, channel), *before.terms[1:]], seed=0)
+    textures = torch.stack([s.image for s in units_run.solve(pathway, [before, after], settings, progress=False)])
+    errors = units_run.texture_errors(pathway, textures, match.target.expand(2, -1, -1), [channel, channel])
+    assert errors[0] < 0.5 and errors[1] == pytest.approx(1.0), errors
+
+
 def test_layer_index_is_sorted_by_class_selectivity(built):
     _, _, owners, _, acts = dataset(built)
     values = acts.pool5.flatten(2).max(2).values
