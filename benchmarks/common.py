@@ -49,6 +49,20 @@ def shared_pathway(device: str | torch.device = "cpu") -> Pathway:
     return Pathway(net).to(device)
 
 
+def shared_units_dataset() -> tuple[Any, Pathway, Any]:
+    """The shared alexnet-slim catalog, its pathway (1 CPU thread) and the unit step's dataset of its
+    images: what the unit benchmarks measure on. Output goes to benchmarks/out/units_pictures_site."""
+    from generator import units_run
+    from generator.catalog import load_catalog
+    from generator.models import load_pathway
+
+    require_shared()
+    torch.set_num_threads(1)
+    catalog = load_catalog(REPO / "catalogs" / "shared-alexnet-slim.yaml", {"output": str(OUT / "units_pictures_site")})
+    pathway = load_pathway(catalog.model, "cpu")
+    return catalog, pathway, units_run.load_dataset(catalog, pathway, progress=False)
+
+
 def load_image(path: Path, size: int = 224) -> Tensor:
     """One image as (3, size, size) in [0, 1] (resized, centre-cropped to a square)."""
     with Image.open(path) as im:

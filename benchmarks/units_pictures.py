@@ -21,12 +21,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import OUT, REPO, contact_sheet, print_table, require_shared, write_json
+from benchmarks.common import OUT, contact_sheet, print_table, shared_units_dataset, write_json
 from generator import units_run
-from generator.catalog import load_catalog
 from generator.engine.solve import initial_image, solve
 from generator.metrics import high_frequency_share
-from generator.models import load_pathway
 from generator.units import UnitsParams
 
 UNITS = [("pool5", i) for i in range(0, 128, 8)] + [("fc7", i) for i in (16, 75, 86, 94)]
@@ -45,11 +43,7 @@ def unit(data: units_run.Dataset, layer: str, index: int, k: int = 9) -> dict[st
 
 
 def main() -> None:
-    require_shared()
-    torch.set_num_threads(1)
-    base = load_catalog(REPO / "catalogs" / "shared-alexnet-slim.yaml", {"output": str(OUT / "units_pictures_site")})
-    pathway = load_pathway(base.model, "cpu")
-    data = units_run.load_dataset(base, pathway, progress=False)
+    base, pathway, data = shared_units_dataset()
     units = [unit(data, layer, index) for layer, index in UNITS]
     rows, pictures = [], {}
     for name, params in VARIANTS.items():

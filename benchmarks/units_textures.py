@@ -23,15 +23,13 @@ import time
 import torch
 from torch import Tensor
 
-from benchmarks.common import OUT, REPO, contact_sheet, print_table, require_shared, write_json
+from benchmarks.common import OUT, contact_sheet, print_table, shared_units_dataset, write_json
 from generator import units_run
-from generator.catalog import load_catalog
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.engine.terms import feature_error
 from generator.methods.common import inversion_problem
 from generator.metrics import high_frequency_share
-from generator.models import load_pathway
 from generator.units import UnitsParams
 
 CHANNELS = list(range(0, 128, 11))
@@ -45,11 +43,7 @@ def distinct(images: Tensor) -> float:
 
 
 def main() -> None:
-    require_shared()
-    torch.set_num_threads(1)
-    catalog = load_catalog(REPO / "catalogs" / "shared-alexnet-slim.yaml", {"output": str(OUT / "units_pictures_site")})
-    pathway = load_pathway(catalog.model, "cpu")
-    data = units_run.load_dataset(catalog, pathway, progress=False)
+    catalog, pathway, data = shared_units_dataset()
     rows_of = data.values["pool5"][:, CHANNELS].argmax(0).tolist()
     tops = data.images[rows_of]
     with torch.no_grad():

@@ -617,14 +617,18 @@ def _solve_chunk(catalog: Any, pathway: Pathway, data: Dataset, chunk: list[_Job
     reached = unit_activations(pathway, torch.stack([s.image for s in solutions]), units)
     starts = unit_activations(pathway, torch.stack([initial_image(p, pathway.input_size, settings.init_std)
                                                     for p in problems]), units)
+    # each texture's error on its kept channel, all of the chunk's in one pass
+    matches = {i: next(t for t in p.terms if isinstance(t, ChannelMatch)) for i, p in enumerate(problems)
+               if chunk[i].variant == "texture"}
+    errors = dict(zip(matches, texture_errors(
+        pathway, torch.stack([solutions[i].image for i in matches]), torch.stack([m.target for m in matches.values()]),
+        [m.channel for m in matches.values()]))) if matches else {}
     for i, (job, solution) in enumerate(zip(chunk, solutions)):
         unit = job.unit
         title, how = CAPTIONS[job.variant]
         numbers = {"activation": reached[i]}
         if job.variant == "texture":
-            target = next(t for t in problems[i].terms if isinstance(t, ChannelMatch))
-            numbers["feature_error"] = texture_errors(pathway, solution.image.unsqueeze(0), target.target.unsqueeze(0),
-                                                      [target.channel])[0]
+            numbers["feature_error"] = errors[i]
         else:  # what the optimization added
             numbers["start_activation"] = starts[i]
         stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
