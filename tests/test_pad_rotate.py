@@ -75,3 +75,27 @@ def test_the_engine_sees_through_them_and_a_picture_does_not_depend_on_its_batch
     assert torch.allclose(batch[1].image, alone.image, atol=1e-3)
     plain = solve(pathway, [Problem(ClassScore(1) + 5.0 * TV(), seed=3)], settings, transforms=[], progress=False)[0]
     assert not torch.allclose(plain.image, alone.image, atol=1e-3)  # the transforms were applied
+
+
+def test_rotate_samples_the_batch_through_one_grid_exactly_as_through_a_grid_per_image() -> None:
+    """The rotation builds its sampling grid once and shares it across the batch; images and
+    gradients must equal those of a grid per image (the plain form) bit for bit."""
+    import math
+
+    import torch.nn.functional as F
+
+    images = torch.rand(4, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    weights = torch.rand(4, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    for seed in range(3):
+        fast_in, plain_in = images.clone().requires_grad_(True), images.clone().requires_grad_(True)
+        generator = torch.Generator().manual_seed(seed)
+        fast = RandomRotate(15)(fast_in, generator)
+        angle = math.radians(float((torch.rand((), generator=torch.Generator().manual_seed(seed)) * 2 - 1) * 15))
+        theta = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]])
+        grid = F.affine_grid(theta.expand(4, 2, 3), [4, 3, 24, 24], align_corners=False)
+        plain = F.grid_sample(plain_in - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+        (fast * weights).sum().backward()
+        (plain * weights).sum().backward()
+        assert torch.equal(fast, plain)
+        assert fast_in.grad is not None and plain_in.grad is not None and torch.equal(fast_in.grad, plain_in.grad)
+        assert not torch.equal(fast, images)  # it did turn

@@ -106,3 +106,20 @@ def test_a_photos_database_keeps_each_photos_brightness_and_must_match_the_prior
         PatchPrior.group_class([PatchPrior(own, normalize="photos")], None, torch.device("cpu"))
     with pytest.raises(ValueError, match="differently"):
         PatchPrior.group_class([PatchPrior(fixed, normalize="image")], None, torch.device("cpu"))
+
+
+def test_a_patch_gets_the_same_match_alone_as_in_a_large_batch():
+    """faiss searches a few queries one by one and many by a matrix product, two roundings of
+    the same distance; the prior uses one path for every batch size, so a near-tie is decided the
+    same way whatever else is searched with it."""
+    from generator.prior import PatchDatabase
+
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(300, 12, generator=generator)
+    # pairs of database patches a hair apart: queries sit almost exactly between the two
+    database = PatchDatabase(torch.cat([base, base + 1e-6 * torch.randn(300, 12, generator=generator)]), patch=2, stride=2)
+    queries = base.repeat(40, 1) + 1e-3 * torch.randn(12_000, 12, generator=generator)
+    together = database.nearest(queries)[0]
+    alone = torch.cat([database.nearest(chunk)[0] for chunk in queries.split(100)])
+    assert together.shape == (12_000,) and set(together.tolist()) - set(range(600)) == set()
+    assert torch.equal(together, alone)

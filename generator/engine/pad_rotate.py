@@ -47,6 +47,8 @@ class RandomRotate:
             return images
         angle = math.radians(float((torch.rand((), generator=generator) * 2 - 1) * self.degrees))
         cos, sin = math.cos(angle), math.sin(angle)
-        theta = images.new_tensor([[cos, -sin, 0.0], [sin, cos, 0.0]]).expand(images.shape[0], 2, 3)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        theta = images.new_tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]])
+        # one grid for the whole batch (it is the same for every image): a batch of them cost a
+        # batched matrix product per step as large as the images
+        grid = F.affine_grid(theta, [1, *images.shape[1:]], align_corners=False).expand(images.shape[0], -1, -1, -1)
         return F.grid_sample(images - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
