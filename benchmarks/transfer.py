@@ -149,10 +149,20 @@ def cosine_nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.argmax(p @ c.T, axis=1)
 
 
+def spread(features: np.ndarray) -> float:
+    """Mean pairwise cosine distance between rows: how different a class's topic pictures are
+    from each other (0: the same picture K times)."""
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    k = len(unit)
+    return float((1.0 - unit @ unit.T).sum() / (k * (k - 1)))
+
+
 def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | None:
     """Fraction of topic pictures nearest their own topic's retrieved-image mean, and the
-    leave-one-out real-photo reference, in the judge's pooled space centred on the class mean."""
-    hits, reference_hits, chance = [], [], []
+    leave-one-out real-photo reference, in the judge's pooled space centred on the class mean;
+    and how far apart a class's topic pictures are (their spread), beside the spread of each
+    topic's top-loading photo."""
+    hits, reference_hits, chance, spreads, photo_spreads = [], [], [], [], []
     for c in classes:
         pictures = [p for p in c.kinds.get("topic pictures", []) if p.picture.get("meta", {}).get("retrieved")]
         pictures.sort(key=lambda p: p.picture["meta"].get("topic", 0))
@@ -164,6 +174,8 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         means = np.stack([f.mean(0) for f in topic_features])
         picture_features = reader.read([p.file for p in pictures]).features - centre
         hits += list(cosine_nearest(picture_features, means) == np.arange(len(pictures)))
+        spreads.append(spread(picture_features))
+        photo_spreads.append(spread(np.stack([f[0] for f in topic_features])))
         for k, features in enumerate(topic_features):
             for j in range(len(features)):
                 others = np.delete(features, j, axis=0)
@@ -180,6 +192,8 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         "n": len(hits),
         "real_photos_reference": float(np.mean(reference_hits)),
         "chance": float(np.mean(chance)),
+        "pictures_spread": float(np.mean(spreads)),
+        "top_photos_spread": float(np.mean(photo_spreads)),
     }
 
 
@@ -264,6 +278,8 @@ def report(result: dict[str, Any]) -> None:
         print(f"topics: {t['pictures_nearest_own_topic']:.2f} of {t['n']} topic pictures nearest their own topic's "
               f"retrieved images (judge pool, class-centred); real photos {t['real_photos_reference']:.2f}; "
               f"chance {t['chance']:.2f}")
+        print(f"  a class's topic pictures differ by {t['pictures_spread']:.2f} (mean pairwise cosine distance, same "
+              f"space); each topic's top photo by {t['top_photos_spread']:.2f}")
     if result["ensemble"]:
         e = result["ensemble"]
         print(f"ensemble ({e['classes']} classes): across masks / across inits = {e['judge_ratio_mean']:.2f} in the "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from generator.demo.cache import PAPER_ENGINE
-from generator.methods import hierarchy
+from generator.methods import common, hierarchy
 
 
 def test_most_typical_is_closest_to_the_mean():
@@ -165,9 +165,9 @@ def test_closed_weights_scale_with_the_class_and_cover_only_fixed_layers():
         pool5=torch.full((4, 2, 3, 3), 0.5), fc6=torch.full((4, 5), 2.0), fc7=torch.full((4, 5), 4.0),
         fc8=torch.tensor([[10.0, 1.0]] * 4),
     )
-    assert hierarchy.closed_weights(0.0, ("m7",), features, 0) is None
-    assert hierarchy.closed_weights(2.0, ("m7",), features, 0) == pytest.approx((0.0, 0.0, 2.0 * 10 / 4))
-    assert hierarchy.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx((40.0, 10.0, 5.0))
+    assert common.closed_weights(0.0, ("m7",), features, 0) is None
+    assert common.closed_weights(2.0, ("m7",), features, 0) == pytest.approx((0.0, 0.0, 2.0 * 10 / 4))
+    assert common.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx((40.0, 10.0, 5.0))
 
 
 def test_typical_and_distinct_starts_typical_then_spreads():

@@ -9,6 +9,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from generator.engine.terms import Direction
 from generator.methods import topics
+from generator.methods.common import fc7_of
 
 
 def two_style_fc7(n_per_style: int = 10, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
@@ -140,3 +141,26 @@ def test_the_direction_weight_adds_each_topics_own_centred_fc7_direction(tiny_co
         assert term.layer == "fc7" and term.weight == 2.0
         assert torch.allclose(term.vector, fc7[shown].mean(0) - fc7.mean(0))
     assert [p.meta["retrieved"] for p in plain.pictures] == [p.meta["retrieved"] for p in pushed.pictures]
+
+
+def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):
+    """`forbid` > 0 makes a topic's m7 a code, as the hierarchy's: its picture pays for fc7 activity
+    on the units the topic leaves closed, so each picture keeps to its own units (with only the gate,
+    every topic's picture may drive the class's common units too)."""
+    ctx = demo_context(demo_world, demo_world.class_ids[0], n=20, engine={"iterations": 20})
+    params = {"k": 3, "images": 20, "retrieved": 4, "prior": False}
+    model = topics.topic_masks_for(ctx.pathway, ctx.features.fc7[:20], k=3, seed=ctx.seed)
+    closed = {}
+    for forbid in (0.0, 2.5):
+        result = topics.run(ctx, {**params, "forbid": forbid})
+        fc7 = fc7_of(ctx.pathway, torch.stack([p.image for p in result.pictures]))
+        closed[forbid] = (fc7 * (1 - model.masks)).mean(1)  # per topic picture
+        assert ("forbidden" in result.pictures[0].caption) == (forbid > 0)
+    assert bool((closed[2.5] < 0.7 * closed[0.0]).all()), closed
+
+
+def test_forbid_defaults_by_layout():
+    """None: the hierarchy's 2.5 on an fc-head net, 0 (gate only) on a globally pooled one."""
+    assert topics.topic_forbid(types.SimpleNamespace(has_fc6=True), None) == topics.FORBID_FC_HEAD == 2.5
+    assert topics.topic_forbid(types.SimpleNamespace(has_fc6=False), None) == 0.0
+    assert topics.topic_forbid(types.SimpleNamespace(has_fc6=False), 1.5) == 1.5

@@ -124,6 +124,10 @@ def test_topic_metric_finds_pictures_near_their_own_topic(tmp_path: Path) -> Non
     wrong = transfer.measure(tmp_path / "wrong", ColourJudge())["topics"]  # type: ignore[arg-type]
     assert right["pictures_nearest_own_topic"] == 1.0 and wrong["pictures_nearest_own_topic"] == 0.0
     assert right["real_photos_reference"] == 1.0 and right["chance"] == pytest.approx(1 / 3)
+    # the three pictures are three hues: as far apart as the topics' top photos; one hue thrice: 0
+    assert right["pictures_spread"] == pytest.approx(right["top_photos_spread"], rel=1e-4) and right["pictures_spread"] > 0.5
+    write_class(tmp_path / "alike", TENCH, photos, {"topics": topics([0, 0, 0])})
+    assert transfer.measure(tmp_path / "alike", ColourJudge())["topics"]["pictures_spread"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_ensemble_metric_says_whether_masks_or_inits_make_the_variety(tmp_path: Path) -> None:

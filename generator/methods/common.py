@@ -14,7 +14,7 @@ from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem
 from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
 from generator.methods import ClassContext
-from generator.pathway import Pathway
+from generator.pathway import Activations, Pathway
 
 # id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
 _PRIOR_CACHE: dict[int, tuple[weakref.ref[Tensor], dict[tuple[Any, ...], Any]]] = {}
@@ -74,6 +74,27 @@ def class_database(ctx: ClassContext, params: dict[str, Any]) -> Any:
 def model_mean(pathway: Pathway) -> tuple[float, ...]:
     """The model's mean colour: the centre of L2 (the authors' ||I||^2 is on mean-subtracted input)."""
     return tuple(float(v) for v in pathway.mean.flatten())
+
+
+CODE_LAYERS = ("m5", "m6", "m7")  # the order of Problem.closed_weights: pool5, fc6, fc7
+
+
+def closed_weights(
+    forbid: float, masks: tuple[str, ...], features: Activations, class_index: int
+) -> tuple[float, float, float] | None:
+    """Per-layer weights of the closed-unit activity for a code that fixes `masks`, so that a
+    closed layer firing at the class images' mean activity costs `forbid` times their mean class
+    score. Normalized twice because nets differ by orders of magnitude: the demo net's class
+    scores average 20-60 and its activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1.
+    None when forbid is 0."""
+    if not forbid:
+        return None
+    score = max(float(features.fc8[:, class_index].mean()), 1e-6)
+    activity = {"m5": features.pool5, "m6": features.fc6, "m7": features.fc7}
+    return tuple(
+        forbid * score / max(float(activity[name].mean()), 1e-6)  # type: ignore[union-attr]
+        if name in masks and activity[name] is not None else 0.0 for name in CODE_LAYERS
+    )  # type: ignore[return-value]
 
 
 def class_problem(pathway: Pathway, settings: Settings, class_index: int, *, database: Any = None,

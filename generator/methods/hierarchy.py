@@ -22,8 +22,8 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of
-from generator.pathway import Activations, Pathway
+from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
+from generator.pathway import Pathway
 
 SPEC = spec("hierarchy")
 VERSION = SPEC.version
@@ -105,27 +105,6 @@ def class_layout_init(images: Tensor, exclude: int, grid: tuple[int, int]) -> Te
         return None
     coarse = F.interpolate(others.mean(0, keepdim=True), size=grid, mode="area")
     return F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[0].clamp(0, 1)
-
-
-LAYERS = ("m5", "m6", "m7")  # the order of Problem.closed_weights: pool5, fc6, fc7
-
-
-def closed_weights(
-    forbid: float, masks: tuple[str, ...], features: Activations, class_index: int
-) -> tuple[float, float, float] | None:
-    """Per-layer weights of the closed-unit activity for a level that fixes `masks`, so that a
-    closed layer firing at the class images' mean activity costs `forbid` times their mean class
-    score. Normalized twice because nets differ by orders of magnitude: the demo net's class
-    scores average 20-60 and its activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1.
-    None when forbid is 0."""
-    if not forbid:
-        return None
-    score = max(float(features.fc8[:, class_index].mean()), 1e-6)
-    activity = {"m5": features.pool5, "m6": features.fc6, "m7": features.fc7}
-    return tuple(
-        forbid * score / max(float(activity[name].mean()), 1e-6)  # type: ignore[union-attr]
-        if name in masks and activity[name] is not None else 0.0 for name in LAYERS
-    )  # type: ignore[return-value]
 
 
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:

@@ -4,6 +4,8 @@ fc8 is linear in fc7, so the fc7 vectors of one class's images live in a cone; n
 matrix factorization of them, fc7 ~ loadings x basis, splits the cone into K directions
 ("topics": scale, angle, colour, status, content). Topic k is visualized by opening only the
 fc7 units it uses, m7 = basis[k] > tau, and shown beside the images that load on it most.
+On a net with an fc head, m7 also forbids, as the hierarchy's codes do: the picture pays for
+activity on the units its topic closes, or every topic draws the class's common texture.
 The same basis ranks any image collection by style (Sec. 5.1: `style_loadings`).
 A signed fc7 (ConvNeXt's pooled vector) is factorized as its split [relu(fc7), relu(-fc7)]
 (`common.nmf_input`); a topic's m7 keeps a unit when either of its halves passes tau.
@@ -25,6 +27,7 @@ from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import (
     class_database,
     class_problem,
+    closed_weights,
     coarse_mean,
     cosine_distances,
     fc7_of,
@@ -146,6 +149,17 @@ def nearest_topics(picture_fc7: Tensor, topic_fc7: Tensor) -> list[int]:
     return distances.argmin(1).tolist()
 
 
+FORBID_FC_HEAD = 2.5  # the hierarchy's forbid; docs/tuning.md#topic-codes-that-forbid
+
+
+def topic_forbid(pathway: Pathway, forbid: float | None) -> float:
+    """The closed units' cost: as given, or by layout (an fc head's topics need it to differ; a
+    pooled net's pictures go silent under it)."""
+    if forbid is not None:
+        return float(forbid)
+    return FORBID_FC_HEAD if pathway.has_fc6 else 0.0
+
+
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     params = {**DEFAULTS, **params}
     pathway = ctx.pathway
@@ -162,6 +176,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     prior = class_database(ctx, params)
     settings = settings_from(ctx.engine)
     shown = [torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])] for k in range(len(topics.masks))]
+    forbid = topic_forbid(pathway, params["forbid"])
+    closed = closed_weights(forbid, ("m7",), ctx.features, ctx.class_index)
     problems = []
     for k, mask in enumerate(topics.masks):
         database = prior
@@ -171,7 +187,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         if params["init"] == "facet":
             init = coarse_mean(ctx.images[shown[k]], int(params["facet_side"]), settings.init_std, seed=ctx.seed + k)
         problem = class_problem(pathway, settings, ctx.class_index, database=database, m7=mask, init=init,
-                                seed=ctx.seed, label=f"topic {k}")
+                                closed=closed, seed=ctx.seed, label=f"topic {k}")
         if params["direction"] > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=float(params["direction"]))]
@@ -197,6 +213,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     + ("" if prior is None else ", patch prior from " + (
                         "its retrieved images" if params["patches"] == "topic" else "the class's images"))
                     + (", started from its retrieved images' blurred mean" if params["init"] == "facet" else "")
+                    + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
                     + (f", pushed along its images' fc7 direction (weight {params['direction']:g})"
                        if params["direction"] > 0 else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
@@ -220,6 +237,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         "units": [int(m.sum()) for m in topics.masks],
         "rules": topics.rule,
         "distinctness": mask_distinctness(topics.masks),
+        "forbid": forbid,
         # does each picture show its topic? (fraction nearest to its own topic's images; chance 1/K)
         "picture_match": sum(n == k for k, n in enumerate(nearest)) / max(len(nearest), 1),
     }
