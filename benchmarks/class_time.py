@@ -13,14 +13,13 @@ the per-step costs stay). Writes benchmarks/out/class_time.json. Needs ../shared
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from typing import Any
 
 import torch
 
-from benchmarks.common import REPO, SHARED, print_table, write_json
+from benchmarks.common import REPO, bare_rate, print_table, require_shared, write_json
 from generator.catalog import Catalog, load_catalog
 from generator.methods import ClassContext, method_module
 from generator.pathway import Pathway
@@ -29,8 +28,7 @@ CATALOG = REPO / "catalogs" / "shared-alexnet-slim.yaml"
 
 
 def load_shared_catalog() -> Catalog:
-    if not (SHARED / "models" / "alexnet-slim-imagenette.pt").is_file():
-        sys.exit(f"benchmark needs the shared model and data at {SHARED} (set ATLAS_SHARED)")
+    require_shared()
     return load_catalog(CATALOG, {"device": "cpu"})
 
 
@@ -68,18 +66,6 @@ class IterationCounter:
         self.handle.remove()
 
 
-def bare_seconds(pathway: Pathway, batch: int, steps: int) -> float:
-    """Seconds per image of `steps` forwards + backwards to the input of a `batch`, nothing else."""
-    images = torch.rand(batch, 3, pathway.input_size, pathway.input_size, generator=torch.Generator().manual_seed(0))
-    images.requires_grad_(True)
-    pathway(images).fc8[:, 0].sum().backward()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        images.grad = None
-        pathway(images).fc8[:, 0].sum().backward()
-    return (time.perf_counter() - start) / (batch * steps)
-
-
 def method_params(catalog: Catalog, ctx: ClassContext, name: str, iterations: int | None) -> dict[str, Any]:
     params = {k: v for k, v in catalog.methods[name].items() if k != "enabled"}
     if iterations is not None:
@@ -110,7 +96,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         counter.close()
         # the floor for this method: its batch sizes, same machine, right after it
-        floor = sum(bare_seconds(ctx.pathway, size, min(steps, 5)) * size * steps
+        floor = sum(size * steps / bare_rate(ctx.pathway, size, min(steps, 5))
                     for size, steps in counter.batches.items())
         rows.append({"method": name, "seconds": seconds, "image_its": counter.images, "bare_s": floor,
                      "ms_per_image_it": 1000 * seconds / max(counter.images, 1),

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,6 +62,19 @@ def shared_units_dataset() -> tuple[Any, Pathway, Any]:
     catalog = load_catalog(REPO / "catalogs" / "shared-alexnet-slim.yaml", {"output": str(OUT / "units_pictures_site")})
     pathway = load_pathway(catalog.model, "cpu")
     return catalog, pathway, units_run.load_dataset(catalog, pathway, progress=False)
+
+
+def bare_rate(pathway: Pathway, batch: int, steps: int) -> float:
+    """Image-iterations/s of forward + backward to the input, nothing else."""
+    images = torch.rand(batch, 3, pathway.input_size, pathway.input_size, generator=torch.Generator().manual_seed(0))
+    images.requires_grad_(True)
+    targets = torch.arange(batch) % pathway.num_classes
+    pathway(images).fc8.gather(1, targets[:, None]).sum().backward()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        images.grad = None
+        pathway(images).fc8.gather(1, targets[:, None]).sum().backward()
+    return batch * steps / (time.perf_counter() - start)
 
 
 def load_image(path: Path, size: int = 224) -> Tensor:

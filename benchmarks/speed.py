@@ -20,7 +20,7 @@ import time
 import torch
 import torchvision
 
-from benchmarks.common import IMAGENETTE, SHARED, class_images, print_table, write_json
+from benchmarks.common import IMAGENETTE, SHARED, bare_rate, class_images, print_table, write_json
 from generator.engine import recipes
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, solve
@@ -28,19 +28,6 @@ from generator.methods import PriorParams
 from generator.methods.common import class_problem
 from generator.pathway import Pathway
 from generator.prior import PatchDatabase
-
-
-def bare_rate(pathway: Pathway, batch: int, steps: int) -> float:
-    """Image-iterations/s of forward + backward to the input, nothing else."""
-    images = torch.rand(batch, 3, pathway.input_size, pathway.input_size, generator=torch.Generator().manual_seed(0))
-    images.requires_grad_(True)
-    targets = torch.arange(batch) % pathway.num_classes
-    pathway(images).fc8.gather(1, targets[:, None]).sum().backward()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        images.grad = None
-        pathway(images).fc8.gather(1, targets[:, None]).sum().backward()
-    return batch * steps / (time.perf_counter() - start)
 
 
 def solve_rate(pathway: Pathway, problems: list[Problem], settings: Settings) -> float:
