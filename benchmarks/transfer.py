@@ -14,7 +14,10 @@ of the class's own images:
   pictures from different inits (same mask), in the judge's space (cosine) and in low-passed
   pixels (RMS of 8x8-block means); > 1 means the masks, not the inits, make the variety.
 Also the classviz colour ratio (prior / baseline colour distance to the class photos) the
-build measured. Needs the `judge` extra (ai-edge-litert).
+build measured, and the scale to read it on: the same distances measured on the thumbnails, beside
+each class photo's distance to the class's other photos (a real photo's own distance: a picture
+nearer than that has the class's colours as closely as a photo of it does). Needs the `judge`
+extra (ai-edge-litert).
 """
 from __future__ import annotations
 
@@ -29,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from benchmarks import judge as judge_module
+from generator.metrics import colour_distance, colour_distance_per_photo
 
 LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
 
@@ -254,6 +259,35 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
     return result
 
 
+def as_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def photo_colour(classes: list[ClassAtlas]) -> dict[str, float] | None:
+    """Colour distances at the thumbnails' size, mean over classes: the classviz baseline and prior
+    pictures to all the class photos, and each photo to the class's *other* photos (leave one out),
+    pooled and per photo (as generator.metrics measures them)."""
+    rows = []
+    for c in classes:
+        pictures = {p.picture["key"]: p for p in c.kinds.get("classviz baseline", []) + c.kinds.get("classviz prior", [])}
+        if "baseline" not in pictures or "prior" not in pictures or len(c.manifest["images"]) < 3:
+            continue
+        photos_pil = [open_rgb(c.image_file(i)) for i in range(len(c.manifest["images"]))]
+        size = photos_pil[0].size[0]
+        photos = torch.stack([as_tensor(im, size) for im in photos_pil])
+        others = [torch.cat([photos[:i], photos[i + 1:]]) for i in range(len(photos))]
+        row = {f"{key}_{measure}": fn(as_tensor(open_rgb(pictures[key].file), size), photos)
+               for key in ("baseline", "prior")
+               for measure, fn in (("pooled", colour_distance), ("per_photo", colour_distance_per_photo))}
+        row["photo_pooled"] = float(np.mean([colour_distance(photo, rest) for photo, rest in zip(photos, others)]))
+        row["photo_per_photo"] = float(np.mean([colour_distance_per_photo(photo, rest) for photo, rest in zip(photos, others)]))
+        rows.append(row)
+    if not rows:
+        return None
+    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]} | {"classes": len(rows)}
+
+
 def measure(folder: Path, judge: judge_module.Judge | None = None, among: list[str] | None = None) -> dict[str, Any]:
     """Everything the table prints, as a dict (top-1 among the atlas's classes, or the wnids `among`)."""
     classes = load_atlas(folder)
@@ -265,6 +299,7 @@ def measure(folder: Path, judge: judge_module.Judge | None = None, among: list[s
         "topics": topic_metric(classes, reader),
         "ensemble": ensemble_metric(classes, reader),
         "colour": colour_ratio(classes),
+        "photo_colour": photo_colour(classes),
     }
 
 
@@ -293,6 +328,13 @@ def report(result: dict[str, Any]) -> None:
         if "per_photo_ratio" in c:
             print(f"  the same to a typical single photo (median over the photos): prior {c['per_photo_prior']:.3f} / "
                   f"baseline {c['per_photo_baseline']:.3f} = {c['per_photo_ratio']:.2f}x")
+    if result.get("photo_colour"):
+        c = result["photo_colour"]
+        for measure, what in (("pooled", "to all the class photos"), ("per_photo", "to a typical single photo")):
+            base = c[f"baseline_{measure}"]
+            print(f"  thumbnails, {what}: baseline {base:.3f}, prior {c[f'prior_{measure}']:.3f} "
+                  f"({c[f'prior_{measure}'] / base:.2f}x); a class photo to the other photos {c[f'photo_{measure}']:.3f} "
+                  f"({c[f'photo_{measure}'] / base:.2f}x the baseline's)")
 
 
 def compare(results: list[dict[str, Any]]) -> list[str]:

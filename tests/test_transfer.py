@@ -182,3 +182,21 @@ def test_only_synthetic_pictures_are_judged() -> None:
     for method, key in (("saliency", "img3-gradcam"), ("neighbours", "query-0"), ("fc7map", "map")):
         assert transfer.kind_of(method, {"key": key}) is None
     assert transfer.kind_of("ensemble", {"key": "mask0-init1"}) == "ensemble samples"
+
+
+def test_photo_colour_puts_the_pictures_beside_a_real_photos_own_distance(tmp_path: Path) -> None:
+    red, blue = (200, 40, 40), (40, 40, 200)
+
+    def classviz(baseline: tuple[int, int, int], prior: tuple[int, int, int]) -> dict[str, list[dict]]:
+        return {"classviz": [{"key": "baseline", "image": flat(baseline)}, {"key": "prior", "image": flat(prior)}]}
+
+    write_class(tmp_path / "alike", TENCH, [flat(red)] * 4, classviz((40, 200, 40), red))
+    alike = transfer.photo_colour(transfer.load_atlas(tmp_path / "alike"))
+    assert alike is not None and alike["photo_pooled"] == pytest.approx(0, abs=1e-3)  # photos all one colour
+    assert alike["prior_pooled"] == pytest.approx(0, abs=1e-3) and alike["baseline_pooled"] > 0.3
+    # two palettes: a photo is far from the others pooled, and a one-palette picture is as far
+    write_class(tmp_path / "mixed", TENCH, [flat(red), flat(blue)] * 2, classviz((40, 200, 40), red))
+    mixed = transfer.photo_colour(transfer.load_atlas(tmp_path / "mixed"))
+    assert mixed is not None and mixed["photo_pooled"] > 0.1
+    assert mixed["prior_per_photo"] < mixed["baseline_per_photo"]
+    assert mixed["prior_pooled"] == pytest.approx(mixed["photo_pooled"], rel=0.2)
