@@ -260,7 +260,7 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
 
 
 def as_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
