@@ -184,10 +184,14 @@ def geometric_mean(values: list[float]) -> float | None:
     return math.exp(mean(math.log(v) for v in values))
 
 
-def ensemble_claims(manifests: list[Manifest]) -> list[dict[str, Any]]:
+def ensemble_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     """Sec. 4.3: per class, mean distance across masks / across inits (generator.methods.ensemble);
     over classes, the geometric mean of those ratios (why: that module's docstring)."""
     claims = []
+    seeded = any("favourites" in m.numbers for manifest in manifests if (m := _method(manifest, "ensemble")))
+    caveat = ("; each member started from its favourite images' blurred mean, so its inits differ only by their "
+              "noise: this mostly measures how far apart the members' starts are (ensemble-favourites says whether "
+              "a member's favourites are a taste)") if seeded else ""
     for space, label in (("fc7", "fc7 cosine distance (unmasked net)"), ("pixel", "RMS pixel difference")):
         ratios: dict[str, float] = {}
         for manifest in manifests:
@@ -198,9 +202,56 @@ def ensemble_claims(manifests: list[Manifest]) -> list[dict[str, Any]]:
                 ratios[manifest.class_.id] = masks / inits
         claims.append(_claim(
             f"ensemble-{space}",
-            f"{label}: mean across masks / mean across inits per class; geometric mean over classes",
+            f"{label}: mean across masks / mean across inits per class; geometric mean over classes{caveat}",
             ratios, 1.0, value=geometric_mean(list(ratios.values()))))
+    coherence: dict[str, float] = {}
+    purity: dict[str, float] = {}
+    for manifest in manifests:
+        method = _method(manifest, "ensemble")
+        numbers = method.numbers if method else {}
+        if (value := finite(numbers.get("favourites_coherence"))) is not None:
+            coherence[manifest.class_.id] = value
+        favourites = numbers.get("favourites")
+        if truth is not None and isinstance(favourites, list) and favourites:
+            styles = [truth.styles.get(image.name) for image in manifest.images]
+            gain = style_purity_gain(styles, favourites)
+            if gain is not None:
+                purity[manifest.class_.id] = gain
+    claims.append(_claim(
+        "ensemble-favourites",
+        "class images' mean pairwise fc7 cosine distance / that of a member's favourite images (> 1: a member's "
+        "favourites are more alike than random class images); geometric mean over classes",
+        coherence, 1.0, value=geometric_mean(list(coherence.values()))))
+    if truth is not None and truth.styles:
+        claims.append(_claim(
+            "ensemble-favourite-styles",
+            "share of a member's favourite images in their most common planted style, minus the same for random "
+            "subsets of the class's images; mean over members and classes (> 0: members favour a style)",
+            purity, 0.0))
+    else:
+        claims.append(_claim("ensemble-favourite-styles", "not measurable: needs planted styles", {}, 0.0))
     return claims
+
+
+def majority_share(styles: list[int]) -> float:
+    """Share of the most common entry."""
+    return max(styles.count(s) for s in set(styles)) / len(styles)
+
+
+def style_purity_gain(styles: list[int | None], favourites: list[Any]) -> float | None:
+    """Mean majority share of planted styles among each member's favourites, minus its expectation
+    for random subsets of the same size (sampled with a fixed seed: a claim reads the same twice)."""
+    import random
+
+    known = [s for s in styles if s is not None]
+    groups = [[styles[i] for i in f if isinstance(i, int) and 0 <= i < len(styles) and styles[i] is not None]
+              for f in favourites if isinstance(f, list)]
+    groups = [g for g in groups if len(g) >= 2]
+    if not groups or len(known) < 2:
+        return None
+    rng = random.Random(0)
+    chance = mean(majority_share(rng.sample(known, len(g))) for g in groups for _ in range(200))
+    return mean(majority_share(g) for g in groups) - chance  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- 4.4 hierarchy
@@ -309,7 +360,7 @@ def claims_of(manifests: list[Manifest], truth: Truth | Mapping[str, int] | None
         *prior_claims(manifests),
         *location_claims(manifests, truth),
         *topic_claims(manifests, truth),
-        *ensemble_claims(manifests),
+        *ensemble_claims(manifests, truth),
         *hierarchy_claims(manifests),
     ]
     return {

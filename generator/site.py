@@ -149,6 +149,7 @@ class Picture:
     srcset: str | None = None  # "thumb <w>w, full <w>w": the browser fetches the PNG only where shown large
     exemplars: list[OwnImage] = field(default_factory=list)  # real class images that explain it
     exemplars_title: str = ""
+    starts: list[OwnImage] = field(default_factory=list)  # the class images its start was the blurred mean of
 
 
 @dataclass
@@ -371,11 +372,13 @@ def _step_title(layout: Layout, step: str | None) -> str | None:
 
 
 def _attach_exemplars(pictures: list[Picture], images: list[OwnImage], title: str) -> None:
-    """Each picture's meta "exemplars" ({"image": index, ...}) as the class's own thumbnails."""
+    """Each picture's meta "exemplars" and "start_images" ({"image": index, ...}) as the class's
+    own thumbnails."""
     by_index = {image.index: image for image in images}
     for picture in pictures:
         picture.exemplars = _own_images(picture.meta.get("exemplars"), by_index, "distance", "score")
         picture.exemplars_title = title
+        picture.starts = _own_images(picture.meta.get("start_images"), by_index)
 
 
 def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Path, fc6: bool) -> Section:

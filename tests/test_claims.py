@@ -30,7 +30,8 @@ def manifest(class_id: str, *, strongest: tuple[int, int], heterogeneity: float,
             "topics": {"numbers": {"assignments": assignments, "distinctness": 0.5, "picture_match": 0.5 + heterogeneity},
                        "pictures": []},
             "ensemble": {"numbers": {"fc7_across_masks": masks, "fc7_across_inits": inits,
-                                     "pixel_across_masks": masks, "pixel_across_inits": inits}, "pictures": []},
+                                     "pixel_across_masks": masks, "pixel_across_inits": inits,
+                                     "favourites_coherence": 1 + masks, "favourites": [[0, 1], [2, 3]]}, "pictures": []},
             "hierarchy": {"numbers": {**{f"pixel_{k}": v for k, v in levels.items()},
                                       **{f"pixel_others_{k}": 1.0 for k in levels},
                                       **{f"fc7_{k}": v for k, v in levels.items()}}, "pictures": []},
@@ -149,6 +150,19 @@ def test_ensemble_claim_is_the_geometric_mean_of_per_class_ratios(tmp_path):
     result = by_id(claims.claims_from_manifests(ensemble_atlas(tmp_path / "edge", {"a": (0.3, 0.0), "b": (0.0, 0.1)})))
     assert result["ensemble-pixel"]["per_class"] == {"b": 0.0}
     assert result["ensemble-pixel"]["value"] == 0.0 and result["ensemble-pixel"]["holds"] is False
+
+
+def test_ensemble_favourites_claims(atlas):
+    """Coherence: geometric mean of each class's ratio; styles only with planted truth. Each member
+    favours one style ([0, 1] and [2, 3] of styles 0, 0, 1, 1: majority share 1, against 0.67 for random pairs)."""
+    result = by_id(claims.claims_from_manifests(atlas, truth()))
+    assert result["ensemble-favourites"]["value"] == pytest.approx((1.3 * 1.2) ** 0.5)
+    assert result["ensemble-favourites"]["holds"] is True
+    styles = result["ensemble-favourite-styles"]
+    assert styles["per_class"]["a"] == pytest.approx(styles["per_class"]["b"]) and styles["per_class"]["a"] > 0.1
+    assert styles["holds"] is True
+    no_truth = by_id(claims.claims_from_manifests(atlas))
+    assert no_truth["ensemble-favourite-styles"]["value"] is None and "needs planted styles" in no_truth["ensemble-favourite-styles"]["metric"]
 
 
 def test_prior_colour_claim_reads_classviz_numbers(tmp_path):

@@ -173,6 +173,9 @@ class EnsembleParams:
     keep: float = param(0.5, above=0, at_most=1, help="fraction of units each mask keeps")
     # "paper": m6-7 as the paper (m7 on a pooled net); "trained": where the net itself dropped out in training
     at: Literal["paper", "trained"] = param("paper", help="mask the paper's m6-7, or the levels the net was trained with dropout at")
+    # "member": each member starts from the blurred mean of the class images it prefers over the full net
+    init: Literal["noise", "member"] = param("member", help="noise, or the blurred mean of the images the member favours")
+    member_images: int = param(5, at_least=1, at_most=1000, help="images a member's start is the blurred mean of")
     prior: bool = param(True)
 
 
@@ -359,15 +362,20 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="ensemble", title="Dropout ensemble", version=4, params=EnsembleParams,
+        name="ensemble", title="Dropout ensemble", version=5, params=EnsembleParams,
         summary="Random dropout masks on {dropped} pick ensemble members; rows are masks, columns random "
-        "initializations.",
+        "initializations. Each member starts from the blurred mean of the class images it favours most over "
+        "the full net (shown under its pictures), so its inits differ only by their noise.",
         layout=Layout("table", rows="mask", columns="init", row_title="member {}", column_title="init {}",
                       note="Rows: dropout members ({dropout_masks}) · columns: random initial images",
                       exemplars="Nearest class images (fc7)"),
-        claims=tuple(
-            Claim(f"ensemble-{space}", "4.3", "Different dropout masks ({dropout_code}) change a class's picture more than "
-                  "different random inits (Sec. 4.3).") for space in ("fc7", "pixel")
+        claims=(
+            *(Claim(f"ensemble-{space}", "4.3", "Different dropout masks ({dropout_code}) change a class's picture more "
+                    "than different random inits (Sec. 4.3).") for space in ("fc7", "pixel")),
+            Claim("ensemble-favourites", "4.3", "A dropout member has a taste: the class images it favours most over the "
+                  "full net are more alike than random class images."),
+            Claim("ensemble-favourite-styles", "4.3", "A dropout member's favourite images share a planted style more "
+                  "often than random class images do."),
         ),
         uses_prior=_prior_switch,
     ),

@@ -5,6 +5,13 @@ Fixing one such 50% mask pair picks one member; visualizing the class through it
 member's style. The paper samples 2 mask pairs x 2 random inits and sees that the mask decides
 the style (pose, species, layout, scale) more than the init does.
 
+Each member starts from the blurred mean of the class images it favours most: those whose class
+score it raises most over the full net's (Nguyen et al.'s facet-seeded starts, with the member's
+favourites as its facet). With noise starts the init decided the layout and every member drew the
+same motif; now a member's inits share its start and differ only by their noise. Whether the
+favourites are a taste, not chance, is measured apart (`favourites_coherence`, and on the demo
+world the planted styles they share).
+
 A globally pooled net has no fc6: its member is one mask on the pooled vector (fc7), which is
 exactly where MobileNet and EfficientNet drop out in training (ResNet, RegNet and ConvNeXt have
 no dropout at all; `dropout_in_training` in the numbers says which levels the net drops out).
@@ -23,13 +30,22 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, cosine_distances, fc7_of, nearest_exemplars
+from generator.methods.common import (
+    class_database,
+    class_problem,
+    coarse_mean,
+    cosine_distances,
+    fc7_of,
+    mean_pairwise,
+    nearest_exemplars,
+)
 from generator.pathway import Pathway
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
 DEFAULTS: dict[str, Any] = SPEC.defaults()
 MASK_SEED_OFFSET = 1000  # mask seeds never coincide with init seeds
+FACET_SIDE = 8  # a member start's blur, as the topics' facet starts
 
 
 def dropout_mask(units: int, keep: float, seed: int) -> Tensor:
@@ -70,6 +86,18 @@ def member_masks(pathway: Pathway, at: str, keep: float, seed: int) -> dict[str,
             for i, level in enumerate(pathway.dropout_at)}
 
 
+@torch.no_grad()
+def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member: dict[str, Tensor], k: int) -> list[int]:
+    """The k class images (given by their pool5) whose class score the member raises most over the
+    full net's: what this sub-network sees in the class that the ensemble as a whole weighs less."""
+    device = pathway.mean.device
+    pool5 = pool5.to(device)
+    full = pathway.head(pool5).fc8[:, class_index]
+    m5, m6, m7 = (member[name].to(device) if name in member else None for name in ("m5", "m6", "m7"))
+    masked = pathway.head(pool5, m5, m6, m7).fc8[:, class_index]
+    return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
+
+
 def mean_distance(distances: Tensor, pairs: list[tuple[int, int]]) -> float | None:
     """Mean of distances[i, j] over the given index pairs (None when there are none, e.g. one
     mask only: JSON has no NaN)."""
@@ -97,9 +125,17 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         for i in range(n_inits)
     ]
     settings = settings_from(ctx.engine)
+    members = [member_masks(pathway, params["at"], keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
+    favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
+    if params["init"] == "member":
+        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, int(params["member_images"]))
+                      for member in members]
     problems = []
     for cell in cells:
-        member = member_masks(pathway, params["at"], keep, cell["mask_seed"])
+        member = members[cell["mask"]]
+        init = None
+        if favourites:
+            init = coarse_mean(ctx.images[favourites[cell["mask"]]], FACET_SIDE, settings.init_std, seed=cell["init_seed"])
         problems.append(
             class_problem(
                 pathway, settings, ctx.class_index,
@@ -108,6 +144,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 m6=member.get("m6"),
                 m7=member.get("m7"),
                 seed=cell["init_seed"],
+                init=init,
                 label=f"mask {cell['mask']} init {cell['init']}",
             )
         )
@@ -123,10 +160,13 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             caption=(
                 f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of {masked}), "
                 f"random init {c['init'] + 1}" + (", patch prior" if prior is not None else "")
+                + (f"; started from the blurred mean of the {len(favourites[c['mask']])} class images this member "
+                   "favours most over the full net (below)" if favourites else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.score, "prob": s.prob},
-            meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest},
+            meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest,
+                  **({"start_images": [{"image": i} for i in favourites[c["mask"]]]} if favourites else {})},
         )
         for c, s, nearest in zip(cells, solutions, exemplars)
     ]
@@ -143,6 +183,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         numbers[f"{space}_across_masks"] = mean_distance(distances, across_masks)
         numbers[f"{space}_across_inits"] = mean_distance(distances, across_inits)
         numbers[f"{space}_ratio"] = ratio(numbers[f"{space}_across_masks"], numbers[f"{space}_across_inits"])
+    if favourites:  # is a member's taste a style? its favourites against random class images, in fc7
+        class_fc7 = cosine_distances(ctx.features.fc7)
+        numbers["favourites"] = favourites
+        numbers["favourites_spread"] = sum(mean_pairwise(class_fc7[f][:, f]) for f in favourites) / len(favourites)
+        numbers["class_spread"] = mean_pairwise(class_fc7)  # = the expected spread of a random subset
+        numbers["favourites_coherence"] = ratio(numbers["class_spread"], numbers["favourites_spread"])  # > 1: alike
     numbers |= {
         "masked": list(pathway.masks[1:]),  # m6 and m7, or m7 alone on a net without fc6
         "dropout_in_training": list(pathway.dropout_at),  # where the net itself was trained with dropout
