@@ -161,8 +161,8 @@ def test_ensemble_favourites_claims(atlas):
     styles = result["ensemble-favourite-styles"]
     assert styles["per_class"]["a"] == pytest.approx(styles["per_class"]["b"]) and styles["per_class"]["a"] > 0.1
     assert styles["holds"] is True
-    no_truth = by_id(claims.claims_from_manifests(atlas))
-    assert no_truth["ensemble-favourite-styles"]["value"] is None and "needs planted styles" in no_truth["ensemble-favourite-styles"]["metric"]
+    no_truth = by_id(claims.claims_from_manifests(atlas))["ensemble-favourite-styles"]
+    assert no_truth["value"] is None and "needs planted styles" in no_truth["metric"]
 
 
 def test_prior_colour_claim_reads_classviz_numbers(tmp_path):
