@@ -102,7 +102,7 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
         w.picture("ensemble", f"mask{m}-init{i}", f"dropout mask {m}, random init {i}",
                   {"prob": round(rng.random(), 3)},
                   {"mask": m, "init": i, "mask_seed": 100 + m, "init_seed": 200 + i,
-                   "start_images": [{"image": (m + j) % n_images} for j in range(2)]})
+                   **({"start_images": [{"image": (m + j) % n_images} for j in range(2)]} if i == 0 else {})})
         for m in range(2) for i in range(2)
     ]
     levels = ["input", "m7", "m6-7", "m5-7"]

@@ -97,6 +97,7 @@ def test_class_page_lays_out_each_method(atlas):
     assert ensemble.count("<tr>") == 3 and ensemble.count("<figure") == 4
     member = ensemble[ensemble.index("ensemble/mask1-init0"):ensemble.index("ensemble/mask1-init1")]
     assert "Started from the blurred mean of" in member and "images/001.jpg" in member and "images/002.jpg" in member
+    assert ensemble.count("Started from the blurred mean of") == 2  # once per member
     assert 'href="manifest.json"' in html and 'rel="next"' in html and 'rel="prev"' not in html
     # inversions: image 0 shows its own "original" picture, image 1 the class image's thumbnail
     inversion = html[html.index('id="inversion"'):]

@@ -365,7 +365,7 @@ METHODS: tuple[MethodSpec, ...] = (
         name="ensemble", title="Dropout ensemble", version=5, params=EnsembleParams,
         summary="Random dropout masks on {dropped} pick ensemble members; rows are masks, columns random "
         "initializations. Each member starts from the blurred mean of the class images it favours most over "
-        "the full net (shown under its pictures), so its inits differ only by their noise.",
+        "the full net (shown under its first picture), so its inits differ only by their noise.",
         layout=Layout("table", rows="mask", columns="init", row_title="member {}", column_title="init {}",
                       note="Rows: dropout members ({dropout_masks}) · columns: random initial images",
                       exemplars="Nearest class images (fc7)"),

@@ -161,12 +161,12 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of {masked}), "
                 f"random init {c['init'] + 1}" + (", patch prior" if prior is not None else "")
                 + (f"; started from the blurred mean of the {len(favourites[c['mask']])} class images this member "
-                   "favours most over the full net (below)" if favourites else "")
+                   "favours most over the full net (under init 1)" if favourites else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.score, "prob": s.prob},
             meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest,
-                  **({"start_images": [{"image": i} for i in favourites[c["mask"]]]} if favourites else {})},
+                  **({"start_images": [{"image": i} for i in favourites[c["mask"]]]} if favourites and c["init"] == 0 else {})},
         )
         for c, s, nearest in zip(cells, solutions, exemplars)
     ]
