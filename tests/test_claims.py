@@ -31,7 +31,7 @@ def manifest(class_id: str, *, strongest: tuple[int, int], heterogeneity: float,
                        "pictures": []},
             "ensemble": {"numbers": {"fc7_across_masks": masks, "fc7_across_inits": inits,
                                      "pixel_across_masks": masks, "pixel_across_inits": inits,
-                                     "favourites_coherence": 1 + masks, "favourites": [[0, 1], [2, 3]]}, "pictures": []},
+                                     "favourites_beat_random": 0.6 + masks, "favourites": [[0, 1], [2, 3]]}, "pictures": []},
             "hierarchy": {"numbers": {**{f"pixel_{k}": v for k, v in levels.items()},
                                       **{f"pixel_others_{k}": 1.0 for k in levels},
                                       **{f"fc7_{k}": v for k, v in levels.items()}}, "pictures": []},
@@ -153,11 +153,13 @@ def test_ensemble_claim_is_the_geometric_mean_of_per_class_ratios(tmp_path):
 
 
 def test_ensemble_favourites_claims(atlas):
-    """Coherence: geometric mean of each class's ratio; styles only with planted truth. Each member
-    favours one style ([0, 1] and [2, 3] of styles 0, 0, 1, 1: majority share 1, against 0.67 for random pairs)."""
+    """Favourites against random sets: mean over classes, against chance plus two standard errors of
+    the members (0.79 for 4); styles only with planted truth. Each member favours one style ([0, 1]
+    and [2, 3] of styles 0, 0, 1, 1: majority share 1, against 0.67 for random pairs)."""
     result = by_id(claims.claims_from_manifests(atlas, truth()))
-    assert result["ensemble-favourites"]["value"] == pytest.approx((1.3 * 1.2) ** 0.5)
-    assert result["ensemble-favourites"]["holds"] is True
+    favourites = result["ensemble-favourites"]
+    assert favourites["value"] == pytest.approx(0.85) and favourites["per_class"] == pytest.approx({"a": 0.9, "b": 0.8})
+    assert favourites["threshold"] == pytest.approx(0.5 + 2 / (12 * 4) ** 0.5) and favourites["holds"] is True  # 4 members
     styles = result["ensemble-favourite-styles"]
     assert styles["per_class"]["a"] == pytest.approx(styles["per_class"]["b"]) and styles["per_class"]["a"] > 0.1
     assert styles["holds"] is True

@@ -141,3 +141,12 @@ def test_style_purity_gain_is_zero_for_chance_and_positive_for_one_style():
     assert style_purity_gain(styles, [[0, 3, 6, 9, 12]]) == pytest.approx(1.0 - 0.54, abs=0.1)  # all style 0
     assert style_purity_gain(styles, [[0, 1, 2, 3, 4, 5]]) < 0  # as mixed as can be
     assert style_purity_gain([None] * 5, [[0, 1]]) is None
+
+
+def test_beats_random_is_a_share_of_random_sets_less_alike():
+    # 20 points: a tight cluster of 5, the rest spread on a line
+    points = torch.cat([torch.zeros(5, 1) + torch.arange(5.0)[:, None] * 0.01, torch.arange(15.0)[:, None] * 10])
+    distances = torch.cdist(points, points)
+    assert ensemble.beats_random(distances, [0, 1, 2, 3, 4], seed=0) > 0.99  # the cluster beats nearly every random set
+    assert ensemble.beats_random(distances, [0, 1, 2, 18, 19], seed=0) < 0.05  # both far ends: nearly none
+    assert ensemble.beats_random(distances, [0, 1, 2, 3, 4], seed=0) == ensemble.beats_random(distances, [0, 1, 2, 3, 4], seed=0)

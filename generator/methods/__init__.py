@@ -362,7 +362,7 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="ensemble", title="Dropout ensemble", version=5, params=EnsembleParams,
+        name="ensemble", title="Dropout ensemble", version=6, params=EnsembleParams,
         summary="Random dropout masks on {dropped} pick ensemble members; rows are masks, columns random "
         "initializations. Each member starts from the blurred mean of the class images it favours most over "
         "the full net (shown under its first picture), so its inits differ only by their noise.",

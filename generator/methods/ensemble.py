@@ -9,8 +9,8 @@ Each member starts from the blurred mean of the class images it favours most: th
 score it raises most over the full net's (Nguyen et al.'s facet-seeded starts, with the member's
 favourites as its facet). With noise starts the init decided the layout and every member drew the
 same motif; now a member's inits share its start and differ only by their noise. Whether the
-favourites are a taste, not chance, is measured apart (`favourites_coherence`, and on the demo
-world the planted styles they share).
+favourites are a taste, not chance, is measured apart (`favourites_beat_random`: how many random
+sets of as many class images are less alike in fc7; on the demo world, the planted styles they share).
 
 A globally pooled net has no fc6: its member is one mask on the pooled vector (fc7), which is
 exactly where MobileNet and EfficientNet drop out in training (ResNet, RegNet and ConvNeXt have
@@ -96,6 +96,20 @@ def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member:
     m5, m6, m7 = (member[name].to(device) if name in member else None for name in ("m5", "m6", "m7"))
     masked = pathway.head(pool5, m5, m6, m7).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
+
+
+RANDOM_SUBSETS = 1000
+
+
+def beats_random(distances: Tensor, chosen: list[int], seed: int) -> float:
+    """Share of random subsets of the same size (seeded) whose mean pairwise distance is larger than
+    the chosen images' (ties count half): 0.5 when they are as alike as chance has it."""
+    generator = torch.Generator().manual_seed(seed)
+    n, k = distances.shape[0], len(chosen)
+    spread = mean_pairwise(distances[chosen][:, chosen])
+    subsets = torch.stack([torch.randperm(n, generator=generator)[:k] for _ in range(RANDOM_SUBSETS)])
+    spreads = distances[subsets[:, :, None], subsets[:, None, :]].sum((1, 2)) / (k * (k - 1))
+    return float((spreads > spread).float().mean() + 0.5 * (spreads == spread).float().mean())
 
 
 def mean_distance(distances: Tensor, pairs: list[tuple[int, int]]) -> float | None:
@@ -189,6 +203,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         numbers["favourites_spread"] = sum(mean_pairwise(class_fc7[f][:, f]) for f in favourites) / len(favourites)
         numbers["class_spread"] = mean_pairwise(class_fc7)  # = the expected spread of a random subset
         numbers["favourites_coherence"] = ratio(numbers["class_spread"], numbers["favourites_spread"])  # > 1: alike
+        numbers["favourites_beat_random"] = sum(beats_random(class_fc7, f, ctx.seed) for f in favourites) / len(favourites)
     numbers |= {
         "masked": list(pathway.masks[1:]),  # m6 and m7, or m7 alone on a net without fc6
         "dropout_in_training": list(pathway.dropout_at),  # where the net itself was trained with dropout
