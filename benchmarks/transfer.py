@@ -36,6 +36,8 @@ import torch
 from PIL import Image
 
 from benchmarks import judge as judge_module
+from benchmarks.common import load_image
+from generator.methods.common import cosine_distances, mean_pairwise
 from generator.metrics import colour_distance, colour_distance_per_photo
 
 LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
@@ -157,9 +159,7 @@ def cosine_nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def spread(features: np.ndarray) -> float:
     """Mean pairwise cosine distance between rows: how different a class's topic pictures are
     from each other (0: the same picture K times)."""
-    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    k = len(unit)
-    return float((1.0 - unit @ unit.T).sum() / (k * (k - 1)))
+    return mean_pairwise(cosine_distances(torch.from_numpy(features)))
 
 
 def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | None:
@@ -259,11 +259,6 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
     return result
 
 
-def as_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255
-    return torch.from_numpy(rgb).permute(2, 0, 1)
-
-
 def photo_colour(classes: list[ClassAtlas]) -> dict[str, float] | None:
     """Colour distances at the thumbnails' size, mean over classes: the classviz baseline and prior
     pictures to all the class photos, and each photo to the class's *other* photos (leave one out),
@@ -273,11 +268,11 @@ def photo_colour(classes: list[ClassAtlas]) -> dict[str, float] | None:
         pictures = {p.picture["key"]: p for p in c.kinds.get("classviz baseline", []) + c.kinds.get("classviz prior", [])}
         if "baseline" not in pictures or "prior" not in pictures or len(c.manifest["images"]) < 3:
             continue
-        photos_pil = [open_rgb(c.image_file(i)) for i in range(len(c.manifest["images"]))]
-        size = photos_pil[0].size[0]
-        photos = torch.stack([as_tensor(im, size) for im in photos_pil])
+        with Image.open(c.image_file(0)) as first:
+            size = first.width
+        photos = torch.stack([load_image(c.image_file(i), size) for i in range(len(c.manifest["images"]))])
         others = [torch.cat([photos[:i], photos[i + 1:]]) for i in range(len(photos))]
-        row = {f"{key}_{measure}": fn(as_tensor(open_rgb(pictures[key].file), size), photos)
+        row = {f"{key}_{measure}": fn(load_image(pictures[key].file, size), photos)
                for key in ("baseline", "prior")
                for measure, fn in (("pooled", colour_distance), ("per_photo", colour_distance_per_photo))}
         row["photo_pooled"] = float(np.mean([colour_distance(photo, rest) for photo, rest in zip(photos, others)]))
