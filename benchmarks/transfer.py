@@ -37,8 +37,10 @@ from PIL import Image
 
 from benchmarks import judge as judge_module
 from benchmarks.common import load_image
+from generator.manifest import Manifest, ManifestError, PictureRecord
 from generator.methods.common import cosine_distances, mean_pairwise
 from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.records import Cell, Step, Topic
 
 LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
 
@@ -47,35 +49,32 @@ LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
 class Picture:
     cls: str  # the class id (wnid)
     file: Path
-    picture: dict  # the manifest's picture entry
+    picture: PictureRecord  # the manifest's picture entry
 
 
 @dataclass
 class ClassAtlas:
     id: str
     folder: Path
-    manifest: dict
+    manifest: Manifest
     kinds: dict[str, list[Picture]] = field(default_factory=lambda: defaultdict(list))
 
     def image_file(self, index: int) -> Path:
-        return self.folder / self.manifest["images"][index]["thumb"]
+        return self.folder / self.manifest.images[index].thumb
 
 
-def kind_of(method: str, picture: dict) -> str | None:
+def kind_of(method: str, picture: PictureRecord) -> str | None:
     """The table row a picture belongs to (None: not a synthetic picture we judge)."""
-    meta, key = picture.get("meta", {}), picture["key"]
-    if method == "inversion":
-        variant = meta.get("variant", key.split("-")[-1])
-        return "photos (inversion originals)" if variant == "original" else f"inversion {variant}"
+    step = picture.meta.step if isinstance(picture.meta, Step) else None
+    if method == "inversion" and step is not None:
+        return "photos (inversion originals)" if step == "original" else f"inversion {step}"
     if method == "classviz":
-        return f"classviz {key}"
-    if method == "hierarchy":
-        level = meta.get("level", key.split("-", 1)[-1])
-        return None if level == "input" else f"hierarchy {level}"
+        return f"classviz {picture.key}"
+    if method == "hierarchy" and step is not None:
+        return None if step == "input" else f"hierarchy {step}"
     if method in ("topics", "ensemble", "location"):
         return {"topics": "topic pictures", "ensemble": "ensemble samples", "location": "location grid"}[method]
-    if method in ("preimages", "caricatures"):
-        step = key.split("-", 1)[-1]
+    if method in ("preimages", "caricatures") and step is not None:
         return None if step == "original" else f"{method} {step}"
     return None  # saliency maps, neighbour queries (class photos), the fc7 map: not synthetic pictures
 
@@ -89,13 +88,16 @@ def load_atlas(folder: Path) -> list[ClassAtlas]:
         sys.exit(f"error: no class manifests under {folder / 'classes'} (is it a built atlas folder?)")
     classes = []
     for path in manifests:
-        manifest = json.loads(path.read_text())
-        entry = ClassAtlas(id=manifest["class"]["id"], folder=path.parent, manifest=manifest)
-        for method, record in manifest.get("methods", {}).items():
-            for picture in record.get("pictures", []):
+        try:
+            manifest = Manifest.read(path)
+        except ManifestError as error:
+            sys.exit(f"error: {error}")
+        entry = ClassAtlas(id=manifest.class_.id, folder=path.parent, manifest=manifest)
+        for method, record in manifest.methods.items():
+            for picture in record.pictures:
                 kind = kind_of(method, picture)
                 if kind:
-                    entry.kinds[kind].append(Picture(entry.id, path.parent / picture["file"], picture))
+                    entry.kinds[kind].append(Picture(entry.id, path.parent / picture.file, picture))
         classes.append(entry)
     return classes
 
@@ -169,12 +171,13 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
     topic's top-loading photo."""
     hits, reference_hits, chance, spreads, photo_spreads = [], [], [], [], []
     for c in classes:
-        pictures = [p for p in c.kinds.get("topic pictures", []) if p.picture.get("meta", {}).get("retrieved")]
-        pictures.sort(key=lambda p: p.picture["meta"].get("topic", 0))
+        topics = sorted(((p.picture.meta, p) for p in c.kinds.get("topic pictures", [])
+                         if isinstance(p.picture.meta, Topic) and p.picture.meta.retrieved), key=lambda t: t[0].topic)
+        pictures = [p for _, p in topics]
         if len(pictures) < 2:
             continue
-        centre = reader.read([c.image_file(i) for i in range(len(c.manifest["images"]))]).features.mean(0)
-        retrieved = [[r["image"] for r in p.picture["meta"]["retrieved"]] for p in pictures]
+        centre = reader.read([c.image_file(i) for i in range(len(c.manifest.images))]).features.mean(0)
+        retrieved = [[r.image for r in topic.retrieved] for topic, _ in topics]
         topic_features = [reader.read([c.image_file(i) for i in shown]).features - centre for shown in retrieved]
         means = np.stack([f.mean(0) for f in topic_features])
         picture_features = reader.read([p.file for p in pictures]).features - centre
@@ -216,10 +219,10 @@ def ensemble_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any]
     }
     ratios: dict[str, list[float]] = {s: [] for s in spaces}
     for c in classes:
-        pictures = [p for p in c.kinds.get("ensemble samples", []) if {"mask", "init"} <= set(p.picture.get("meta", {}))]
+        pictures = [p for p in c.kinds.get("ensemble samples", []) if isinstance(p.picture.meta, Cell)]
         if len(pictures) < 3:
             continue
-        cells = [(p.picture["meta"]["mask"], p.picture["meta"]["init"]) for p in pictures]
+        cells = [(p.picture.meta.row, p.picture.meta.column) for p in pictures if isinstance(p.picture.meta, Cell)]
         pairs = list(combinations(range(len(pictures)), 2))
         across_masks = [(a, b) for a, b in pairs if cells[a][1] == cells[b][1] and cells[a][0] != cells[b][0]]
         across_inits = [(a, b) for a, b in pairs if cells[a][0] == cells[b][0] and cells[a][1] != cells[b][1]]
@@ -245,7 +248,7 @@ def ensemble_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any]
 
 def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
     """Mean over classes of the colour distances the classviz method recorded (prior / baseline)."""
-    numbers = [c.manifest["methods"]["classviz"]["numbers"] for c in classes if "classviz" in c.manifest.get("methods", {})]
+    numbers = [c.manifest.methods["classviz"].numbers for c in classes if "classviz" in c.manifest.methods]
     base = [n["baseline_colour_distance"] for n in numbers if "baseline_colour_distance" in n]
     prior = [n["prior_colour_distance"] for n in numbers if "prior_colour_distance" in n]
     if not base or not prior:
@@ -265,12 +268,12 @@ def photo_colour(classes: list[ClassAtlas]) -> dict[str, float] | None:
     pooled and per photo (as generator.metrics measures them)."""
     rows = []
     for c in classes:
-        pictures = {p.picture["key"]: p for p in c.kinds.get("classviz baseline", []) + c.kinds.get("classviz prior", [])}
-        if "baseline" not in pictures or "prior" not in pictures or len(c.manifest["images"]) < 3:
+        pictures = {p.picture.key: p for p in c.kinds.get("classviz baseline", []) + c.kinds.get("classviz prior", [])}
+        if "baseline" not in pictures or "prior" not in pictures or len(c.manifest.images) < 3:
             continue
         with Image.open(c.image_file(0)) as first:
             size = first.width
-        photos = torch.stack([load_image(c.image_file(i), size) for i in range(len(c.manifest["images"]))])
+        photos = torch.stack([load_image(c.image_file(i), size) for i in range(len(c.manifest.images))])
         others = [torch.cat([photos[:i], photos[i + 1:]]) for i in range(len(photos))]
         row = {f"{key}_{measure}": fn(load_image(pictures[key].file, size), photos)
                for key in ("baseline", "prior")

@@ -429,7 +429,7 @@ def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> MethodReco
         store.write_jpeg(picture.image, folder / thumb)
         pictures.append(PictureRecord(key=picture.key, file=file, thumb=thumb, width=width, height=height,
                                       caption=picture.caption, alt=picture.alt,
-                                      numbers=dict(picture.numbers), meta=dict(picture.meta)))
+                                      numbers=dict(picture.numbers), meta=picture.meta))
     return MethodRecord(key=plan.key, version=plan.inputs.version, params=plan.params, seed=ctx.seed,
                         numbers=dict(result.numbers), seconds=round(seconds, 3), inputs=plan.inputs.as_dict(),
                         pictures=pictures)

@@ -19,16 +19,31 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from generator.families import has_fc6, in_words
-from generator.manifest import Manifest, MethodRecord, bounded_int, class_manifests, finite
-from generator.methods import REGISTRY
+from generator.manifest import Manifest, MethodRecord, class_manifests, finite
+from generator.methods import METHODS, REGISTRY
+from generator.records import Meta, Step, Window
 
 NMI_THRESHOLD = 0.7
 LOCATION_THRESHOLD = 0.5  # a majority of classes
 LEVELS = REGISTRY["hierarchy"].layout.order  # unless the manifest records the levels it ran
 STATEMENTS = {claim.id: (claim.section, claim.statement) for spec in REGISTRY.values() for claim in spec.claims}
+
+
+Measure = Callable[[list[Manifest], "Truth | None"], list[dict[str, Any]]]
+MEASURES: dict[str, Measure] = {}  # method name -> what measures the claims it declares
+
+
+def measures(method: str) -> Callable[[Measure], Measure]:
+    """Register the function that measures the claims `method` declares in the registry."""
+
+    def register(measure: Measure) -> Measure:
+        MEASURES[method] = measure
+        return measure
+
+    return register
 
 
 @dataclass
@@ -90,17 +105,16 @@ def _number(value: Any) -> float | None:
 
 # --------------------------------------------------------------------------- 4.1 location
 
-def window_on_layout(meta: Mapping[str, Any], cells: set[tuple[int, int]]) -> bool:
+def window_on_layout(meta: Meta, cells: set[tuple[int, int]]) -> bool:
     """A window lies on the planted parts when at least half of its pool5 cells are parts
-    (False for a window whose position is not a small non-negative int)."""
-    size, top, left = (bounded_int(meta.get(k), 0, 256) for k in ("size", "top", "left"))
-    if size is None or top is None or left is None:
+    (False for a picture without a usable window)."""
+    if not isinstance(meta, Window):
         return False
-    inside = sum((top + i, left + j) in cells for i in range(size) for j in range(size))
-    return 2 * inside >= size * size
+    return 2 * len(meta.cells() & cells) >= meta.size * meta.size
 
 
-def location_claims(manifests: list[Manifest], truth: Truth | None) -> list[dict[str, Any]]:
+@measures("location")
+def location_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     hits: dict[str, float] = {}
     spread: dict[str, float] = {}
     for manifest in manifests:
@@ -130,7 +144,8 @@ def location_claims(manifests: list[Manifest], truth: Truth | None) -> list[dict
 
 # --------------------------------------------------------------------------- 4.2 topics
 
-def topic_claims(manifests: list[Manifest], truth: Truth | None) -> list[dict[str, Any]]:
+@measures("topics")
+def topic_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     nmi: dict[str, float] = {}
     distinct: dict[str, float] = {}
     matched: dict[str, float] = {}
@@ -184,6 +199,7 @@ def geometric_mean(values: list[float]) -> float | None:
     return math.exp(mean(math.log(v) for v in values))
 
 
+@measures("ensemble")
 def ensemble_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     """Sec. 4.3: per class, mean distance across masks / across inits (generator.methods.ensemble);
     over classes, the geometric mean of those ratios (why: that module's docstring)."""
@@ -276,7 +292,8 @@ def _levels(manifest: Manifest) -> tuple[str, ...]:
     return tuple(map(str, recorded)) if isinstance(recorded, list) and recorded else LEVELS
 
 
-def hierarchy_claims(manifests: list[Manifest]) -> list[dict[str, Any]]:
+@measures("hierarchy")
+def hierarchy_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     """The class-averaged error must fall at every step, over the levels every class has."""
     claims = []
     for space, label in (("pixel", "||I0 - I|| / ||I0||"), ("fc7", "fc7 cosine distance 1 - cos(fc7(I0), fc7(I))")):
@@ -327,7 +344,8 @@ def hierarchy_specific_claim(manifests: list[Manifest]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- 3 patch prior
 
-def prior_claims(manifests: list[Manifest]) -> list[dict[str, Any]]:
+@measures("classviz")
+def prior_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     """Sec. 3: the patch prior brings the class visualization's colours closer to real images."""
     ratios, probs = {}, {}
     for manifest in manifests:
@@ -362,13 +380,7 @@ def claims_of(manifests: list[Manifest], truth: Truth | Mapping[str, int] | None
     per_class = (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}") if counts else ""
     images = f"{sum(counts)} images, {per_class} per class" if counts else "no images"
     fc6 = all(has_fc6(m.model) for m in manifests)  # the statements name the levels the net has
-    claims = [
-        *prior_claims(manifests),
-        *location_claims(manifests, truth),
-        *topic_claims(manifests, truth),
-        *ensemble_claims(manifests, truth),
-        *hierarchy_claims(manifests),
-    ]
+    claims = [claim for spec in METHODS if spec.claims for claim in MEASURES[spec.name](manifests, truth)]
     return {
         "model": ", ".join(models),
         "images": images,
@@ -391,7 +403,8 @@ def inversion_table_of(manifests: list[Manifest]) -> dict[str, Any]:
     for manifest in manifests:
         method = _method(manifest, "inversion")
         for picture in method.pictures if method else []:
-            variant, numbers = picture.meta.get("variant"), picture.numbers
+            variant = picture.meta.step if isinstance(picture.meta, Step) else None
+            numbers = picture.numbers
             image_error = _number(numbers.get("image_error"))
             if isinstance(variant, str) and variant in errors and image_error is not None:
                 errors[variant].append((image_error, _number(numbers.get("feature_error")) or float("nan")))

@@ -5,7 +5,8 @@ and what site, claims, clean and the test fixtures read.
 valid JSON but the wrong shape (a list, null, a string where a mapping belongs) is one
 `ManifestError` naming the file and the field, never an AttributeError deep in a reader.
 Fields a reader can do without (a picture's thumb, width, numbers) are optional; a method's
-`numbers` and a picture's `meta` stay free-form mappings (each method records its own).
+`numbers` stay a free-form mapping (each method records its own), a picture's `meta` is the
+typed record of its method's layout kind (`generator.records`).
 Layout of the JSON: ARCHITECTURE.md "Build and site".
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from generator.errors import AtlasError
+from generator.methods import Layout, layout_of
+from generator.records import Meta
 
 SCHEMA = 1
 MAX_BYTES = 64 * 1024 * 1024  # a manifest larger than this is not one the build wrote
@@ -98,10 +101,10 @@ class PictureRecord:
     caption: str = ""
     alt: str = ""
     numbers: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: Meta = field(default_factory=Meta)
 
     @classmethod
-    def parse(cls, read: _Reader, raw: Any, where: str) -> PictureRecord:
+    def parse(cls, read: _Reader, raw: Any, where: str, layout: Layout) -> PictureRecord:
         raw = read.mapping(raw, where)
         return cls(key=read.text(raw.get("key"), f"{where}.key"), file=read.text(raw.get("file"), f"{where}.file", ""),
                    thumb=None if raw.get("thumb") is None else read.text(raw["thumb"], f"{where}.thumb"),
@@ -110,11 +113,11 @@ class PictureRecord:
                    caption=read.text(raw.get("caption"), f"{where}.caption", ""),
                    alt=read.text(raw.get("alt"), f"{where}.alt", ""),
                    numbers=dict(read.mapping(raw.get("numbers", {}), f"{where}.numbers")),
-                   meta=dict(read.mapping(raw.get("meta", {}), f"{where}.meta")))
+                   meta=layout.record.from_json(read.mapping(raw.get("meta", {}), f"{where}.meta"), layout))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, layout: Layout) -> dict[str, Any]:
         return {"key": self.key, "file": self.file, "thumb": self.thumb, "width": self.width, "height": self.height,
-                "caption": self.caption, "alt": self.alt, "numbers": self.numbers, "meta": self.meta}
+                "caption": self.caption, "alt": self.alt, "numbers": self.numbers, "meta": self.meta.to_json(layout)}
 
     @property
     def files(self) -> list[str]:
@@ -133,7 +136,7 @@ class MethodRecord:
     pictures: list[PictureRecord] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, read: _Reader, raw: Any, where: str) -> MethodRecord:
+    def parse(cls, read: _Reader, raw: Any, where: str, layout: Layout) -> MethodRecord:
         raw = read.mapping(raw, where)
         pictures = read.items(raw.get("pictures", []), f"{where}.pictures")
         return cls(key=read.text(raw.get("key"), f"{where}.key", ""),
@@ -143,12 +146,13 @@ class MethodRecord:
                    numbers=dict(read.mapping(raw.get("numbers", {}), f"{where}.numbers")),
                    seconds=read.number(raw.get("seconds"), f"{where}.seconds", 0.0),
                    inputs=dict(read.mapping(raw.get("inputs", {}), f"{where}.inputs")),
-                   pictures=[PictureRecord.parse(read, p, f"{where}.pictures[{i}]") for i, p in enumerate(pictures)])
+                   pictures=[PictureRecord.parse(read, p, f"{where}.pictures[{i}]", layout)
+                             for i, p in enumerate(pictures)])
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, layout: Layout) -> dict[str, Any]:
         return {"key": self.key, "version": self.version, "params": self.params, "seed": self.seed,
                 "numbers": self.numbers, "seconds": self.seconds, "inputs": self.inputs,
-                "pictures": [p.to_json() for p in self.pictures]}
+                "pictures": [p.to_json(layout) for p in self.pictures]}
 
     @property
     def files(self) -> list[str]:
@@ -201,7 +205,7 @@ class Manifest:
                                       thumb=read.text(image.get("thumb"), f"images[{i}].thumb")))
         skipped = [dict(read.mapping(s, f"skipped_images[{i}]"))
                    for i, s in enumerate(read.items(raw.get("skipped_images", []), "skipped_images"))]
-        methods = {read.text(name, "methods"): MethodRecord.parse(read, value, f"methods.{name}")
+        methods = {read.text(name, "methods"): MethodRecord.parse(read, value, f"methods.{name}", layout_of(name))
                    for name, value in read.mapping(raw.get("methods", {}), "methods").items()}
         return cls(class_=record, schema=read.integer(raw.get("schema"), "schema", 0),
                    model=dict(read.mapping(raw.get("model", {}), "model")), images=images,
@@ -229,7 +233,7 @@ class Manifest:
                 "model": self.model,
                 "images": [{"index": i.index, "name": i.name, "thumb": i.thumb} for i in self.images],
                 "skipped_images": self.skipped_images,
-                "methods": {name: record.to_json() for name, record in self.methods.items()}}
+                "methods": {name: record.to_json(layout_of(name)) for name, record in self.methods.items()}}
 
     @property
     def files(self) -> set[str]:

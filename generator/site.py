@@ -38,8 +38,9 @@ from PIL import Image
 from generator import store
 from generator.errors import SiteError
 from generator.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
-from generator.manifest import Manifest, MethodRecord, PictureRecord, bounded_int, class_manifests
+from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests
 from generator.methods import METHOD_NAMES, REGISTRY, Layout
+from generator.records import Cell, ImageRef, Meta, Query, Step, Topic, Window
 
 
 def templates_dir() -> Path:
@@ -145,7 +146,7 @@ class Picture:
     caption: str
     alt: str
     numbers: dict[str, Any]
-    meta: dict[str, Any]
+    meta: Meta  # the record of its method's layout kind
     srcset: str | None = None  # "thumb <w>w, full <w>w": the browser fetches the PNG only where shown large
     exemplars: list[OwnImage] = field(default_factory=list)  # real class images that explain it
     exemplars_title: str = ""
@@ -194,7 +195,7 @@ def _picture(raw: PictureRecord, folder: Path) -> Picture | None:
             srcset = f"{thumb} {thumb_width}w, {href} {width}w"
     return Picture(key=raw.key, href=href, src=thumb or href, srcset=srcset, width=width, height=height,
                    caption=caption, alt=raw.alt or caption or "atlas picture", numbers=dict(raw.numbers),
-                   meta=dict(raw.meta))
+                   meta=raw.meta)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -250,27 +251,23 @@ def _pair_layout(layout: Layout, pictures: list[Picture]) -> dict[str, Any]:
     return {"ordered": sorted(pictures, key=lambda p: rank.get(p.key, len(rank))), "titles": dict(layout.titles)}
 
 
-GRID_FIELDS = ("row", "col", "top", "left", "size")
-
-
 def _grid_layout(pictures: list[Picture]) -> dict[str, Any]:
     """A CSS grid of windows at their (row, col), each with a map of the pool5 window it
-    opened. Positions out of sane bounds (a hand-edited 3e8) leave the picture out."""
-    placed = [p for p in pictures if all(bounded_int(p.meta.get(name), 0, 256) is not None for name in GRID_FIELDS)]
-    if not placed:
+    opened. A picture without a usable window (a hand-edited 3e8) is left out."""
+    placed = [p for p in pictures if isinstance(p.meta, Window)]
+    windows = [p.meta for p in placed if isinstance(p.meta, Window)]
+    if not windows:
         return {}
-    window_ends = [p.meta[start] + p.meta["size"] for p in placed for start in ("top", "left")]
-    return {"cells": placed, "rows": max(p.meta["row"] for p in placed) + 1,
-            "cols": max(p.meta["col"] for p in placed) + 1, "pool5": max(window_ends, default=0)}
+    return {"cells": placed, "rows": max(w.row for w in windows) + 1, "cols": max(w.col for w in windows) + 1,
+            "pool5": max(max(w.top, w.left) + w.size for w in windows)}
 
 
-def _own_images(found: Any, by_index: dict[int, OwnImage], *fields: str) -> list[OwnImage]:
-    """A manifest list of {"image": index, field: value, ...} as the class's own thumbnails with
-    those fields; entries that are not dicts or name no known image are left out."""
+def _own_images(found: tuple[ImageRef, ...], by_index: dict[int, OwnImage], *fields: str) -> list[OwnImage]:
+    """Image references as the class's own thumbnails with those of their numbers named by
+    `fields`; a reference to no known image is left out."""
     return [
-        OwnImage(image.index, image.name, image.src, image.width, image.height, **{name: item.get(name) for name in fields})
-        for item in (found if isinstance(found, list) else [])
-        if isinstance(item, dict) and (image := by_index.get(bounded_int(item.get("image"), 0, 10**6))) is not None
+        OwnImage(image.index, image.name, image.src, image.width, image.height, **{name: ref.numbers.get(name) for name in fields})
+        for ref in found if (image := by_index.get(ref.image)) is not None
     ]
 
 
@@ -278,45 +275,31 @@ def _topic_rows_layout(pictures: list[Picture], images: list[OwnImage]) -> dict[
     """Each topic beside its retrieved images (the class's own thumbnails, with loadings);
     topics are numbered from 1 for people (meta.topic is 0-based)."""
     by_index = {image.index: image for image in images}
-
-    def order(picture: Picture) -> tuple[int, str]:
-        topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
-        return (topic if topic is not None else 0, picture.key)
-
-    topics = []
-    for number, picture in enumerate(sorted(pictures, key=order), start=1):
-        topic = bounded_int(picture.meta.get("topic"), 0, 10**6)
-        topics.append({"picture": picture, "number": topic + 1 if topic is not None else number,
-                       "retrieved": _own_images(picture.meta.get("retrieved"), by_index, "loading")})
-    return {"topics": topics}
+    placed = sorted(((p.meta, p) for p in pictures if isinstance(p.meta, Topic)), key=lambda t: (t[0].topic, t[1].key))
+    return {"topics": [{"picture": picture, "number": topic.topic + 1, "units": topic.units,
+                        "retrieved": _own_images(topic.retrieved, by_index, "loading")} for topic, picture in placed]}
 
 
 def _table_layout(layout: Layout, pictures: list[Picture], fc6: bool) -> dict[str, Any]:
     """A rows x columns table (ensemble: masks x inits) with the seed of each row and column."""
-    places = [(bounded_int(p.meta.get(layout.rows), 0, 10**6), bounded_int(p.meta.get(layout.columns), 0, 10**6))
-              for p in pictures]
-    if not places or any(r is None or c is None for r, c in places):
+    placed = [(p.meta, p) for p in pictures if isinstance(p.meta, Cell)]
+    if not placed or len(placed) < len(pictures):
         return {}
-    cells = dict(zip(places, pictures))
+    cells = {(cell.row, cell.column): p for cell, p in placed}
     rows = sorted({r for r, _ in cells})
     columns = sorted({c for _, c in cells})
-    seeds: dict[str, dict[Any, Any]] = {"row": {}, "column": {}}
-    for (r, c), p in cells.items():
-        seeds["row"][r] = _seed(p.meta.get(f"{layout.rows}_seed"))
-        seeds["column"][c] = _seed(p.meta.get(f"{layout.columns}_seed"))
+    seeds: dict[str, dict[int, int | None]] = {"row": {}, "column": {}}
+    for cell, _ in placed:
+        seeds["row"][cell.row] = cell.row_seed
+        seeds["column"][cell.column] = cell.column_seed
     return {"note": in_words(layout.note, fc6),
             "columns": [(layout.column_title.format(c + 1), seeds["column"].get(c)) for c in columns],
             "rows": [(layout.row_title.format(r + 1), seeds["row"].get(r), [cells.get((r, c)) for c in columns])
                      for r in rows]}
 
 
-def _seed(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    """A meta value used as a name (a level, a variant): strings only."""
-    return value if isinstance(value, str) else None
+def _step(picture: Picture) -> str | None:
+    return picture.meta.step if isinstance(picture.meta, Step) else None
 
 
 def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture],
@@ -330,13 +313,12 @@ def _strips_layout(layout: Layout, record: MethodRecord, pictures: list[Picture]
     by_index = {image.index: image for image in images}
     groups: dict[int | None, list[Picture]] = {}
     for picture in pictures:
-        groups.setdefault(bounded_int(picture.meta.get("image"), 0, 10**6), []).append(picture)
+        groups.setdefault(picture.meta.image if isinstance(picture.meta, Step) else None, []).append(picture)
     rows = []
     for image, group in groups.items():
-        leading = [p for p in group if _text(p.meta.get(layout.step)) in (None, *layout.leading)]
-        steps = sorted((p for p in group if p not in leading),
-                       key=lambda p: rank.get(_text(p.meta.get(layout.step)) or "", len(rank)))
-        titled = [(p, _step_title(layout, _text(p.meta.get(layout.step)))) for p in steps]
+        leading = [p for p in group if _step(p) in (None, *layout.leading)]
+        steps = sorted((p for p in group if p not in leading), key=lambda p: rank.get(_step(p) or "", len(rank)))
+        titled = [(p, _step_title(layout, _step(p))) for p in steps]
         rows.append({"image": by_index.get(image), "lead": leading[0] if leading else None, "steps": titled,
                      "table": _step_table(layout, titled)})
     lead_title = next((layout.titles[name] for name in layout.leading if name in layout.titles), "")
@@ -356,13 +338,9 @@ def _neighbours_layout(pictures: list[Picture], images: list[OwnImage]) -> dict[
     """Each query beside its nearest class images in fc7 and in pixels (the class's own
     thumbnails, with their distances and topics)."""
     by_index = {image.index: image for image in images}
-    queries = []
-    for picture in pictures:
-        spaces = {}
-        for space in ("fc7", "pixel"):
-            spaces[space] = _own_images(picture.meta.get(space), by_index, "distance", "topic")
-        queries.append({"picture": picture, **spaces})
-    return {"queries": queries}
+    return {"queries": [{"picture": p, "fc7": _own_images(p.meta.fc7, by_index, "distance", "topic"),
+                         "pixel": _own_images(p.meta.pixel, by_index, "distance", "topic")}
+                        for p in pictures if isinstance(p.meta, Query)]}
 
 
 def _step_title(layout: Layout, step: str | None) -> str | None:
@@ -372,13 +350,12 @@ def _step_title(layout: Layout, step: str | None) -> str | None:
 
 
 def _attach_exemplars(pictures: list[Picture], images: list[OwnImage], title: str) -> None:
-    """Each picture's meta "exemplars" and "start_images" ({"image": index, ...}) as the class's
-    own thumbnails."""
+    """Each picture's record's exemplars and starts as the class's own thumbnails."""
     by_index = {image.index: image for image in images}
     for picture in pictures:
-        picture.exemplars = _own_images(picture.meta.get("exemplars"), by_index, "distance", "score")
+        picture.exemplars = _own_images(picture.meta.exemplars, by_index, "distance", "score")
         picture.exemplars_title = title
-        picture.starts = _own_images(picture.meta.get("start_images"), by_index)
+        picture.starts = _own_images(picture.meta.starts, by_index)
 
 
 def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Path, fc6: bool) -> Section:

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from generator.manifest import ClassRecord, ImageRecord, Manifest, MethodRecord, PictureRecord
+from generator.records import Cell, Meta, Query, Step, Topic, Window, refs
 
 HOSTILE_NAME = "<script>alert(1)</script>"
 
@@ -55,12 +56,12 @@ class _ClassWriter:
         self.folder, self.size, self.thumb, self.seed = folder, size, thumb, seed
 
     def picture(self, method: str, key: str, caption: str, numbers: dict | None = None,
-                meta: dict | None = None, with_thumb: bool = True) -> PictureRecord:
+                meta: Meta | None = None, with_thumb: bool = True) -> PictureRecord:
         file = f"{method}/{key}.png"
         self.seed += 1
         fake_picture(self.folder / file, self.size, self.seed)
         entry = PictureRecord(key=key, file=file, width=self.size, height=self.size, caption=caption,
-                              alt=f"{caption} (synthetic test picture)", numbers=numbers or {}, meta=meta or {})
+                              alt=f"{caption} (synthetic test picture)", numbers=numbers or {}, meta=meta or Meta())
         if with_thumb:
             entry.thumb = f"{method}/{key}.thumb.jpg"
             _thumb(self.folder / file, self.folder / entry.thumb, self.thumb)
@@ -79,48 +80,47 @@ def _methods(w: _ClassWriter, name: str, n_images: int, rng: random.Random) -> d
     classviz = [
         w.picture("classviz", "baseline", f"{name}: E_class with L2 + TV only",
                   {"prob": 0.91, "score": 18.2, "colour_distance": 0.41},
-                  {"exemplars": [{"image": (j + 2) % n_images, "distance": 0.3 + 0.1 * j} for j in range(3)]}),
+                  Meta(exemplars=refs([(j + 2) % n_images for j in range(3)], distance=[0.3 + 0.1 * j for j in range(3)]))),
         w.picture("classviz", "prior", f"{name}: E_class with the patch prior",
                   {"prob": 0.88, "score": 16.9, "colour_distance": 0.12}),
     ]
     location = [
         w.picture("location", f"window-r{r}-c{c}", f"pool5 window rows {2 * r}-{2 * r + 1}, cols {2 * c}-{2 * c + 1}",
                   {"prob": round(rng.random(), 3), "score": round(10 * rng.random(), 2)},
-                  {"row": r, "col": c, "top": 2 * r, "left": 2 * c, "size": 2, "diverged": r == 2 and c == 0,
-                   "exemplars": [{"image": (r + c + j) % n_images, "score": 9.0 - j} for j in range(3)]})
+                  Window(row=r, col=c, top=2 * r, left=2 * c, size=2, diverged=r == 2 and c == 0,
+                         exemplars=refs([(r + c + j) % n_images for j in range(3)], score=[9.0 - j for j in range(3)])))
         for r in range(3) for c in range(3)
     ]
     topics = [
         w.picture("topics", f"topic-{k}", f"topic {k + 1}: m7 keeps fc7 units with W[:, {k}] > 1",
                   {"prob": round(rng.random(), 3)},
-                  {"topic": k, "units": rng.randrange(500, 1800),
-                   "retrieved": [{"image": (k + j) % n_images, "loading": round(1 - 0.1 * j, 3)}
-                                 for j in range(4)]})
+                  Topic(topic=k, units=rng.randrange(500, 1800),
+                        retrieved=refs([(k + j) % n_images for j in range(4)], loading=[round(1 - 0.1 * j, 3) for j in range(4)])))
         for k in range(3)
     ]
     ensemble = [
         w.picture("ensemble", f"mask{m}-init{i}", f"dropout mask {m}, random init {i}",
                   {"prob": round(rng.random(), 3)},
-                  {"mask": m, "init": i, "mask_seed": 100 + m, "init_seed": 200 + i,
-                   **({"start_images": [{"image": (m + j) % n_images} for j in range(2)]} if i == 0 else {})})
+                  Cell(row=m, column=i, row_seed=100 + m, column_seed=200 + i,
+                       starts=refs([(m + j) % n_images for j in range(2)]) if i == 0 else ()))
         for m in range(2) for i in range(2)
     ]
     levels = ["input", "m7", "m6-7", "m5-7"]
     hierarchy = [
         w.picture("hierarchy", f"image0-{level}", f"image 0, code {level}" if level != "input" else "image 0 (input)",
                   {"pixel_error": round(0.8 - 0.2 * n, 3), "fc7_error": round(0.5 - 0.1 * n, 3)} if level != "input" else {},
-                  {"image": 0, "level": level, "masks": ["m7", "m6", "m5"][:n]})
+                  Step(image=0, step=level, notes={"masks": ["m7", "m6", "m5"][:n]}))
         for n, level in enumerate(levels)
     ]
     inversion = [
         w.picture("inversion", f"img{i}-{variant}", f"pool5 inversion of image {i}, {variant}",
                   {"image_error": round(0.6 - 0.1 * v, 3), "feature_error": round(0.05 + 0.01 * v, 3)},
-                  {"image": i, "variant": variant})
+                  Step(image=i, step=variant))
         for i in range(2) for v, variant in enumerate(["rand", "avg", "prior"])
     ]
     # image 0 has its own "original" picture, as the build writes; image 1 falls back to its thumbnail
     inversion.insert(0, w.picture("inversion", "img0-original", "image 0 at the model's input size", {},
-                                  {"image": 0, "variant": "original"}))
+                                  Step(image=0, step="original")))
     diagnostics = _diagnostics(w, name, n_images)
     return {
         "classviz": _record(classviz, {"iterations": 200, "tv": 100.0, "prior": 0.01},
@@ -150,24 +150,25 @@ def _diagnostics(w: _ClassWriter, name: str, n_images: int) -> dict[str, MethodR
     """The per-class diagnostics (pre-images, caricatures, neighbours, fc7 map, saliency)."""
     errors = {layer: round(0.01 + 0.02 * n, 3) for n, layer in enumerate(PREIMAGE_LAYERS)}
     pixels = {layer: round(0.2 + 0.05 * n, 3) for n, layer in enumerate(PREIMAGE_LAYERS)}
-    preimages = [w.picture("preimages", "img0-original", f"{name} image 0", {}, {"image": 0, "layer": "original"})]
+    preimages = [w.picture("preimages", "img0-original", f"{name} image 0", {}, Step(image=0, step="original"))]
     preimages += [w.picture("preimages", f"img0-{layer}", f"pre-image of image 0 at {layer}",
                             {"feature_error": errors[layer], "pixel_error": pixels[layer]},
-                            {"image": 0, "layer": layer, "diverged": False}) for layer in PREIMAGE_LAYERS]
-    caricatures = [w.picture("caricatures", "img0-original", f"{name} image 0", {}, {"image": 0, "layer": "original"})]
+                            Step(image=0, step=layer)) for layer in PREIMAGE_LAYERS]
+    caricatures = [w.picture("caricatures", "img0-original", f"{name} image 0", {}, Step(image=0, step="original"))]
     caricatures += [w.picture("caricatures", f"img0-{layer}", f"caricature of image 0 at {layer}", {"gain": 3.5},
-                              {"image": 0, "layer": layer}) for layer in ("conv3", "fc7")]
+                              Step(image=0, step=layer)) for layer in ("conv3", "fc7")]
     queries = [w.picture("neighbours", f"query-{q}", f"query: image {q}", {"fc7_same_topic": 0.8},
-                         {"image": q, "topic": 0,
-                          "fc7": [{"image": (q + j) % n_images, "distance": 0.1 * j, "topic": 1} for j in range(1, 4)],
-                          "pixel": [{"image": (q + 2 * j) % n_images, "distance": 20.0 + j, "topic": 2}
-                                    for j in range(1, 4)]})
+                         Query(image=q, topic=0,
+                               fc7=refs([(q + j) % n_images for j in range(1, 4)], distance=[0.1 * j for j in range(1, 4)],
+                                        topic=[1] * 3),
+                               pixel=refs([(q + 2 * j) % n_images for j in range(1, 4)], distance=[20.0 + j for j in range(1, 4)],
+                                          topic=[2] * 3)))
                for q in range(2)]
     fc7map = [w.picture("fc7map", "map", f"{name}: t-SNE of fc7 on a grid, borders by topic", {},
-                        {"side": 3, "topics": [1] * n_images})]
+                        Meta(notes={"side": 3, "topics": [1] * n_images}))]
     saliency = [w.picture("saliency", f"img{i}-{kind}", f"image {i}, {kind}",
                           {} if kind == "original" else {"rank_correlation": 0.5, "top_iou": 0.4},
-                          {"image": i, "map": kind}) for i in (0, 1) for kind in ("original", "occlusion", "gradcam")]
+                          Step(image=i, step=kind)) for i in (0, 1) for kind in ("original", "occlusion", "gradcam")]
     return {
         "preimages": _record(preimages, {"images": 1, "iterations": 300},
                              {"layers": list(PREIMAGE_LAYERS), "feature_error": errors, "pixel_error": pixels}, 0),
@@ -207,11 +208,11 @@ def write_fake_atlas(output: Path, n_classes: int = 3, size: int = 64, thumb: in
         if index == 1:
             del methods["ensemble"]
             methods["caricature"] = _record(
-                [writer.picture("caricature", "fc7", "fc7 caricature", {"gain": 2.0}, {"layer": "fc7"})],
+                [writer.picture("caricature", "fc7", "fc7 caricature", {"gain": 2.0}, Meta(notes={"layer": "fc7"}))],
                 {"layer": "fc7"}, {"note": "unknown to the site"}, 3)
             methods["completion"] = _record(
                 [writer.picture("completion", "scene0-topic1", "completion of scene 0 under topic 1",
-                                {"prob": 0.7}, {"topic": 1, "scene": 0})],
+                                {"prob": 0.7}, Meta(notes={"topic": 1, "scene": 0}))],
                 {"topic": 1}, {}, 0)
         if index == n_classes - 1 and index > 1:
             prior = methods["classviz"].pictures[1]

@@ -9,6 +9,7 @@ import pytest
 
 from generator import claims
 from generator.methods import REGISTRY
+from generator.records import Meta, Window
 
 
 def window(row: int, col: int, size: int = 2) -> dict:
@@ -111,9 +112,10 @@ def test_a_plain_style_mapping_is_accepted_as_truth(atlas):
 
 
 def test_window_on_layout_needs_half_the_cells():
-    meta = {"top": 0, "left": 0, "size": 2}
-    assert claims.window_on_layout(meta, {(0, 0), (1, 1)})
-    assert not claims.window_on_layout(meta, {(0, 0)})
+    window = Window(top=0, left=0, size=2)
+    assert claims.window_on_layout(window, {(0, 0), (1, 1)})
+    assert not claims.window_on_layout(window, {(0, 0)})
+    assert not claims.window_on_layout(Meta(), {(0, 0), (1, 1)})  # a picture without a usable window
 
 
 def test_write_claims_writes_strict_json(atlas):

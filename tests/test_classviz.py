@@ -34,7 +34,7 @@ def test_classviz_returns_baseline_and_prior_with_numbers(tiny_alexnet):
         assert picture.numbers["colour_distance"] > 0 and picture.caption and picture.alt
         assert picture.numbers["colour_distance_per_photo"] == pytest.approx(
             colour_distance_per_photo(picture.image, ctx.images[:4]))
-        assert picture.meta["iterations"] == 6 and not picture.meta["diverged"]
+        assert picture.meta.notes["iterations"] == 6 and not picture.meta.diverged
     assert "patch prior" in result.pictures[1].caption and "patch prior" not in result.pictures[0].caption
     assert not torch.equal(result.pictures[0].image, result.pictures[1].image)
     assert math.isclose(
@@ -67,13 +67,13 @@ def test_engine_settings_take_params_over_catalog(tiny_alexnet):
 def test_a_class_image_is_its_own_nearest_exemplar(tiny_context):
     ctx = tiny_context()
     found = common.nearest_exemplars(ctx, ctx.images[[5, 2]], k=2)
-    assert [row[0]["image"] for row in found] == [5, 2]
-    assert found[0][0]["distance"] == pytest.approx(0.0, abs=1e-5)
-    assert found[0][1]["distance"] > found[0][0]["distance"]
+    assert [row[0].image for row in found] == [5, 2]
+    assert found[0][0].numbers["distance"] == pytest.approx(0.0, abs=1e-5)
+    assert found[0][1].numbers["distance"] > found[0][0].numbers["distance"]
 
 
 def test_classviz_pictures_carry_their_nearest_class_images(tiny_alexnet):
     result = classviz.run(coloured_context(tiny_alexnet(SIZE)), {"iterations": 3})
     for picture in result.pictures:
-        assert [e["distance"] for e in picture.meta["exemplars"]] == sorted(e["distance"] for e in picture.meta["exemplars"])
-        assert len(picture.meta["exemplars"]) == 3
+        distances = [e.numbers["distance"] for e in picture.meta.exemplars]
+        assert distances == sorted(distances) and len(distances) == 3

@@ -80,7 +80,7 @@ def test_demo_world_masks_change_the_picture_more_than_inits(demo_context, demo_
 
 def test_each_member_picture_carries_its_nearest_class_images(tiny_context):
     result = ensemble.run(tiny_context(), {"masks": 2, "inits": 1})
-    assert all(len(p.meta["exemplars"]) == 3 for p in result.pictures)
+    assert all(len(p.meta.exemplars) == 3 for p in result.pictures)
 
 
 def test_trained_members_drop_out_where_the_net_was_trained_with_dropout(tiny_context):
@@ -99,7 +99,7 @@ def test_trained_members_drop_out_where_the_net_was_trained_with_dropout(tiny_co
     result = ensemble.run(ctx, {"masks": 2, "inits": 1, "at": "trained"})
     with torch.no_grad():
         fc8 = ctx.pathway(result.pictures[1].image[None], **ensemble.member_masks(ctx.pathway, "trained", 0.5,
-                                                                                  result.pictures[1].meta["mask_seed"])).fc8
+                                                                                  result.pictures[1].meta.row_seed)).fc8
     assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[1].numbers["score"], rel=1e-4, abs=1e-5)
 
 
@@ -111,7 +111,7 @@ def test_a_member_favours_the_images_it_lifts_most_and_starts_from_their_blurred
     favourites = ensemble.member_favourites(ctx.pathway, ctx.features.pool5, ctx.class_index, member, 3)
     assert favourites == sorted(lift.topk(3).indices.tolist())
     result = ensemble.run(ctx, {"masks": 2, "inits": 2, "member_images": 3})
-    starts = [[e["image"] for e in p.meta.get("start_images", [])] for p in result.pictures]
+    starts = [[e.image for e in p.meta.starts] for p in result.pictures]
     assert starts[0] == result.numbers["favourites"][0] == favourites and starts[1] == []  # shown once per member
     assert starts[2] == result.numbers["favourites"][1] != starts[0] and starts[3] == []
     assert "favours most" in result.pictures[0].caption

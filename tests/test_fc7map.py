@@ -41,7 +41,7 @@ def test_run_separates_two_fc7_clusters(tiny_context):
     result = fc7map.run(ctx, {"topics": 2, "cell": 24})
     (picture,) = result.pictures
     assert picture.image.shape == (3, 4 * 24, 4 * 24)
-    topics = picture.meta["topics"]
+    topics = picture.meta.notes["topics"]
     assert set(topics[:8]) != set(topics[8:]) and len(set(topics[:8])) == 1 and len(set(topics[8:])) == 1
     assert result.numbers["trustworthiness"] > 0.9
     assert result.numbers["grid_same_topic"] > result.numbers["topic_chance"]

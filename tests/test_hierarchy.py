@@ -55,7 +55,7 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input(tiny_context):
     chosen = result.numbers["images"][0]
     assert chosen == hierarchy.most_typical(ctx.features.fc7, 1)[0]
     assert torch.equal(result.pictures[0].image, ctx.images[chosen])
-    assert result.pictures[3].meta["masks"] == ["m5", "m6", "m7"]
+    assert result.pictures[3].meta.notes["masks"] == ["m5", "m6", "m7"]
     assert result.numbers["forbid"] == hierarchy.DEFAULTS["forbid"] > 0
     for level in ("m7", "m6-7", "m5-7"):
         assert result.numbers[f"pixel_{level}"] > 0 and result.numbers[f"fc7_{level}"] > 0
@@ -96,7 +96,7 @@ def test_two_images_give_two_rows(tiny_context):
 
 def stuck_inversions(result) -> int:
     """Inversions that stayed below a quarter of the image's own score under its code."""
-    return sum(p.numbers["score_ratio"] < 0.25 for p in result.pictures if p.meta["level"] != "input")
+    return sum(p.numbers["score_ratio"] < 0.25 for p in result.pictures if p.meta.step != "input")
 
 
 def class_average(results, key: str) -> float:
@@ -104,7 +104,7 @@ def class_average(results, key: str) -> float:
 
 
 def picture_average(results, level: str, number: str) -> float:
-    values = [p.numbers[number] for r in results for p in r.pictures if p.meta["level"] == level]
+    values = [p.numbers[number] for r in results for p in r.pictures if p.meta.step == level]
     return sum(values) / len(values)
 
 

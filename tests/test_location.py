@@ -73,7 +73,7 @@ def test_strongest_windows_find_the_planted_layouts(demo_context, demo_world):
     for class_id in demo_world.class_ids:
         result = location.run(demo_context(demo_world, class_id), {})
         best = next(p for p in result.pictures if p.key == result.numbers["strongest"][0])
-        hits.append((best.meta["row"], best.meta["col"]) in demo_world.layout_windows(class_id))
+        hits.append((best.meta.row, best.meta.col) in demo_world.layout_windows(class_id))
     assert sum(hits) >= 0.65 * len(hits), hits
 
 
@@ -93,4 +93,4 @@ def test_window_exemplars_are_the_class_images_scoring_highest_through_the_windo
 
 def test_each_window_picture_carries_its_exemplars(tiny_context):
     result = location.run(tiny_context(), {"window": 2, "stride": 2})
-    assert all(len(p.meta["exemplars"]) == 3 for p in result.pictures)
+    assert all(len(p.meta.exemplars) == 3 for p in result.pictures)

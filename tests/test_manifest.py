@@ -33,7 +33,7 @@ def test_the_fixture_manifests_round_trip(atlas):
     raw = json.loads(manifest_path(atlas).read_text())
     manifest = Manifest.read(manifest_path(atlas))
     assert manifest.to_json() == raw
-    assert manifest.methods["location"].picture("window-r1-c1").meta["row"] == 1
+    assert manifest.methods["location"].picture("window-r1-c1").meta.row == 1
     assert "images/000.jpg" in manifest.files and "classviz/prior.png" in manifest.files
 
 
@@ -134,8 +134,9 @@ def test_a_decompression_bomb_thumbnail_does_not_raise(atlas):
 def test_a_huge_location_window_is_left_out_quickly(atlas):
     path = manifest_path(atlas)
     raw = json.loads(path.read_text())
-    raw["methods"]["location"]["pictures"][0]["meta"]["size"] = 300_000_000
-    raw["methods"]["location"]["pictures"][1]["meta"]["top"] = 3e8
+    first, second = raw["methods"]["location"]["pictures"][:2]  # as a hand-edited manifest
+    first["meta"].update(size=300_000_000)
+    second["meta"].update(top=3e8)
     path.write_text(json.dumps(raw))
     _render_within(atlas, seconds=60)
     html = (path.parent / "index.html").read_text()
@@ -207,10 +208,10 @@ def test_the_hierarchy_strip_follows_the_levels_the_run_recorded(atlas):
     path = manifest_path(atlas)
     raw = json.loads(path.read_text())
     record = raw["methods"]["hierarchy"]
-    record["pictures"] = [p for p in record["pictures"] if p["meta"]["level"] != "m6-7"]
+    record["pictures"] = [p for p in record["pictures"] if p["key"] != "image0-m6-7"]
     record["numbers"]["levels"] = ["m5-7", "m7"]  # recorded order wins over the registry's default
     path.write_text(json.dumps(raw))
     page = next(p for p in site.load_classes(atlas) if p.slug == "n00000000")
     strip = next(s for s in page.sections if s.name == "hierarchy").layout["rows"][0]
-    assert strip["lead"].meta["level"] == "input"
-    assert [(p.meta["level"], title) for p, title in strip["steps"]] == [("m5-7", "Code m5-7"), ("m7", "Code m7")]
+    assert strip["lead"].meta.step == "input"
+    assert [(p.meta.step, title) for p, title in strip["steps"]] == [("m5-7", "Code m5-7"), ("m7", "Code m7")]

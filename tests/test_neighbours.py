@@ -48,8 +48,8 @@ def test_fc7_and_pixel_neighbours_differ_where_the_spaces_disagree(tiny_context)
     ctx.images = images.clamp(0, 1)
     result = neighbours.run(ctx, {"queries": 2, "k": 3, "topics": 2})
     query = result.pictures[0]
-    assert {item["image"] for item in query.meta["fc7"]} == {2, 4, 6}
-    assert {item["image"] for item in query.meta["pixel"]} == {1, 2, 3}
+    assert {ref.image for ref in query.meta.fc7} == {2, 4, 6}
+    assert {ref.image for ref in query.meta.pixel} == {1, 2, 3}
     numbers = result.numbers
     assert numbers["fc7_fc7_cosine"] > numbers["pixel_fc7_cosine"]
     assert numbers["pixel_pixel_distance"] < numbers["fc7_pixel_distance"]

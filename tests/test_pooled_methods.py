@@ -61,7 +61,7 @@ def test_every_method_runs_on_a_pooled_net(ctx):
     codes = hierarchy.run(ctx, {"images": 1})
     assert codes.numbers["levels"] == ["m7", "m5-7"] and "no fc6" in codes.numbers["levels_note"]
     assert [p.key for p in codes.pictures] == ["image0-input", "image0-m7", "image0-m5-7"]
-    assert codes.pictures[2].meta["masks"] == ["m5", "m7"]
+    assert codes.pictures[2].meta.notes["masks"] == ["m5", "m7"]
     assert "pixel_m6-7" not in codes.numbers and math.isfinite(codes.numbers["pixel_m5-7"])
     assert set(codes.pictures[1].numbers) >= {"iou_m5", "iou_m7"} and "iou_m6" not in codes.pictures[1].numbers
 
@@ -83,7 +83,7 @@ def test_the_diagnostics_run_on_a_pooled_net(ctx):
     amplified = caricatures.run(ctx, {"iterations": 2, "layers": "conv3,pool5,fc7"})
     assert amplified.numbers["layers"] == ["pool5", "fc7"]
     maps = saliency.run(ctx, {"images": 1})
-    assert maps.pictures[2].image.shape == (3, SIZE, SIZE) and maps.pictures[2].meta["map"] == "gradcam"
+    assert maps.pictures[2].image.shape == (3, SIZE, SIZE) and maps.pictures[2].meta.step == "gradcam"
     assert len(neighbours.run(ctx, {"queries": 1}).pictures) == 1 and len(fc7map.run(ctx, {}).pictures) == 1
 
 

@@ -72,7 +72,7 @@ def test_reported_errors_match_an_independent_measurement(tiny_context):
     targets = relu_outputs(ctx.pathway, original)
     with torch.no_grad():
         target_acts = ctx.pathway(original)
-    rows = {p.meta["layer"]: p for p in result.pictures}
+    rows = {p.meta.step: p for p in result.pictures}
     assert rows["original"].image.equal(ctx.images[0])
     for name in result.numbers["layers"]:
         picture = rows[name]
@@ -106,12 +106,12 @@ def test_caricatures_amplify_the_images_own_pattern(tiny_context):
     assert result.numbers["layers"] == ["conv2", "fc7"]
     features = layer_features(ctx.pathway, ctx.images[:1], [feature_layers(ctx.pathway)[n] for n in ("conv2", "fc7")])
     for picture in result.pictures:
-        if picture.meta["layer"] == "original":
+        if picture.meta.step == "original":
             continue
-        key = feature_layers(ctx.pathway)[picture.meta["layer"]]
+        key = feature_layers(ctx.pathway)[picture.meta.step]
         reached = layer_features(ctx.pathway, picture.image.unsqueeze(0), [key])[key]
         gain = float((reached * features[key]).sum() / features[key].pow(2).sum())
         assert picture.numbers["gain"] == pytest.approx(gain, rel=1e-4)
-        assert gain > {"conv2": 2.0, "fc7": 1.03}[picture.meta["layer"]], picture.key  # its own pattern grew
+        assert gain > {"conv2": 2.0, "fc7": 1.03}[picture.meta.step], picture.key  # its own pattern grew
     with pytest.raises(ValueError, match="none of the layers"):
         caricatures.run(ctx, {"layers": "conv9"})

@@ -96,9 +96,9 @@ def test_run_reports_topics_retrieved_images_and_assignments(tiny_context):
     result = topics.run(ctx, {"k": 3, "images": 10, "retrieved": 4})
     assert [p.key for p in result.pictures] == ["topic-0", "topic-1", "topic-2"]
     meta = result.pictures[1].meta
-    assert meta["topic"] == 1 and meta["units"] == int(result.numbers["units"][1]) and meta["rule"] in ("threshold", "quantile")
-    assert len(meta["retrieved"]) == 4 and all(0 <= r["image"] < 10 for r in meta["retrieved"])
-    loadings = [r["loading"] for r in meta["retrieved"]]
+    assert meta.topic == 1 and meta.units == int(result.numbers["units"][1]) and meta.notes["rule"] in ("threshold", "quantile")
+    assert len(meta.retrieved) == 4 and all(0 <= r.image < 10 for r in meta.retrieved)
+    loadings = [r.numbers["loading"] for r in meta.retrieved]
     assert loadings == sorted(loadings, reverse=True)
     assert len(result.numbers["assignments"]) == 10 and set(result.numbers["assignments"]) <= {0, 1, 2}
     nearest = [p.numbers["nearest_topic"] for p in result.pictures]
@@ -137,10 +137,10 @@ def test_the_direction_weight_adds_each_topics_own_centred_fc7_direction(tiny_co
     fc7 = ctx.features.fc7[:10]
     for problem, picture in zip(seen[1], pushed.pictures):
         (term,) = [t for t in problem.terms if isinstance(t, Direction)]
-        shown = [r["image"] for r in picture.meta["retrieved"]]
+        shown = [r.image for r in picture.meta.retrieved]
         assert term.layer == "fc7" and term.weight == 2.0
         assert torch.allclose(term.vector, fc7[shown].mean(0) - fc7.mean(0))
-    assert [p.meta["retrieved"] for p in plain.pictures] == [p.meta["retrieved"] for p in pushed.pictures]
+    assert [p.meta.retrieved for p in plain.pictures] == [p.meta.retrieved for p in pushed.pictures]
 
 
 def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):

@@ -11,6 +11,8 @@ from PIL import Image
 
 from benchmarks import judge as judge_module
 from benchmarks import transfer
+from generator.manifest import PictureRecord
+from generator.records import Cell, Query, Step
 
 TENCH, CHURCH, GOLF = "n01440764", "n03028079", "n03445777"
 
@@ -177,11 +179,12 @@ def test_compare_puts_atlases_side_by_side() -> None:
 
 
 def test_only_synthetic_pictures_are_judged() -> None:
-    assert transfer.kind_of("preimages", {"key": "img0-conv3"}) == "preimages conv3"
-    assert transfer.kind_of("caricatures", {"key": "img0-original"}) is None
-    for method, key in (("saliency", "img3-gradcam"), ("neighbours", "query-0"), ("fc7map", "map")):
-        assert transfer.kind_of(method, {"key": key}) is None
-    assert transfer.kind_of("ensemble", {"key": "mask0-init1"}) == "ensemble samples"
+    assert transfer.kind_of("preimages", PictureRecord("img0-conv3", meta=Step(0, "conv3"))) == "preimages conv3"
+    assert transfer.kind_of("caricatures", PictureRecord("img0-original", meta=Step(0, "original"))) is None
+    assert transfer.kind_of("saliency", PictureRecord("img3-gradcam", meta=Step(3, "gradcam"))) is None
+    assert transfer.kind_of("neighbours", PictureRecord("query-0", meta=Query(0))) is None
+    assert transfer.kind_of("fc7map", PictureRecord("map")) is None
+    assert transfer.kind_of("ensemble", PictureRecord("mask0-init1", meta=Cell(row=0, column=1))) == "ensemble samples"
 
 
 def test_photo_colour_puts_the_pictures_beside_a_real_photos_own_distance(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from generator.errors import AtlasError
+from generator.records import RECORDS, Meta
 
 if TYPE_CHECKING:  # the types only: importing the registry must not load torch
     import torch
@@ -294,6 +295,11 @@ class Layout:
     # under each strip (number name -> column title), one row per step
     exemplars: str = ""  # the title of the real class images shown under each picture (its meta "exemplars")
 
+    @property
+    def record(self) -> type[Meta]:
+        """The typed `meta` of this layout's pictures (generator.records)."""
+        return RECORDS[self.kind]
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -458,6 +464,11 @@ def method_module(name: str) -> Any:
     return importlib.import_module(f"generator.methods.{name}")
 
 
+def layout_of(name: str) -> Layout:
+    """The layout of method `name`; a method this version does not know is read as pictures side by side."""
+    return REGISTRY[name].layout if name in REGISTRY else Layout("pair")
+
+
 def method_defaults(name: str) -> dict[str, Any]:
     """The method's default parameters (what the catalog may set under `methods.<name>`)."""
     return spec(name).defaults()
@@ -500,8 +511,7 @@ class Picture:
     caption: str  # what produced it, for people
     alt: str  # alt text: what the picture shows
     numbers: dict[str, float] = field(default_factory=dict)  # e.g. {"prob": 0.97}
-    meta: dict[str, Any] = field(default_factory=dict)  # e.g. {"row": 0, "col": 1}, {"topic": 2,
-    # "retrieved": [{"image": 7, "loading": 0.81}, ...]} where "image" indexes ctx.images
+    meta: Meta = field(default_factory=Meta)  # the record of the method's layout kind (generator.records)
 
 
 @dataclass

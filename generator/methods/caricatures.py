@@ -17,6 +17,7 @@ from generator.engine.terms import Direction
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import engine_settings, model_mean
 from generator.methods.layers import feature_layers, layer_features
+from generator.records import Step
 
 SPEC = spec("caricatures")
 VERSION = SPEC.version
@@ -63,7 +64,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     for i in range(count):
         pictures.append(Picture(key=f"img{i}-original", image=originals[i],
                                 caption=f"{ctx.class_name} image {i}: the starting point of its caricatures",
-                                alt=f"Class image {i} of {ctx.class_name}", meta={"image": i, "layer": "original"}))
+                                alt=f"Class image {i} of {ctx.class_name}", meta=Step(image=i, step="original")))
     for row, solution in enumerate(solutions):
         image, name = solution.label.split(":")
         i = int(image)
@@ -74,7 +75,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             caption=f"Caricature of {ctx.class_name} image {i} at {name}: its own {name} pattern amplified "
             f"{amplified:.3g}x ({settings.iterations} iterations, alpha-norm + TV)",
             alt=f"A {ctx.class_name} image with what {name} detects in it exaggerated",
-            numbers={"gain": amplified}, meta={"image": i, "layer": name, "diverged": solution.diverged},
+            numbers={"gain": amplified}, meta=Step(image=i, step=name, diverged=solution.diverged),
         ))
     numbers = {"layers": list(layers), "gain": {name: sum(v) / len(v) for name, v in gains.items()}}
     return MethodResult(method="caricatures", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)

@@ -12,6 +12,7 @@ from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_prior, class_problem, engine_settings, nearest_exemplars
 from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.records import Meta
 
 SPEC = spec("classviz")
 VERSION = SPEC.version
@@ -46,7 +47,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 f"p = {solution.prob:.2f}, {settings.iterations} iterations",
                 alt=f"Synthesized image that the network classifies as {ctx.class_name}, made with {what}",
                 numbers=picture_numbers,
-                meta={"diverged": solution.diverged, "iterations": settings.iterations, "exemplars": nearest},
+                meta=Meta(diverged=solution.diverged, exemplars=nearest, notes={"iterations": settings.iterations}),
             )
         )
         numbers.update({f"{solution.label}_{k}": v for k, v in picture_numbers.items()})

@@ -15,6 +15,7 @@ from generator.engine.solve import Problem
 from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
 from generator.methods import ClassContext
 from generator.pathway import Activations, Pathway
+from generator.records import ImageRef, refs
 
 # id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
 _PRIOR_CACHE: dict[int, tuple[weakref.ref[Tensor], dict[tuple[Any, ...], Any]]] = {}
@@ -126,12 +127,13 @@ def fc7_of(pathway: Pathway, images: Tensor) -> Tensor:
 EXEMPLARS = 3  # real class images shown beside a synthetic picture
 
 
-def nearest_exemplars(ctx: ClassContext, pictures: Tensor, k: int = EXEMPLARS) -> list[list[dict[str, Any]]]:
+def nearest_exemplars(ctx: ClassContext, pictures: Tensor, k: int = EXEMPLARS) -> list[tuple[ImageRef, ...]]:
     """For each picture, the k class images nearest it in fc7 (cosine, unmasked net): the real
-    images that explain what the picture draws (meta "exemplars"; "image" indexes ctx.images)."""
+    images that explain what the picture draws (its record's `exemplars`)."""
     unit = torch.nn.functional.normalize
     distances = 1.0 - unit(fc7_of(ctx.pathway, pictures), dim=1) @ unit(ctx.features.fc7.float(), dim=1).T
-    return [[{"image": int(i), "distance": float(row[i])} for i in torch.argsort(row)[:k]] for row in distances]
+    nearest = [torch.argsort(row)[:k] for row in distances]
+    return [refs(top.tolist(), distance=row[top].tolist()) for row, top in zip(distances, nearest)]
 
 
 def cosine_distances(features: Tensor) -> Tensor:

@@ -40,6 +40,7 @@ from generator.methods.common import (
     nearest_exemplars,
 )
 from generator.pathway import Pathway
+from generator.records import Cell, refs
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
@@ -179,8 +180,9 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.score, "prob": s.prob},
-            meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest,
-                  **({"start_images": [{"image": i} for i in favourites[c["mask"]]]} if favourites and c["init"] == 0 else {})},
+            meta=Cell(row=c["mask"], column=c["init"], row_seed=c["mask_seed"], column_seed=c["init_seed"],
+                      diverged=s.diverged, exemplars=nearest, notes={"keep": keep},
+                      starts=refs(favourites[c["mask"]]) if favourites and c["init"] == 0 else ()),
         )
         for c, s, nearest in zip(cells, solutions, exemplars)
     ]

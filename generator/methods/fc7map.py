@@ -19,6 +19,7 @@ from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import topic_of_each_image
+from generator.records import Meta
 
 SPEC = spec("fc7map")
 VERSION = SPEC.version
@@ -102,5 +103,5 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         f"borders by NMF topic: {legend}",
         alt=f"Grid of {n} {ctx.class_name} thumbnails arranged so that images with similar fc7 codes sit together, "
         "with coloured borders by topic",
-        meta={"places": [list(p) for p in places], "topics": [t + 1 for t in topic], "side": side},
+        meta=Meta(notes={"places": [list(p) for p in places], "topics": [t + 1 for t in topic], "side": side}),
     )])

@@ -24,6 +24,7 @@ from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
 from generator.pathway import Pathway
+from generator.records import Step
 
 SPEC = spec("hierarchy")
 VERSION = SPEC.version
@@ -160,7 +161,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 caption=f"Input: {ctx.class_name} image {name}, the most typical by fc7" if row == 0
                 else f"Input: {ctx.class_name} image {name}",
                 alt=f"Photograph of {ctx.class_name} whose binary code is inverted",
-                meta={"image": index, "level": "input"},
+                meta=Step(image=index, step="input"),
             )
         )
         for step, (level, masks) in enumerate(levels):
@@ -188,7 +189,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                         # does the picture's own (unmasked) code agree with the image's? (mechanism)
                         **{f"iou_{m}": code_iou(result_codes[m][at], image_codes[m][row].cpu()) for m in pathway.masks},
                     },
-                    meta={"image": index, "level": level, "masks": list(masks), "diverged": solution.diverged},
+                    meta=Step(image=index, step=level, diverged=solution.diverged, notes={"masks": list(masks)}),
                 )
             )
     numbers: dict[str, Any] = {key: sum(v) / len(v) for key, v in errors.items()}

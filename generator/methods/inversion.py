@@ -28,6 +28,7 @@ from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import inversion_problem
 from generator.methods.retrieval import Pool5Retrieval
 from generator.pathway import Pathway
+from generator.records import Step
 
 SPEC = spec("inversion")
 VERSION = SPEC.version
@@ -181,7 +182,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 image=originals[i],
                 caption=f"{name}: {CAPTIONS['original']}",
                 alt=f"{ctx.class_name} photo {name}",
-                meta={"image": i, "variant": "original"},
+                meta=Step(image=i, step="original"),
             )
         )
         for variant, rows in results.items():
@@ -193,7 +194,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     caption=f"{CAPTIONS[variant].format(k=int(params['k']))} (image error {img_error:.3f}, feature error {feat_error:.3f})",
                     alt=f"{variant} reconstruction of {ctx.class_name} photo {name} from its pool5",
                     numbers={"image_error": img_error, "feature_error": feat_error},
-                    meta={"image": i, "variant": variant},
+                    meta=Step(image=i, step=variant),
                 )
             )
     numbers: dict[str, Any] = summarize(results)

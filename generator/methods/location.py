@@ -9,6 +9,7 @@ heterogeneity number, the mean pairwise fc7 cosine distance between the windows'
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from generator.methods.common import (
     mean_pairwise,
 )
 from generator.pathway import Pathway
+from generator.records import ImageRef, Window, refs
 
 SPEC = spec("location")
 VERSION = SPEC.version
@@ -80,25 +82,26 @@ def window_positions(extent: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def window_grid(pool5_shape: tuple[int, int, int], size: int, stride: int) -> list[dict[str, int]]:
-    """The grid of windows, row-major: {"row", "col", "top", "left", "size"} each."""
+def window_grid(pool5_shape: tuple[int, int, int], size: int, stride: int) -> list[Window]:
+    """The grid of windows, row-major."""
     _, height, width = pool5_shape
     return [
-        {"row": r, "col": c, "top": top, "left": left, "size": size}
+        Window(row=r, col=c, top=top, left=left, size=size)
         for r, top in enumerate(window_positions(height, size, stride))
         for c, left in enumerate(window_positions(width, size, stride))
     ]
 
 
 @torch.no_grad()
-def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS) -> list[list[dict[str, Any]]]:
+def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS) -> list[tuple[ImageRef, ...]]:
     """For each window, the k class images that score highest for the class through that window
     alone: the real images that solve the same problem as the window's picture (meta "exemplars")."""
     pool5 = ctx.features.pool5.to(ctx.pathway.mean.device)
     found = []
     for mask in masks:
         scores = ctx.pathway.head(pool5, m5=mask.to(pool5.device)).fc8[:, ctx.class_index].cpu()
-        found.append([{"image": int(i), "score": float(scores[i])} for i in torch.argsort(scores, descending=True)[:k]])
+        top = torch.argsort(scores, descending=True)[:k]
+        found.append(refs(top.tolist(), score=scores[top].tolist()))
     return found
 
 
@@ -112,7 +115,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     value = open_value(pathway, size)
     prior = class_database(ctx, params)
     settings = settings_from(ctx.engine)
-    masks = [window_mask(pathway.pool5_shape, w["top"], w["left"], w["size"], value) for w in windows]
+    masks = [window_mask(pathway.pool5_shape, w.top, w.left, w.size, value) for w in windows]
     # One init for every window, so differences between the pictures come from the mask alone.
     problems = [
         class_problem(
@@ -120,7 +123,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             database=prior,
             m5=mask,
             seed=ctx.seed,
-            label=f"window r{w['row']} c{w['col']}",
+            label=f"window r{w.row} c{w.col}",
         )
         for w, mask in zip(windows, masks)
     ]
@@ -130,15 +133,15 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     grid = "x".join(str(n) for n in pathway.pool5_shape[1:])
     prior_note = ", patch prior" if prior is not None else ""
     for w, solution, exemplars in zip(windows, solutions, window_exemplars(ctx, masks)):
-        span = f"pool5 rows {w['top']}-{w['top'] + w['size'] - 1}, cols {w['left']}-{w['left'] + w['size'] - 1}"
+        span = f"pool5 rows {w.top}-{w.top + w.size - 1}, cols {w.left}-{w.left + w.size - 1}"
         pictures.append(
             Picture(
-                key=f"window-r{w['row']}-c{w['col']}",
+                key=f"window-r{w.row}-c{w.col}",
                 image=solution.image,
                 caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})",
                 alt=f"Visualization of {ctx.class_name} using only {span} of the {grid} pool5 grid",
                 numbers={"score": solution.score, "prob": solution.prob},
-                meta={**w, "diverged": solution.diverged, "exemplars": exemplars},
+                meta=replace(w, diverged=solution.diverged, exemplars=exemplars),
             )
         )
 
@@ -153,7 +156,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         "strongest": [pictures[i].key for i in strongest],
         "score_spread": (max(scores) - min(scores)) if scores else 0.0,
         "windows": len(windows),
-        "grid": [len({w["row"] for w in windows}), len({w["col"] for w in windows})],
+        "grid": [len({w.row for w in windows}), len({w.col for w in windows})],
         "window": size,
         "stride": stride,
         "open_value": value,

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import topic_of_each_image
+from generator.records import Query, refs
 
 SPEC = spec("neighbours")
 VERSION = SPEC.version
@@ -68,16 +69,16 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
 
     pictures = []
     for q in range(min(int(params["queries"]), n)):
-        lists = {space: [{"image": int(j), "distance": round(float(d), 4), "topic": topic[j] + 1}
-                         for j, d in zip(ids[q], dist[q])] for space, (ids, dist) in found.items()}
-        same = {space: sum(item["topic"] == topic[q] + 1 for item in items) for space, items in lists.items()}
+        lists = {space: refs([int(j) for j in ids[q]], distance=[round(float(d), 4) for d in dist[q]],
+                             topic=[int(topic[j]) + 1 for j in ids[q]]) for space, (ids, dist) in found.items()}
+        same = {space: sum(topic[j] == topic[q] for j in ids[q]) for space, (ids, _) in found.items()}
         pictures.append(Picture(
             key=f"query-{q}", image=ctx.images[q],
             caption=f"Query: {ctx.class_name} image {q} (topic {topic[q] + 1}); of its {k} nearest class images "
             f"{same['fc7']} share its topic in fc7, {same['pixel']} in pixels",
             alt=f"Query image {q} of {ctx.class_name}",
             numbers={"fc7_same_topic": same["fc7"] / k, "pixel_same_topic": same["pixel"] / k},
-            meta={"image": q, "topic": topic[q], **lists},
+            meta=Query(image=q, topic=int(topic[q]), fc7=lists["fc7"], pixel=lists["pixel"]),
         ))
     return MethodResult(method="neighbours", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)
 

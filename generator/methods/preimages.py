@@ -20,6 +20,7 @@ from generator.engine.terms import feature_inversion
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import engine_settings, inversion_problem
 from generator.methods.layers import feature_layers, layer_features
+from generator.records import Step
 
 SPEC = spec("preimages")
 VERSION = SPEC.version
@@ -59,7 +60,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         name_of = ctx.image_names[i] if i < len(ctx.image_names) else f"image {i}"
         pictures.append(Picture(key=f"img{i}-original", image=originals[i],
                                 caption=f"{ctx.class_name} image {i} ({name_of}): the image whose features are inverted",
-                                alt=f"Class image {i} of {ctx.class_name}", meta={"image": i, "layer": "original"}))
+                                alt=f"Class image {i} of {ctx.class_name}", meta=Step(image=i, step="original")))
         found = [s for s in solutions if s.label.startswith(f"{i}:")]
         reached = layer_features(pathway, torch.stack([s.image for s in found]), list(layers.values()))
         for row, (solution, (name, key)) in enumerate(zip(found, layers.items())):
@@ -73,7 +74,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 f"pixel error {distance:.3g} ({settings.iterations} iterations, alpha-norm + TV)",
                 alt=f"Reconstruction of a {ctx.class_name} image from its {name} features",
                 numbers={"feature_error": error, "pixel_error": distance},
-                meta={"image": i, "layer": name, "diverged": solution.diverged},
+                meta=Step(image=i, step=name, diverged=solution.diverged),
             ))
     numbers: dict[str, Any] = {
         "layers": list(layers),

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.pathway import Pathway
+from generator.records import Step
 
 SPEC = spec("saliency")
 VERSION = SPEC.version
@@ -134,7 +135,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         overlaps.append(iou)
         pictures.append(Picture(key=f"img{i}-original", image=image,
                                 caption=f"{ctx.class_name} image {i}, class score {float(scores[i]):.3g}",
-                                alt=f"Class image {i} of {ctx.class_name}", meta={"image": i, "map": "original"}))
+                                alt=f"Class image {i} of {ctx.class_name}", meta=Step(image=i, step="original")))
         words = {"occlusion": "score drop when a grey square covers each region",
                  "gradcam": "Grad-CAM at pool5"}
         for name, heat in maps.items():
@@ -144,7 +145,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 f"agreement with the other map: rank correlation {rho:.2f}, top-{params['top']:.0%} IoU {iou:.2f}",
                 alt=f"Heat map over a {ctx.class_name} image showing where the {words[name]} is largest",
                 numbers={"rank_correlation": rho, "top_iou": iou, "peak": float(heat.max())},
-                meta={"image": i, "map": name},
+                meta=Step(image=i, step=name),
             ))
     numbers = {"images": chosen, "rank_correlation": _finite_mean(agreement), "top_iou": _finite_mean(overlaps)}
     return MethodResult(method="saliency", params=params, seed=ctx.seed, pictures=pictures, numbers=numbers)

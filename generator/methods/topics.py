@@ -36,6 +36,7 @@ from generator.methods.common import (
     split_signs,
 )
 from generator.pathway import Pathway
+from generator.records import Topic, refs
 
 SPEC = spec("topics")
 VERSION = SPEC.version
@@ -201,7 +202,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     pictures = []
     for k, solution in enumerate(solutions):
         order = shown[k]
-        retrieved = [{"image": int(i), "loading": float(topics.loadings[k, i])} for i in order]
+        retrieved = refs([int(i) for i in order], loading=[float(topics.loadings[k, i]) for i in order])
         units = int(topics.masks[k].sum())
         pictures.append(
             Picture(
@@ -221,14 +222,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
                 numbers={"score": solution.score, "prob": solution.prob, "units": units, "nearest_topic": nearest[k] + 1},
-                meta={
-                    "topic": k,
-                    "units": units,
-                    "rule": topics.rule[k],
-                    "cutoff": topics.cutoff[k],
-                    "retrieved": retrieved,
-                    "diverged": solution.diverged,
-                },
+                meta=Topic(topic=k, units=units, retrieved=retrieved, diverged=solution.diverged,
+                           notes={"rule": topics.rule[k], "cutoff": topics.cutoff[k]}),
             )
         )
     numbers = {
