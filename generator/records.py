@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
-if TYPE_CHECKING:
-    from generator.methods import Layout
+
+class Layout(Protocol):
+    """What a record needs of its method's layout (generator.methods.Layout): the JSON keys it names."""
+
+    @property
+    def rows(self) -> str: ...  # table: the rows' key
+
+    @property
+    def columns(self) -> str: ...  # table: the columns' key
+
+    @property
+    def step(self) -> str: ...  # strips: the step's key
 
 PLACE_LIMIT = 256  # pool5 positions: a window at 3e8 is not drawn
 INDEX_LIMIT = 10**6  # image, topic and table indices
@@ -64,9 +74,10 @@ def refs(images: Any, **numbers: Any) -> tuple[ImageRef, ...]:
     return tuple(ImageRef(int(i), {k: v[n] for k, v in numbers.items()}) for n, i in enumerate(images))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Meta:
-    """What any picture may carry; the record of the "pair" layout (pictures side by side)."""
+    """What any picture may carry; the record of the "pair" layout (pictures side by side).
+    Its fields are keyword-only, so a layout's own fields come first: `Step(0, "conv3")`."""
 
     diverged: bool = False  # the optimization blew up; the site marks the picture
     exemplars: tuple[ImageRef, ...] = ()  # class images that explain what the picture draws
@@ -104,9 +115,9 @@ class Meta:
         raw = raw if isinstance(raw, Mapping) else {}
         own = cls._parse_layout(raw, layout)
         known = {"diverged", "exemplars", "start_images", *cls._layout_keys(layout)}
-        base = {"diverged": raw.get("diverged") is True, "exemplars": image_refs(raw.get("exemplars")),
-                "starts": image_refs(raw.get("start_images")),
-                "notes": {str(k): v for k, v in raw.items() if k not in known}}
+        base: dict[str, Any] = {"diverged": raw.get("diverged") is True, "exemplars": image_refs(raw.get("exemplars")),
+                                "starts": image_refs(raw.get("start_images")),
+                                "notes": {str(k): v for k, v in raw.items() if k not in known}}
         if own is None:
             return Meta(**base)
         return cls(**base, **own)

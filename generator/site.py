@@ -27,7 +27,7 @@ import stat
 import struct
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
@@ -38,8 +38,8 @@ from PIL import Image
 from generator import store
 from generator.errors import SiteError
 from generator.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
-from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests
-from generator.methods import METHOD_NAMES, REGISTRY, Layout
+from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests, finite
+from generator.methods import METHOD_NAMES, METHODS, REGISTRY, Layout
 from generator.records import Cell, ImageRef, Meta, Query, Step, Topic, Window
 
 
@@ -165,6 +165,31 @@ class Section:
 
 
 @dataclass
+class StatValue:
+    """A method's number on a class's index card (`methods.Stat`)."""
+
+    key: str
+    text: str  # "3 styles", "het. 0.42"
+    title: str
+    value: float
+
+
+def _stats(sections: list[Section]) -> list[StatValue]:
+    found = []
+    for section in sections:
+        for declared in REGISTRY[section.name].stats if section.name in REGISTRY else ():
+            if declared.number:
+                value = finite(section.record.numbers.get(declared.number))
+                if value is not None:
+                    found.append(StatValue(declared.key, f"{declared.label} {format_number(value)}", declared.title, value))
+            else:
+                count = len(section.pictures)
+                text = f"{count} {declared.label}{'' if count == 1 else 's'}"
+                found.append(StatValue(declared.key, text, declared.title, count))
+    return found
+
+
+@dataclass
 class ClassPage:
     slug: str
     id: str
@@ -174,8 +199,7 @@ class ClassPage:
     images: list[OwnImage]
     sections: list[Section]
     card: Picture | None  # the picture on the index card
-    styles: int | None
-    heterogeneity: float | None
+    stats: list[StatValue]  # the registry's stats this class has, in registry order
     prev: "ClassPage | None" = None
     next: "ClassPage | None" = None
 
@@ -382,7 +406,7 @@ def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Pa
         if layout:
             layout["kind"] = kind
     headline = {k: v for k, v in record.numbers.items() if isinstance(v, (int, float))}
-    return Section(name=name, title=spec.title if spec else label(name).capitalize(),
+    return Section(name=name, title=in_words(spec.title, fc6) if spec else label(name).capitalize(),
                    summary=in_words(spec.summary, fc6) if spec else "", record=record, pictures=pictures,
                    headline=headline, layout=layout)
 
@@ -398,20 +422,10 @@ def _class_page(manifest: Manifest, folder: Path) -> ClassPage:
     methods = manifest.methods
     names = [m for m in METHOD_NAMES if m in methods] + sorted(m for m in methods if m not in REGISTRY)
     sections = [_section(name, methods[name], images, folder, has_fc6(manifest.model)) for name in names]
-    by_name = {s.name: s for s in sections}
-    card = None
-    if "classviz" in by_name:
-        card = next((p for p in by_name["classviz"].pictures if p.key == "prior"), None)
-    if card is None:
-        card = next((p for s in sections for p in s.pictures), None)
-    topics = by_name.get("topics")
-    heterogeneity = by_name["location"].record.numbers.get("heterogeneity") if "location" in by_name else None
-    return ClassPage(
-        slug=folder.name, id=info.id, name=info.name, index=info.index, model=dict(manifest.model),
-        images=images, sections=sections, card=card,
-        styles=len(topics.pictures) if topics else None,
-        heterogeneity=heterogeneity if isinstance(heterogeneity, (int, float)) else None,
-    )
+    cards = [p for s in sections if s.name in REGISTRY for p in s.pictures if p.key == REGISTRY[s.name].card]
+    card = next(iter(cards), None) or next((p for s in sections for p in s.pictures), None)
+    return ClassPage(slug=folder.name, id=info.id, name=info.name, index=info.index, model=dict(manifest.model),
+                     images=images, sections=sections, card=card, stats=_stats(sections))
 
 
 def load_classes(output: Path, warn: Callable[[str], None] | None = None) -> list[ClassPage]:
@@ -533,7 +547,7 @@ class PageWriter:
 
 INDEX_PAGE = 60  # cards on one page of the index (fills rows of 2 to 6 columns); the rest come from INDEX_SCRIPT
 INDEX_SCRIPT = "class-index.js"
-INDEX_FIELDS = ("slug", "id", "name", "index", "src", "width", "height", "alt", "styles", "heterogeneity", "het")
+INDEX_FIELDS = ("slug", "id", "name", "index", "src", "width", "height", "alt", "stats")
 
 
 def index_script(classes: list[ClassPage]) -> str:
@@ -542,9 +556,8 @@ def index_script(classes: list[ClassPage]) -> str:
     A script, not a JSON file: pages opened from file:// may run scripts but not fetch()."""
     rows = []
     for c in classes:
-        het = c.heterogeneity if c.heterogeneity is not None and math.isfinite(c.heterogeneity) else None
         card = [c.card.src, c.card.width, c.card.height, c.card.alt] if c.card else [None] * 4
-        rows.append([c.slug, c.id, c.name, c.index, *card, c.styles, het, None if het is None else format_number(het)])
+        rows.append([c.slug, c.id, c.name, c.index, *card, {s.key: [s.text, s.title, s.value] for s in c.stats}])
     data = json.dumps({"page": INDEX_PAGE, "fields": INDEX_FIELDS, "rows": rows}, separators=(",", ":"), allow_nan=False)
     return "window.ATLAS_INDEX = " + data.replace("<", "\\u003c") + ";\n"
 
@@ -578,7 +591,8 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     store.copy_tree(templates / "static", output / "static")
     claims, inversion = _measure(output, [manifest for _, manifest in manifests])
     model = classes[0].model
-    common = {"classes": classes, "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name")),
+    common = {"classes": classes, "stats": [declared for spec in METHODS for declared in spec.stats],
+              "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name")),
               "fc6": has_fc6(model), "words": LEVEL_WORDS[has_fc6(model)]}
     units_manifest, unit_links = _units(output)
     common["has_units"] = units_manifest is not None
@@ -596,7 +610,9 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
 
         write(output / "index.html", "index.html", "", page="index", page_size=INDEX_PAGE,
               index_script=f"{INDEX_SCRIPT}?v={version}")
-        write(output / "methods.html", "methods.html", "", page="methods")
+        write(output / "methods.html", "methods.html", "", page="methods",
+              methods=[replace(spec, title=in_words(spec.title, common["fc6"]), summary=in_words(spec.summary, common["fc6"]))
+                       for spec in METHODS])
         write(output / "claims.html", "claims.html", "", page="claims",
               claims=_claims_view(claims, names), inversion=_inversion_view(inversion))
         for page in classes:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from generator.catalog import CatalogError, load_catalog, read_labels, slugify
-from generator.methods import PriorParams, method_defaults
+from generator.methods import METHOD_NAMES, PriorParams, method_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,8 +186,7 @@ def test_default_catalog_loads_with_the_real_method_modules():
     assert cat.model.name == "alexnet" and cat.model.weights == "IMAGENET1K_V1"
     assert cat.images.source == "imagenette" and cat.images.per_class == 50
     assert [c.index for c in cat.classes] == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
-    assert set(cat.methods) == {"classviz", "location", "topics", "ensemble", "hierarchy", "inversion",
-                                "preimages", "caricatures", "neighbours", "fc7map", "saliency"}
+    assert set(cat.methods) == set(METHOD_NAMES)
     assert all(params["enabled"] for params in cat.methods.values())
 
 

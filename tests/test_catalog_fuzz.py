@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from generator.cli import app
+from generator.methods import METHODS
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -35,7 +36,7 @@ def valid(tiny_world, wnids) -> tuple[Path, dict]:
         "classes": [wnids[0], {"id": wnids[1], "name": "Second", "methods": {"topics": {"k": 2}}}, "cassette player"],
         "methods": {"topics": {"k": 3}, "location": {"enabled": False}, "ensemble": {"enabled": False},
                     "hierarchy": {"enabled": False}, "inversion": {"enabled": False},
-                    **{name: {"enabled": False} for name in ("preimages", "caricatures", "neighbours", "fc7map", "saliency")}},
+                    **{spec.name: {"enabled": False} for spec in METHODS if spec.diagnostic}},
         "units": {"iterations": 2, "top_k": 3, "per_class": 2},  # the unit atlas, cheap (its fields get mutated too)
         "output": "site", "device": "cpu", "seed": 1,
     }

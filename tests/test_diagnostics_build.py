@@ -7,9 +7,9 @@ import json
 from generator import build as build_module
 from generator import site
 from generator.build import build
-from generator.methods import method_defaults, method_module, spec
+from generator.methods import METHODS, method_defaults, method_module, spec
 
-DIAGNOSTICS = ("preimages", "caricatures", "neighbours", "fc7map", "saliency")
+DIAGNOSTICS = tuple(spec.name for spec in METHODS if spec.diagnostic)
 FAST = {"preimages": {"iterations": 2}, "caricatures": {"iterations": 2, "layers": "conv1,fc7"}}
 
 

@@ -41,10 +41,10 @@ def test_run_samples_masks_times_inits_with_recorded_seeds(tiny_context):
     result = ensemble.run(ctx, {"masks": 2, "inits": 2, "init": "noise"})  # noise: the inits differ in fc7 too
     assert [p.key for p in result.pictures] == ["mask0-init0", "mask0-init1", "mask1-init0", "mask1-init1"]
     metas = [p.meta for p in result.pictures]
-    assert metas[0]["mask_seed"] == metas[1]["mask_seed"] != metas[2]["mask_seed"]
-    assert metas[0]["init_seed"] == metas[2]["init_seed"] != metas[1]["init_seed"]
+    assert metas[0].row_seed == metas[1].row_seed != metas[2].row_seed
+    assert metas[0].column_seed == metas[2].column_seed != metas[1].column_seed
     # the recorded seed rebuilds the mask: the picture's score is reached under exactly that mask
-    m6, m7 = ensemble.mask_pair(ctx.pathway.fc6_dim, ctx.pathway.fc7_dim, 0.5, metas[2]["mask_seed"])
+    m6, m7 = ensemble.mask_pair(ctx.pathway.fc6_dim, ctx.pathway.fc7_dim, 0.5, metas[2].row_seed)
     with torch.no_grad():
         fc8 = ctx.pathway(result.pictures[2].image[None], m6=m6, m7=m7).fc8
     assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[2].numbers["score"], rel=1e-4, abs=1e-5)
@@ -116,7 +116,7 @@ def test_a_member_favours_the_images_it_lifts_most_and_starts_from_their_blurred
     assert starts[2] == result.numbers["favourites"][1] != starts[0] and starts[3] == []
     assert "favours most" in result.pictures[0].caption
     noise = ensemble.run(ctx, {"masks": 2, "inits": 2, "init": "noise"})
-    assert "start_images" not in noise.pictures[0].meta and "favourites" not in noise.numbers
+    assert noise.pictures[0].meta.starts == () and "favourites" not in noise.numbers
 
 
 def test_demo_members_favour_a_planted_style(demo_context, demo_world):

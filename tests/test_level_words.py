@@ -12,10 +12,11 @@ import pytest
 from generator.build import build
 from generator.catalog import load_catalog
 from generator.families import has_fc6
+from generator.methods import METHOD_NAMES
 from generator.site import render
 
-METHODS = "".join(f"  {m}: {{enabled: false}}\n" for m in (
-    "classviz", "location", "inversion", "preimages", "caricatures", "neighbours", "fc7map", "saliency"))
+# only the methods whose texts name levels differently with and without fc6
+METHODS = "".join(f"  {m}: {{enabled: false}}\n" for m in METHOD_NAMES if m not in ("topics", "ensemble", "hierarchy"))
 # a net without fc6 may still say so ("no fc6", the hierarchy's "{m6-7} is left out")
 SAYS_ABSENT = re.compile(r"no fc6|\{m6-7\} is left out")
 NAMES_FC6 = re.compile(r"\bfc6\b|\bm6\b|m6-7")

@@ -2,10 +2,13 @@
 layouts of the demo world."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from generator.methods import location
+from generator.records import Window
 
 
 def test_window_positions_cover_the_grid():
@@ -22,7 +25,7 @@ def test_window_positions_cover_the_grid():
 def test_window_grid_is_row_major_with_meta():
     grid = location.window_grid((256, 6, 6), 2, 2)
     assert len(grid) == 9
-    assert grid[5] == {"row": 1, "col": 2, "top": 2, "left": 4, "size": 2}
+    assert grid[5] == Window(row=1, col=2, top=2, left=4, size=2)
 
 
 def test_cosine_distances_and_mean_pairwise():
@@ -39,7 +42,8 @@ def test_run_gives_one_picture_per_window_ranked_by_score(tiny_context):
     assert [p.key for p in result.pictures][:2] == ["window-r0-c0", "window-r0-c1"]
     assert len(result.pictures) == 9 and result.numbers["grid"] == [3, 3]
     first = result.pictures[0]
-    assert {"row", "col", "top", "left", "size"} <= set(first.meta)
+    assert first.meta == replace(location.window_grid(ctx.pathway.pool5_shape, 2, 2)[0], diverged=first.meta.diverged,
+                                 exemplars=first.meta.exemplars)
     assert first.image.shape == (3, 48, 48) and first.caption and first.alt
     scores = {p.key: p.numbers["score"] for p in result.pictures}
     ranked = result.numbers["strongest"]
@@ -84,11 +88,12 @@ def test_window_exemplars_are_the_class_images_scoring_highest_through_the_windo
     through_top, through_all = location.window_exemplars(ctx, [top, everything], k=3)
     # a mask that opens everything ranks the images by their plain class score
     plain = ctx.features.fc8[:, ctx.class_index]
-    assert [e["image"] for e in through_all] == torch.argsort(plain, descending=True)[:3].tolist()
-    assert [e["score"] for e in through_all] == pytest.approx(sorted(plain.tolist(), reverse=True)[:3], abs=1e-5)
+    assert [e.image for e in through_all] == torch.argsort(plain, descending=True)[:3].tolist()
+    assert [e.numbers["score"] for e in through_all] == pytest.approx(sorted(plain.tolist(), reverse=True)[:3], abs=1e-5)
     # one window ranks them by what that window alone gives the class, best first
-    assert [e["score"] for e in through_top] == sorted((e["score"] for e in through_top), reverse=True)
-    assert len(through_top) == 3 and all(0 <= e["image"] < ctx.images.shape[0] for e in through_top)
+    scores = [e.numbers["score"] for e in through_top]
+    assert scores == sorted(scores, reverse=True)
+    assert len(through_top) == 3 and all(0 <= e.image < ctx.images.shape[0] for e in through_top)
 
 
 def test_each_window_picture_carries_its_exemplars(tiny_context):

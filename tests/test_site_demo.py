@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from html import escape
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -16,7 +17,7 @@ import pytest
 from generator import site
 from generator.build import build
 from generator.catalog import load_catalog
-from generator.methods import METHOD_NAMES
+from generator.methods import METHOD_NAMES, METHODS
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -39,6 +40,9 @@ def demo_atlas(demo_world, tmp_path_factory) -> Path:
 
 
 def test_every_method_of_every_class_is_on_its_page(demo_atlas):
+    methods_page = (demo_atlas / "methods.html").read_text()
+    for spec in METHODS:
+        assert f'<h2 id="{spec.name}-title">{escape(spec.title)}</h2>' in methods_page
     for manifest_path in (demo_atlas / "classes").glob("*/manifest.json"):
         manifest = json.loads(manifest_path.read_text())
         html = (manifest_path.parent / "index.html").read_text()

@@ -256,6 +256,11 @@ class Fc7MapParams:
 
 
 @dataclass(frozen=True)
+class MeanParams:
+    top: int = param(10, at_least=1, at_most=100_000, help="the class images the network scores highest, averaged apart")
+
+
+@dataclass(frozen=True)
 class SaliencyParams:
     images: int = param(4, at_least=1, at_most=1000, help="the class images with the highest class score")
     patch: float = param(0.2, above=0, at_most=1, help="occluder side, a fraction of the input side")
@@ -309,9 +314,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Stat:
+    """One number of a method on the class's index card; the index sorts by it (high first)."""
+
+    key: str  # its name in the index's data and sort menu
+    label: str  # the noun after a count ("style"), or the label before a number ("het.")
+    title: str = ""  # the pill's tooltip
+    number: str = ""  # the method's `numbers` field shown; "": how many pictures the method made
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     name: str
-    title: str
+    title: str  # level {placeholders} as in `summary`
     summary: str  # one line, shown above the method's pictures; {placeholders} name levels in the net's
     # words (families.LEVEL_WORDS: a net without fc6 has no m6), filled by families.in_words
     version: int  # bump when the code changes what it produces (part of the artifact key)
@@ -319,6 +334,9 @@ class MethodSpec:
     layout: Layout
     claims: tuple[Claim, ...] = ()
     uses_prior: Callable[[Mapping[str, Any]], bool] = lambda params: False  # needs the class's patch database
+    diagnostic: bool = False  # a per-class diagnostic beside the paper's methods (not the paper's own)
+    card: str = ""  # key of the picture that stands for the class on the index (first method with one wins)
+    stats: tuple[Stat, ...] = ()  # numbers shown on the class's index card
 
     def defaults(self) -> dict[str, Any]:
         return dataclasses.asdict(self.params())
@@ -341,9 +359,10 @@ METHODS: tuple[MethodSpec, ...] = (
             Claim("prior-prob", "3", "With the prior the picture still reaches the class (target probability)."),
         ),
         uses_prior=lambda params: True,
+        card="prior",
     ),
     MethodSpec(
-        name="location", title="Location grid", version=4, params=LocationParams,
+        name="location", title="Location grid (m5)", version=4, params=LocationParams,
         summary="Each picture opens only one window of pool5 (mask m5); they sit where their windows sit.",
         layout=Layout("grid", exemplars="Class images scoring highest through this window"),
         claims=(
@@ -353,9 +372,10 @@ METHODS: tuple[MethodSpec, ...] = (
                   "windows (monastery vs terrier) (truth-free proxy)."),
         ),
         uses_prior=_prior_switch,
+        stats=(Stat("heterogeneity", "het.", "heterogeneity of the location grid", number="heterogeneity"),),
     ),
     MethodSpec(
-        name="topics", title="Topic styles", version=4, params=TopicsParams,
+        name="topics", title="Topic styles (m7)", version=4, params=TopicsParams,
         summary="NMF of the class's {fc7_codes}; each topic's units form the mask m7. Its visualization sits "
         "beside the images that load most on it.",
         layout=Layout("topic-rows"),
@@ -366,9 +386,10 @@ METHODS: tuple[MethodSpec, ...] = (
                   "like that topic's images."),
         ),
         uses_prior=_prior_switch,
+        stats=(Stat("styles", "style"),),
     ),
     MethodSpec(
-        name="ensemble", title="Dropout ensemble", version=6, params=EnsembleParams,
+        name="ensemble", title="Dropout ensemble ({dropout_code})", version=6, params=EnsembleParams,
         summary="Random dropout masks on {dropped} pick ensemble members; rows are masks, columns random "
         "initializations. Each member starts from the blurred mean of the class images it favours most over "
         "the full net (shown under its first picture), so its inits differ only by their noise.",
@@ -386,7 +407,7 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="hierarchy", title="Hierarchical codes", version=6, params=HierarchyParams,
+        name="hierarchy", title="Hierarchical codes (m5-7)", version=6, params=HierarchyParams,
         summary="Class visualization constrained by a real image's on/off code at more and more layers "
         "({code_layers}): the units the image has on carry the class score, the units it has off are "
         "kept quiet.",
@@ -418,6 +439,7 @@ METHODS: tuple[MethodSpec, ...] = (
         layout=Layout("strips", step="layer", steps="layers", leading=("original",), titles={"original": "Original"},
                       numbers={"feature_error": "feature error ||φ(x)−φ0||²/||φ0||²",
                                "pixel_error": "pixel error ||x−x0||/||x0||"}),
+        diagnostic=True,
     ),
     MethodSpec(
         name="caricatures", title="Caricatures", version=1, params=CaricaturesParams,
@@ -425,18 +447,21 @@ METHODS: tuple[MethodSpec, ...] = (
         "<phi(x), phi0> / ||phi0||^2, alpha-norm + TV): what that layer sees in the image, exaggerated.",
         layout=Layout("strips", step="layer", steps="layers", leading=("original",), titles={"original": "Original"},
                       step_title="Caricature at {}"),
+        diagnostic=True,
     ),
     MethodSpec(
         name="neighbours", title="Nearest neighbours: fc7 vs pixels", version=1, params=NeighboursParams,
         summary="Each query's nearest class images in fc7 (cosine) and in raw pixels (L2), via faiss: fc7 "
         "neighbours share what the picture shows, pixel neighbours share colour and layout.",
         layout=Layout("neighbours"),
+        diagnostic=True,
     ),
     MethodSpec(
         name="fc7map", title="fc7 map", version=1, params=Fc7MapParams,
         summary="The class's images laid out by a 2-D t-SNE of their fc7 codes, snapped to a grid; each border "
         "is coloured by the image's NMF topic.",
         layout=Layout("pair", order=("map",)),
+        diagnostic=True,
     ),
     MethodSpec(
         name="saliency", title="Occlusion and Grad-CAM", version=1, params=SaliencyParams,
@@ -444,6 +469,16 @@ METHODS: tuple[MethodSpec, ...] = (
         "(occlusion), and Grad-CAM at pool5 (the last feature map), on the images the class scores highest.",
         layout=Layout("strips", step="map", leading=("original",), order=("occlusion", "gradcam"),
                       titles={"original": "Image", "occlusion": "Occlusion", "gradcam": "Grad-CAM (pool5)"}),
+        diagnostic=True,
+    ),
+    MethodSpec(
+        name="mean", title="Mean image", version=1, params=MeanParams,
+        summary="The pixel mean of the class's images, and of the ones the network scores highest: the layout and "
+        "colours the class's photos share, and whether the network reads that average as the class (p).",
+        layout=Layout("pair", order=("all", "top"), titles={"all": "Mean of the class images",
+                                                            "top": "Mean of its highest-scoring images"},
+                      exemplars="The images it averages"),
+        diagnostic=True,
     ),
 )
 REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in METHODS}

@@ -66,10 +66,9 @@ function setupIndex() {
     meta.append(el("code", "", c.id));
     if (c.index !== null) meta.append(" · #" + c.index);
     const stats = el("span", "card-stats");
-    if (c.styles !== null) stats.append(el("span", "pill", c.styles + (c.styles === 1 ? " style" : " styles")));
-    if (c.heterogeneity !== null) {
-      const pill = el("span", "pill", "het. " + c.het);
-      pill.title = "heterogeneity of the location grid";
+    for (const [text, title] of Object.values(c.stats)) {
+      const pill = el("span", "pill", text);
+      if (title) pill.title = title;
       stats.append(pill);
     }
     body.append(el("span", "card-title", c.name), meta, stats);
@@ -95,14 +94,16 @@ function setupIndex() {
   }
 
   function compare(key) {
-    const value = (c) => (key === "name" ? c.name.toLowerCase() : c[key]);
+    // index and name ascending; a method's stat (site.StatValue) high first
+    const stat = key !== "index" && key !== "name";
+    const value = (c) => (key === "name" ? c.name.toLowerCase() : stat ? (c.stats[key] || [])[2] ?? null : c[key]);
     return (a, b) => {
       const x = value(a), y = value(b);
       if (x === y) return a.position - b.position;
       if (x === null) return 1;   // classes without the number go last
       if (y === null) return -1;
       if (key === "name") return x.localeCompare(y);
-      return key === "heterogeneity" ? y - x : x - y;
+      return stat ? y - x : x - y;
     };
   }
 
