@@ -1,15 +1,15 @@
-"""The study of docs/tuning.md#parameterization: the shared alexnet-slim's class visualizations
-under each engine variant, read by the judge.
+"""Reproduces docs/tuning.md#parameterization: class visualizations per engine variant, read by the judge.
 
     python -m benchmarks.studies.judge_ab [--variants pixels,pixels-transforms,fourier] [--classes 0,4,9] [--out DIR]
 
 For each variant: `atlas build --only classviz` of catalogs/shared-alexnet-slim.yaml into
 DIR/<variant> with the variant's engine settings over the catalog's (raw pixels and the paper's
-image-normalized patches, with jitter only or with Lucid's transforms; the Fourier defaults with
-the prior at weight 10 on image-normalized patches, at 30, and at its default 100 on
-photo-normalized patches), then benchmarks/transfer.py's classviz rows and colour ratio. A built variant is reused (the build is
-incremental). Writes DIR/ab.json and DIR/ab.png, a contact sheet: one row per class, (baseline,
-prior) per variant, then one of the class's photos. Needs the `judge` extra and ../shared.
+image-normalized patches, with jitter only or with Lucid's transforms; the Fourier defaults with the
+prior at weight 10 on image-normalized patches, at 30, and at its default 100 on photo-normalized
+patches), then benchmarks/transfer.py's classviz rows and colour ratio. A built variant is reused
+(the build is incremental). Writes DIR/ab.json and DIR/ab.png, a contact sheet: one row per class,
+(baseline, prior) per variant, then one of the class's photos. Needs the `judge` extra and
+../shared.
 """
 from __future__ import annotations
 

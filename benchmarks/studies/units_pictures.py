@@ -1,8 +1,9 @@
-"""The study of docs/tuning.md#unit-visualizations: are the unit atlas's pictures readable, and what
-do they cost? On the shared alexnet-slim, 16 pool5 channels (every 8th) and 4 fc7 units, the plain
-and prior pictures of each, solved as the unit step solves them, once with raw pixels (`pixels`: 16
-steps from noise of std 0.5, no transform) and once with the catalog defaults (`defaults`), in one
-process one after the other:
+"""Reproduces docs/tuning.md#unit-visualizations: unit pictures in raw pixels against the defaults.
+
+Are the unit atlas's pictures readable, and what do they cost? On the shared alexnet-slim, 16 pool5
+channels (every 8th) and 4 fc7 units, the plain and prior pictures of each, solved as the unit step
+solves them, once with raw pixels (`pixels`: 16 steps from noise of std 0.5, no transform) and once
+with the catalog defaults (`defaults`), in one process one after the other:
 
 - activation: the unit's value on the picture (pool5: maximum over positions) over its top dataset
   activation among the catalog's 500 images (>= 1: the picture drives the unit as hard as its best

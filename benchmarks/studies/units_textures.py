@@ -1,8 +1,10 @@
-"""The study of docs/units.md#a-b: do the unit atlas's per-filter textures carry their channel, and
-what do they cost? On the shared alexnet-slim, 12 pool5 channels (every 11th), the texture of each
-(Xia et al.: the top image's pool5 map with every other channel zeroed, inverted), solved once by
-matching the whole one-channel code in raw pixels (`whole-code`: 16 steps at lr 0.1 from noise of
-std 0.5) and once as the unit step does (`defaults`: the catalog defaults, units_run.texture_problem):
+"""Reproduces docs/units.md#whole-code-or-kept-channel: per-filter textures, whole code against kept channel.
+
+Do the unit atlas's per-filter textures carry their channel, and what do they cost? On the shared
+alexnet-slim, 12 pool5 channels (every 11th), the texture of each (Xia et al.: the top image's pool5
+map with every other channel zeroed, inverted), solved once by matching the whole one-channel code
+in raw pixels (`whole-code`: 16 steps at lr 0.1 from noise of std 0.5) and once as the unit step
+does (`defaults`: the catalog defaults, units_run.texture_problem):
 
 - channel error: ||pool5[c](x) - t_c|| / ||t_c|| on the kept channel's map t_c (median, range, and
   how many channels stay >= 0.99, i.e. silent like a grey image, which scores 1.0);
