@@ -1,4 +1,4 @@
-"""The anchor to beat (issue 13): Lucent's `render_vis` on the shared mobilenet-v2, read by the judge.
+"""The anchor to beat: Lucent's `render_vis` on the shared mobilenet-v2, read by the judge.
 
     python -m benchmarks.lucent_anchor [--steps 200] [--size 224] [--classes 10] [--seed 0]
                                        [--json PATH] [--sheet PATH]

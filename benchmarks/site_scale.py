@@ -1,6 +1,6 @@
 """Does the website hold at 1000 classes? (targets: index transfer < 500 KB, render < 20 s)
 
-Writes a fake atlas of N ImageNet classes (tests/sitefixture.py's schema-exact manifests; every
+Writes a fake atlas of N ImageNet classes (benchmarks/fake_atlas.py's schema-exact manifests; every
 class page references real small picture files, hard-linked from one drawn class), runs
 `atlas render` on it in a fresh process and reports:
 
@@ -22,7 +22,6 @@ Writes benchmarks/out/site_scale.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -35,17 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.browser import CHROMIUM_ARGS, chromium_path
+from benchmarks.fake_atlas import write_large_atlas
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 INDEX_TARGET_BYTES = 500_000
 RENDER_TARGET_S = 20.0
-
-
-def _sitefixture():
-    spec = importlib.util.spec_from_file_location("atlas_sitefixture", REPO / "tests" / "sitefixture.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def index_transfer(output: Path) -> tuple[int, int]:
@@ -66,13 +61,11 @@ def first_paint_ms(index: Path) -> float | None:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return None
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = chromium_path()
     if executable is None:
         return None
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=args)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(index.as_uri())
         page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0")
@@ -93,7 +86,7 @@ def lighthouse_scores(output: Path, pages: list[str], command: str | None) -> di
     if command == "none":
         return None
     command = command or shutil.which("lighthouse")
-    chromium = os.environ.get("CHROME_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = os.environ.get("CHROME_PATH") or chromium_path()
     if command is None or chromium is None:
         return None
     with socket.socket() as probe:  # a free port
@@ -132,7 +125,7 @@ def main() -> None:
     output = args.keep or Path(tempfile.mkdtemp(prefix="site-scale-"))
     try:
         start = time.perf_counter()
-        _sitefixture().write_large_atlas(output, args.classes)
+        write_large_atlas(output, args.classes)
         made = time.perf_counter() - start
         start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "generator", "render", "--output", str(output)], check=True,

@@ -1,6 +1,6 @@
 """The unit atlas's pages on a built atlas (targets: layer index transfer < 300 KB, `atlas render`
 with the unit pages < 5 s), or on a synthetic one (`--synthetic N`: N classes with all 11
-methods, tests/sitefixture.py's manifests, plus a unit atlas of AlexNet's shape: 256 pool5
+methods, benchmarks/fake_atlas.py's manifests, plus a unit atlas of AlexNet's shape: 256 pool5
 channels and 8 fc6 + 8 fc7 units per class, 9 patches each):
 
   * render seconds: `python -m generator render` in a fresh process, twice (the first writes every
@@ -18,7 +18,6 @@ Writes benchmarks/out/units_site.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import resource
@@ -29,6 +28,9 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from benchmarks.browser import CHROMIUM_ARGS, chromium_path
+from benchmarks.fake_atlas import write_fake_units, write_large_atlas
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 INDEX_TARGET_BYTES = 300_000
@@ -37,11 +39,8 @@ RENDER_TARGET_S = 5.0
 
 def write_synthetic(output: Path, n_classes: int) -> None:
     """N classes with every method (write_large_atlas) and an AlexNet-shaped unit atlas."""
-    spec = importlib.util.spec_from_file_location("atlas_sitefixture", REPO / "tests" / "sitefixture.py")
-    fixture = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(fixture)  # type: ignore[union-attr]
-    fixture.write_large_atlas(output, n_classes)
-    fixture.write_fake_units(output)
+    write_large_atlas(output, n_classes)
+    write_fake_units(output)
 
 
 def render_seconds(output: Path) -> tuple[float, float]:
@@ -57,9 +56,6 @@ def render_seconds(output: Path) -> tuple[float, float]:
 def eager_bytes(page_path: Path) -> dict[str, int]:
     """Bytes of every file Chromium requests on opening the page (no scrolling)."""
     from playwright.sync_api import sync_playwright
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_browser import CHROMIUM_ARGS, chromium_path
 
     requested: list[str] = []
     with sync_playwright() as playwright:

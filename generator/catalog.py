@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from generator.classtable import class_table
 from generator.errors import CatalogError
+from generator.families import TORCHVISION_MODELS, TORCHVISION_WEIGHTS, supported_families
 from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
 from generator.modelspec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, is_weights_path
 from generator.store import unsafe_output
@@ -348,8 +350,6 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
 
 
 def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
-    from generator import models  # models imports this module's dataclasses
-
     if isinstance(raw, str):
         raw = {"name": raw}
     spec = check.mapping(raw, "model", ("name", "weights", "num_classes", "labels", "input_size", "mean", "std"),
@@ -364,12 +364,14 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
             if not file.is_file():
                 raise check.fail("model.name", f"model file {file} not found")
             name = f"{file}:{factory}"
-    elif name not in models.TORCHVISION_MODELS:
+    elif name not in TORCHVISION_MODELS:
+        from generator import models  # torchvision itself, only to say why a name is refused
+
         if name in models.torchvision_model_names():
             raise check.fail("model.name", f"torchvision's {name} cannot be split into the atlas's pathway: "
                              f"{models.unsupported_reason(name)}; or file.py:factory")
-        raise check.fail("model.name", f"unknown model {name!r}{_hint(name, models.TORCHVISION_MODELS)}; supported "
-                         f"torchvision families: {models.supported_families()}; or path/file.py:factory, "
+        raise check.fail("model.name", f"unknown model {name!r}{_hint(name, TORCHVISION_MODELS)}; supported "
+                         f"torchvision families: {supported_families()}; or path/file.py:factory, "
                          "or package.module:factory")
     weights = spec.get("weights")
     if weights is not None:
@@ -382,7 +384,9 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
         elif ":" in name:
             raise check.fail("model.weights", f"{weights!r} is a torchvision weights name, but {name} is a factory; "
                              "pass the path of a state_dict file")
-        else:
+        elif weights not in TORCHVISION_WEIGHTS[name]:
+            from generator import models  # a name the table lacks: ask torchvision (it may be newer)
+
             known = models.torchvision_weight_names(name)
             if weights not in known:
                 raise check.fail("model.weights",
@@ -498,8 +502,6 @@ def _parse_engine(check: _Checker, raw: Any) -> dict:
 
 
 def _parse_classes(check: _Checker, raw: Any, model: ModelSpec, methods: dict[str, dict]) -> list[ClassEntry]:
-    from generator.models import class_table
-
     table = class_table(model)
     if raw == "all":
         raw = [class_id for class_id, _ in table]

@@ -19,6 +19,22 @@ MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 TORCHVISION_MODELS = tuple(name for names in MODEL_FAMILIES.values() for name in names)
 
+# The weights names torchvision ships for each supported model (`get_model_weights(name)`), as
+# data so that the catalog checks `model.weights` without importing torch. A name missing here is
+# asked of torchvision itself (a newer torchvision may ship more); tests/test_models.py checks that
+# torchvision knows every name here.
+_WEIGHTS_V2 = {"resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2", "resnext50_32x4d",
+               "resnext101_32x8d", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b1",
+               *(name for name in MODEL_FAMILIES["regnet"] if name != "regnet_y_128gf")}
+_WEIGHTS_SWAG = ("IMAGENET1K_SWAG_E2E_V1", "IMAGENET1K_SWAG_LINEAR_V1")
+TORCHVISION_WEIGHTS: dict[str, tuple[str, ...]] = {
+    **{name: ("IMAGENET1K_V1", *(("IMAGENET1K_V2",) if name in _WEIGHTS_V2 else ()), "DEFAULT") for name in TORCHVISION_MODELS},
+    "vgg16": ("IMAGENET1K_V1", "IMAGENET1K_FEATURES", "DEFAULT"),
+    "regnet_y_16gf": ("IMAGENET1K_V1", "IMAGENET1K_V2", *_WEIGHTS_SWAG, "DEFAULT"),
+    "regnet_y_32gf": ("IMAGENET1K_V1", "IMAGENET1K_V2", *_WEIGHTS_SWAG, "DEFAULT"),
+    "regnet_y_128gf": (*_WEIGHTS_SWAG, "DEFAULT"),
+}
+
 # Which layer plays which part, per family (the methods page's table). "none": the family lacks
 # the level, so its masks and hierarchy levels are left out.
 FAMILY_ROLES: dict[str, dict[str, str]] = {

@@ -9,7 +9,6 @@ what to do, instead of a traceback.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib
 import importlib.resources
@@ -24,21 +23,13 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from generator.classtable import class_table, imagenet_classes  # noqa: F401  (re-exported)
 from generator.errors import ModelError
 from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
-from generator.modelspec import WNID_PATTERN, ModelSpec, is_weights_path
+from generator.modelspec import ModelSpec, is_weights_path
 from generator.pathway import Pathway, PathwayError
 
 DOWNLOAD_TIMEOUT_S = 30
-
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_classes() -> tuple[tuple[str, str], ...]:
-    """The 1000 ILSVRC-2012 (wnid, name) pairs in the standard index order (package data)."""
-    text = importlib.resources.files("generator").joinpath("data/imagenet_classes.tsv").read_text()
-    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
-    return tuple((wnid, name) for _, wnid, name in rows)
 
 
 def torchvision_model_names() -> list[str]:
@@ -58,20 +49,6 @@ def torchvision_weight_names(name: str) -> list[str]:
     import torchvision.models
 
     return list(torchvision.models.get_model_weights(name).__members__)
-
-
-def class_table(spec: ModelSpec) -> list[tuple[str, str]]:
-    """(id, name) of each output, in output order.
-
-    With `labels`, ImageNet wnids get their ImageNet names and any other label names itself.
-    Without, the 1000 ILSVRC classes, or "0".."n-1" for a model with another num_classes.
-    """
-    names = dict(imagenet_classes())
-    if spec.labels is not None:
-        return [(label, names.get(label, label) if WNID_PATTERN.match(label) else label) for label in spec.labels]
-    if spec.num_classes is not None and spec.num_classes != len(names):
-        return [(str(i), f"class {i}") for i in range(spec.num_classes)]
-    return list(imagenet_classes())
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -39,10 +39,9 @@ from generator.engine.patch_prior import global_normalize
 
 # faiss threads (env ATLAS_FAISS_THREADS; default: as many as torch uses). faiss and torch
 # share one OpenMP runtime, so the count is set only around a search and torch's restored
-# after it: setting faiss to 1 thread once at import (as we first did, against spin-waiting
-# faiss threads competing with torch's) silently left torch on one core for the whole process,
-# and the engine ran 1.7x slower on 2 cores. Sharing the runtime, the two no longer compete:
-# the tests take the same time with 1 or 2 faiss threads, and 2 made the prior's exact search
+# after it: setting faiss to 1 thread once at import would leave torch on one core for the
+# whole process (the engine runs 1.7x slower on 2 cores). Sharing the runtime, the two do not
+# compete: the tests take the same time with 1 or 2 faiss threads, and 2 made the prior's exact search
 # (a third of its per-step cost at re-match every 2 steps) twice as fast.
 FAISS_THREADS = int(os.environ.get("ATLAS_FAISS_THREADS", "0"))
 

@@ -1,6 +1,6 @@
 """The unit atlas's declared part: its catalog section, its artifact key and its manifest.
 
-The unit atlas (issue 14) gives single units a page each: every pool5 channel and the fc6/fc7
+The unit atlas gives single units a page each: every pool5 channel and the fc6/fc7
 units that matter most for each catalog class, with their top dataset patches, their
 visualization through the engine and, for pool5, Xia et al.'s per-filter texture. Unlike the
 methods it looks across all classes at once, so it is one build step of its own, keyed like a

@@ -1,6 +1,6 @@
 """Shared fixtures: the real data in ../shared (skipped cleanly without it), the demo world in a
-per-session cache, and the builders of helpers.py and sitefixture.py (tests never import each
-other; they ask for these fixtures)."""
+per-session cache, the builders of helpers.py, the fake atlases of benchmarks/fake_atlas.py and
+the page reader of pagecheck.py (tests never import each other; they ask for these fixtures)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import helpers
-import sitefixture
+import pagecheck
+from benchmarks import fake_atlas
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_SHARED", REPO.parent / "shared"))
@@ -117,38 +118,38 @@ def write_weights():
 
 @pytest.fixture(scope="session")
 def write_fake_atlas():
-    """sitefixture.write_fake_atlas(output, n_classes=3, ...): a schema-exact fake atlas."""
-    return sitefixture.write_fake_atlas
+    """fake_atlas.write_fake_atlas(output, n_classes=3, ...): a schema-exact fake atlas."""
+    return fake_atlas.write_fake_atlas
 
 
 @pytest.fixture(scope="session")
 def write_large_atlas():
-    """sitefixture.write_large_atlas(output, n_classes=1000): a fake atlas at ImageNet scale."""
-    return sitefixture.write_large_atlas
+    """fake_atlas.write_large_atlas(output, n_classes=1000): a fake atlas at ImageNet scale."""
+    return fake_atlas.write_large_atlas
 
 
 @pytest.fixture(scope="session")
 def write_fake_units():
-    """sitefixture.write_fake_units(output, pool5=256, fc=4096, per_class=8, top_k=9): a fake unit atlas."""
-    return sitefixture.write_fake_units
+    """fake_atlas.write_fake_units(output, pool5=256, fc=4096, per_class=8, top_k=9): a fake unit atlas."""
+    return fake_atlas.write_fake_units
 
 
 @pytest.fixture(scope="session")
 def hostile_name() -> str:
     """The class name of the fake atlas that must render as text."""
-    return sitefixture.HOSTILE_NAME
+    return fake_atlas.HOSTILE_NAME
 
 
 @pytest.fixture(scope="session")
 def pages():
-    """sitefixture.pages(output) -> the atlas's HTML pages."""
-    return sitefixture.pages
+    """pagecheck.pages(output) -> the atlas's HTML pages."""
+    return pagecheck.pages
 
 
 @pytest.fixture(scope="session")
 def parse():
-    """sitefixture.parse(path) -> a PageChecker (balance errors, links, images, ids, text)."""
-    return sitefixture.parse
+    """pagecheck.parse(path) -> a PageChecker (balance errors, links, images, ids, text)."""
+    return pagecheck.parse
 
 
 @pytest.fixture

@@ -6,26 +6,14 @@ Chromium (`apt-get install chromium`); skipped with the reason when either is mi
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import CHROMIUM_ARGS, chromium_path
 from generator import site
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    """The system Chromium (ATLAS_CHROMIUM overrides), or None."""
-    candidates = [os.environ.get("ATLAS_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                  "/usr/bin/chromium"]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
-
 
 def expect(locator):
     """Playwright's auto-waiting assertions (imported here: Playwright is optional)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator import catalog
 from generator.catalog import CatalogError, load_catalog, read_labels, slugify
 from generator.methods import METHOD_NAMES, PriorParams, method_defaults
 
@@ -188,6 +189,13 @@ def test_default_catalog_loads_with_the_real_method_modules():
     assert [c.index for c in cat.classes] == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
     assert set(cat.methods) == set(METHOD_NAMES)
     assert all(params["enabled"] for params in cat.methods.values())
+
+
+def test_weights_the_table_lacks_are_asked_of_torchvision(tmp_path, base, monkeypatch):
+    """A newer torchvision may ship weights the catalog's table does not list: they still load."""
+    monkeypatch.setitem(catalog.TORCHVISION_WEIGHTS, "alexnet", ())
+    base["model"]["weights"] = "IMAGENET1K_V1"
+    assert load_catalog(write(tmp_path, base)).model.weights == "IMAGENET1K_V1"
 
 
 def test_prior_section_is_typed_and_defaults_to_the_registry(tmp_path, base):

@@ -135,6 +135,17 @@ def test_pooled_family_names_are_supported_and_listed():
     assert FAMILY_ROLES["resnet"]["fc6"] == "none" and FAMILY_ROLES["alexnet"]["fc6"].startswith("fc6")
 
 
+def test_the_weights_table_names_only_weights_torchvision_ships():
+    """The catalog accepts a weights name from this table without asking torchvision, so every
+    name in it must load."""
+    from generator.families import TORCHVISION_WEIGHTS
+    from generator.models import TORCHVISION_MODELS, torchvision_weight_names
+
+    assert set(TORCHVISION_WEIGHTS) == set(TORCHVISION_MODELS)
+    for name, weights in TORCHVISION_WEIGHTS.items():
+        assert set(weights) <= set(torchvision_weight_names(name)), name
+
+
 def test_offline_pooled_weights_download_is_one_clear_error(offline):
     with pytest.raises(ModelError) as info:
         load_pathway(ModelSpec("resnet18", weights="DEFAULT"))

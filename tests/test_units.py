@@ -1,4 +1,4 @@
-"""The unit atlas (issue 14): a page per pool5 channel and per chosen fc unit, top patches that
+"""The unit atlas: a page per pool5 channel and per chosen fc unit, top patches that
 are the argmax receptive fields, per-filter textures from a one-channel code, layer indexes in
 selectivity order, and a build step that reruns only when its inputs change.
 
@@ -169,8 +169,8 @@ def test_texture_inverts_a_code_with_every_other_channel_zeroed(built):
 def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
     """On the demo world's trained CNN, each of two pool5 channels' textures (same seed, defaults)
     reproduces its channel's map far better than a grey image does (grey: silent, error 1), and
-    better than the other channel's texture does: the texture depends on the channel. The raw-pixel
-    textures of session 7 scored 0.93 here, about grey's 1."""
+    better than the other channel's texture does: the texture depends on the channel. Raw-pixel
+    textures matching the whole one-channel code score 0.93 here, about grey's 1."""
     from generator.catalog import ImageSpec
 
     pathway = demo_world.pathway()
@@ -190,7 +190,7 @@ def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
     grey = units_run.texture_errors(pathway, torch.full_like(textures, 0.5), maps, channels)
     swapped = units_run.texture_errors(pathway, textures.flip(0), maps, channels)
     assert all(o < 0.6 * g for o, g in zip(own, grey)), (own, grey)
-    assert sum(own) < 0.7 * sum(swapped), (own, swapped)  # ~0.5 now; the raw-pixel ones ~1
+    assert sum(own) < 0.7 * sum(swapped), (own, swapped)  # ~0.5; raw-pixel whole-code textures ~1
 
 
 def test_texture_match_reaches_a_channel_that_is_silent_at_the_start(tiny_alexnet, smooth_images):
@@ -352,7 +352,7 @@ def test_conv1_grid_shows_each_filter_with_zero_at_mid_grey(tiny_alexnet):
 def test_unit_pictures_go_through_the_fourier_parameterization_from_a_smooth_start(units_world, monkeypatch):
     """The visualizations are solved in the engine's decorrelated Fourier coordinates through its
     transforms, from a smooth start; the textures (a spatial target) in Fourier coordinates too, jittered only.
-    Raw-pixel unit pictures (the old noise) fail here."""
+    Raw-pixel unit pictures from noise fail here."""
     from generator.metrics import high_frequency_share
 
     calls, solve = [], units_run.solve
@@ -393,12 +393,12 @@ def _plain_pictures(pathway, params, units):
     return images, starts
 
 
-RAW_PIXELS = UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0)  # the unit step of session 6
+RAW_PIXELS = UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0)  # raw pixels from noise
 
 
 def test_unit_pictures_are_not_static(tiny_alexnet):
-    """The unit step's pictures keep little power at high spatial frequencies; its old raw-pixel
-    settings made static (white noise: ~0.8 of the power above 0.25 cycles/px)."""
+    """The unit step's pictures keep little power at high spatial frequencies; raw pixels from
+    noise make static (white noise: ~0.8 of the power above 0.25 cycles/px)."""
     from generator.metrics import high_frequency_share
 
     pathway = tiny_alexnet(size=96, dropout=False)

@@ -108,8 +108,8 @@ def param_names(cls: type) -> tuple[str, ...]:
 
 
 # Bumped when the same `prior:` section starts cutting different patches (2: a database is
-# normalized as the engine's prior_normalize says, no longer always per image), so that every
-# picture made with the old database goes stale.
+# normalized as the engine's prior_normalize says), so that every picture made with another
+# database goes stale.
 PRIOR_FORMAT = 2
 
 

@@ -1,18 +1,20 @@
-"""Do the unit atlas's per-filter textures carry their channel, and what do they cost? On the shared
+"""Reproduces docs/units.md#whole-code-or-kept-channel: per-filter textures, whole code against kept channel.
+
+Do the unit atlas's per-filter textures carry their channel, and what do they cost? On the shared
 alexnet-slim, 12 pool5 channels (every 11th), the texture of each (Xia et al.: the top image's pool5
-map with every other channel zeroed, inverted), solved once as the unit step of session 7 did
-(`old`: raw pixels, 16 steps at lr 0.1 from noise of std 0.5, the whole one-channel code matched)
-and once as it does now (`new`: the catalog defaults, units_run.texture_problem):
+map with every other channel zeroed, inverted), solved once by matching the whole one-channel code
+in raw pixels (`whole-code`: 16 steps at lr 0.1 from noise of std 0.5) and once as the unit step
+does (`defaults`: the catalog defaults, units_run.texture_problem):
 
 - channel error: ||pool5[c](x) - t_c|| / ||t_c|| on the kept channel's map t_c (median, range, and
   how many channels stay >= 0.99, i.e. silent like a grey image, which scores 1.0);
 - code error: ||pool5(x) - t|| / ||t|| on the whole one-channel code t (the zeroed channels count):
-  what the old step optimized; the top image itself is far from its own code (channels co-fire);
+  what `whole-code` optimizes; the top image itself is far from its own code (channels co-fire);
 - noise: generator.metrics.high_frequency_share (white noise ~0.8, the catalog photos 0.03);
 - distinct: mean RMS pixel distance between two channels' textures (each minus its mean);
 - cost: CPU seconds per texture (process time), and for every pool5 channel of the net.
 
-    python -m benchmarks.units_textures   # prints a table; benchmarks/out/units_textures.{json,png}
+    python -m benchmarks.studies.units_textures   # prints a table; benchmarks/out/units_textures.{json,png}
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from generator.metrics import high_frequency_share
 from generator.units import UnitsParams
 
 CHANNELS = list(range(0, 128, 11))
-OLD = dict(iterations=16, lr=0.1, init_std=0.5, param="pixels", jitter=0, pad=0, scale=0.0, rotate=0.0)
+WHOLE_CODE = dict(iterations=16, lr=0.1, init_std=0.5, param="pixels", jitter=0, pad=0, scale=0.0, rotate=0.0)
 
 
 def distinct(images: Tensor) -> float:
@@ -52,12 +54,13 @@ def main() -> None:
     maps = pool5[torch.arange(len(CHANNELS)), torch.tensor(CHANNELS)]
 
     params = UnitsParams()
-    new = units_run.texture_settings(catalog.engine, params)
+    whole = settings_from(catalog.engine, **WHOLE_CODE)
+    defaults = units_run.texture_settings(catalog.engine, params)
     solvers = {
-        "old": lambda: solve(pathway, [inversion_problem(pathway, settings_from(catalog.engine, **OLD), codes[i], seed=c)
-                                       for i, c in enumerate(CHANNELS)], settings_from(catalog.engine, **OLD), progress=False),
-        "new": lambda: solve(pathway, [units_run.texture_problem(pathway, tops[i], c, new, params.texture_start_std, seed=c)
-                                       for i, c in enumerate(CHANNELS)], new, progress=False),
+        "whole-code": lambda: solve(pathway, [inversion_problem(pathway, whole, codes[i], seed=c)
+                                              for i, c in enumerate(CHANNELS)], whole, progress=False),
+        "defaults": lambda: solve(pathway, [units_run.texture_problem(pathway, tops[i], c, defaults, params.texture_start_std,
+                                                                      seed=c) for i, c in enumerate(CHANNELS)], defaults, progress=False),
     }
     pictures = {"grey": torch.full_like(tops, 0.5), "top image": tops}
     seconds = {}
@@ -76,7 +79,7 @@ def main() -> None:
                      "cpu_s_per_texture": seconds.get(name, 0.0),
                      "cpu_s_all_pool5": seconds.get(name, 0.0) * pathway.pool5_shape[0]})
     print_table(rows, list(rows[0]))
-    print(f"new settings: {dataclasses.asdict(new)}")
+    print(f"default settings: {dataclasses.asdict(defaults)}")
     write_json("units_textures", {"channels": CHANNELS, "rows": rows})
     boxes = units_run.receptive_fields(pathway)
     width = pathway.pool5_shape[2]
@@ -84,9 +87,9 @@ def main() -> None:
     for i, c in enumerate(CHANNELS):
         top, left, bottom, right = boxes[divmod(int(data.where[rows_of[i], c]), width)].tolist()
         patches.append(tops[i][:, top:bottom, left:right])
-    sheet = [[tops[i], patches[i], pictures["old"][i], pictures["new"][i]] for i in range(len(CHANNELS))]
+    sheet = [[tops[i], patches[i], pictures["whole-code"][i], pictures["defaults"][i]] for i in range(len(CHANNELS))]
     path = contact_sheet(sheet, OUT / "units_textures.png", [f"pool5 {c}" for c in CHANNELS])
-    print(f"columns: top image, top patch, old texture, new texture -> {path}")
+    print(f"columns: top image, top patch, whole-code texture, default texture -> {path}")
 
 
 if __name__ == "__main__":

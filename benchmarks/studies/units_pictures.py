@@ -1,7 +1,9 @@
-"""Are the unit atlas's pictures readable, and what do they cost? On the shared alexnet-slim, 16
-pool5 channels (every 8th) and 4 fc7 units, the plain and prior pictures of each, solved as the
-unit step solves them, once with its raw-pixel settings of session 6 (`old`) and once with the
-catalog defaults (`new`), in one process one after the other:
+"""Reproduces docs/tuning.md#unit-visualizations: unit pictures in raw pixels against the defaults.
+
+Are the unit atlas's pictures readable, and what do they cost? On the shared alexnet-slim, 16 pool5
+channels (every 8th) and 4 fc7 units, the plain and prior pictures of each, solved as the unit step
+solves them, once with raw pixels (`pixels`: 16 steps from noise of std 0.5, no transform) and once
+with the catalog defaults (`defaults`), in one process one after the other:
 
 - activation: the unit's value on the picture (pool5: maximum over positions) over its top dataset
   activation among the catalog's 500 images (>= 1: the picture drives the unit as hard as its best
@@ -10,7 +12,7 @@ catalog defaults (`new`), in one process one after the other:
   white noise ~0.8, the catalog photos 0.03;
 - cost: CPU seconds per problem (process time, so other jobs on the machine count less).
 
-    python -m benchmarks.units_pictures     # prints a table; benchmarks/out/units_pictures.{json,png}
+    python -m benchmarks.studies.units_pictures     # prints a table; benchmarks/out/units_pictures.{json,png}
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from generator.units import UnitsParams
 
 UNITS = [("pool5", i) for i in range(0, 128, 8)] + [("fc7", i) for i in (16, 75, 86, 94)]
 VARIANTS = {
-    "old": UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0),
-    "new": UnitsParams(),
+    "pixels": UnitsParams(iterations=16, parameterization="pixels", jitter=0, init_std=0.5, start_std=0.0),
+    "defaults": UnitsParams(),
 }
 
 
@@ -73,14 +75,14 @@ def main() -> None:
         pictures[name] = images
     photos = float(high_frequency_share(data.images).mean())
     print_table(rows, list(rows[0]))
-    old, new = (next(r["cpu_s_per_problem"] for r in rows if r["settings"] == s) for s in ("old", "new"))
-    print(f"catalog photos' high_freq: {photos:.3f}; CPU per problem new / old: {new / old:.2f}")
-    write_json("units_pictures", {"rows": rows, "photos_high_freq": photos, "cpu_ratio": new / old})
+    pixels, defaults = (next(r["cpu_s_per_problem"] for r in rows if r["settings"] == s) for s in VARIANTS)
+    print(f"catalog photos' high_freq: {photos:.3f}; CPU per problem defaults / pixels: {defaults / pixels:.2f}")
+    write_json("units_pictures", {"rows": rows, "photos_high_freq": photos, "cpu_ratio": defaults / pixels})
     top = [units_run._image_of(data, u["patches"][0]) for u in units]
-    sheet = [[top[i], pictures["old"][i], pictures["new"][i], pictures["old"][i + len(units)],
-              pictures["new"][i + len(units)]] for i in range(len(units))]
+    sheet = [[top[i], pictures["pixels"][i], pictures["defaults"][i], pictures["pixels"][i + len(units)],
+              pictures["defaults"][i + len(units)]] for i in range(len(units))]
     path = contact_sheet(sheet, OUT / "units_pictures.png", [f"{layer} {index}" for layer, index in UNITS])
-    print(f"columns: top image, old plain, new plain, old prior, new prior -> {path}")
+    print(f"columns: top image, pixels plain, defaults plain, pixels prior, defaults prior -> {path}")
 
 
 if __name__ == "__main__":

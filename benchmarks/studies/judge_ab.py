@@ -1,14 +1,15 @@
-"""A/B of engine variants (transforms, parameterization, settings) against the judge, on the class
-visualizations of the shared alexnet-slim atlas.
+"""Reproduces docs/tuning.md#parameterization: class visualizations per engine variant, read by the judge.
 
-    python -m benchmarks.judge_ab [--variants pixels,robust,fourier] [--classes 0,4,9] [--out DIR]
+    python -m benchmarks.studies.judge_ab [--variants pixels,pixels-transforms,fourier] [--classes 0,4,9] [--out DIR]
 
 For each variant: `atlas build --only classviz` of catalogs/shared-alexnet-slim.yaml into
-DIR/<variant> with the variant's transforms and parameterization in place of the recipe's
-(generator/engine/recipes.py), then benchmarks/transfer.py's classviz rows and colour ratio.
-A built variant is reused (the build is incremental). Writes DIR/ab.json and DIR/ab.png, a
-contact sheet: one row per class, (baseline, prior) per variant, then one of the class's photos.
-Needs the `judge` extra and ../shared.
+DIR/<variant> with the variant's engine settings over the catalog's (raw pixels and the paper's
+image-normalized patches, with jitter only or with Lucid's transforms; the Fourier defaults with the
+prior at weight 10 on image-normalized patches, at 30, and at its default 100 on photo-normalized
+patches), then benchmarks/transfer.py's classviz rows and colour ratio. A built variant is reused
+(the build is incremental). Writes DIR/ab.json and DIR/ab.png, a contact sheet: one row per class,
+(baseline, prior) per variant, then one of the class's photos. Needs the `judge` extra and
+../shared.
 """
 from __future__ import annotations
 
@@ -17,64 +18,31 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image, ImageDraw
 
-import generator.engine.recipes as recipes
 from benchmarks import judge as judge_module
 from benchmarks import transfer
-from benchmarks.common import IMAGENETTE, require_shared
+from benchmarks.common import IMAGENETTE, REPO, require_shared
 from generator.build import build
 from generator.catalog import load_catalog
-from generator.engine.decorrelated import Decorrelated
-from generator.engine.pad_rotate import Pad, RandomRotate
-from generator.engine.settings import Settings
 
-CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "shared-alexnet-slim.yaml"
-RECIPE_TRANSFORMS, RECIPE_PARAM = recipes.transforms, recipes.parameterization
-
-
-@dataclasses.dataclass
-class Variant:
-    """What a variant changes: transforms around the recipe's, a parameterization, engine settings."""
-
-    transforms: Callable[[Settings], list[Any]] = RECIPE_TRANSFORMS
-    param: Callable[[Settings], Any] = RECIPE_PARAM
-    engine: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def robust(settings: Settings) -> list[Any]:
-    """Lucid's order: pad, the recipe's scale and jitter, rotate."""
-    return [Pad(8), *RECIPE_TRANSFORMS(settings), RandomRotate(10)]
-
-
-def fourier(settings: Settings) -> Decorrelated:
-    return Decorrelated(fourier=True)
-
-
-ROBUST = {"scale": 0.05}  # the recipe's random scale, on
-VARIANTS: dict[str, Variant] = {
-    "pixels": Variant(),
-    "robust": Variant(transforms=robust, engine=ROBUST),
-    "colour": Variant(param=lambda s: Decorrelated(fourier=False)),
-    "fourier": Variant(param=fourier),
-    "fourier-robust": Variant(transforms=robust, param=fourier, engine=ROBUST),
-    "fourier-robust-notv": Variant(transforms=robust, param=fourier, engine={**ROBUST, "tv": 0.0}),
-    "fourier-robust-prior30": Variant(transforms=robust, param=fourier, engine={**ROBUST, "prior_weight": 30.0}),
-    "fourier-robust-prior10": Variant(transforms=robust, param=fourier, engine={**ROBUST, "prior_weight": 10.0}),
-    "colour-robust": Variant(transforms=robust, param=lambda s: Decorrelated(fourier=False), engine=ROBUST),
+CATALOG = REPO / "catalogs" / "shared-alexnet-slim.yaml"
+PIXELS = {"param": "pixels", "prior_normalize": "image"}  # the paper's raw pixels and patch normalization
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pixels": {**PIXELS, "pad": 0, "scale": 0.0, "rotate": 0.0},  # jitter only
+    "pixels-transforms": PIXELS,  # + the defaults' pad, scale and rotation
+    "fourier-prior10-image": {"prior_weight": 10.0, "prior_normalize": "image"},
+    "fourier-prior30": {"prior_weight": 30.0},
+    "fourier": {},  # the engine's defaults: Fourier, Lucid's transforms, prior 100 on photo-normalized patches
 }
 
 
-def build_variant(name: str, variant: Variant, out: Path, classes: list[str], engine: dict[str, Any]) -> Path:
+def build_variant(name: str, variant: dict[str, Any], out: Path, classes: list[str], engine: dict[str, Any]) -> Path:
     catalog = load_catalog(CATALOG, {"output": str(out / name), "classes": classes})
-    catalog = dataclasses.replace(catalog, engine={**catalog.engine, **variant.engine, **engine})
-    recipes.transforms, recipes.parameterization = variant.transforms, variant.param  # type: ignore[assignment]
-    try:
-        report = build(catalog, only=["classviz"], progress=False)
-    finally:
-        recipes.transforms, recipes.parameterization = RECIPE_TRANSFORMS, RECIPE_PARAM  # type: ignore[assignment]
+    catalog = dataclasses.replace(catalog, engine={**catalog.engine, **variant, **engine})
+    report = build(catalog, only=["classviz"], progress=False)
     if not report.ok:
         sys.exit(f"error: variant {name}: {report.summary()}")
     return out / name
@@ -102,7 +70,7 @@ def contact_sheet(folders: dict[str, Path], path: Path, cell: int = 112) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", default="pixels,robust,fourier", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="pixels,pixels-transforms,fourier", help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--classes", default=None, help="comma list of class indices (default: all 10)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/atlas-ab"), help="where the variants' atlases go")
     parser.add_argument("--iterations", type=int, default=None, help="override every variant's iterations (smoke runs)")
