@@ -39,7 +39,7 @@ from generator.methods.common import (
     mean_pairwise,
     nearest_exemplars,
 )
-from generator.pathway import Pathway
+from generator.pathway import MASKS, Pathway
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
@@ -93,8 +93,7 @@ def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member:
     device = pathway.mean.device
     pool5 = pool5.to(device)
     full = pathway.head(pool5).fc8[:, class_index]
-    m5, m6, m7 = (member[name].to(device) if name in member else None for name in ("m5", "m6", "m7"))
-    masked = pathway.head(pool5, m5, m6, m7).fc8[:, class_index]
+    masked = pathway.head(pool5, {MASKS[name]: mask.to(device) for name, mask in member.items()}).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
 
 
@@ -154,9 +153,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             class_problem(
                 pathway, settings, ctx.class_index,
                 database=prior,
-                m5=member.get("m5"),
-                m6=member.get("m6"),
-                m7=member.get("m7"),
+                gates={MASKS[name]: mask for name, mask in member.items()},
                 seed=cell["init_seed"],
                 init=init,
                 label=f"mask {cell['mask']} init {cell['init']}",
@@ -178,7 +175,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                    "favours most over the full net (under init 1)" if favourites else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
-            numbers={"score": s.score, "prob": s.prob},
+            numbers={"score": s.numbers["score"], "prob": s.numbers["prob"]},
             meta={**c, "keep": keep, "diverged": s.diverged, "exemplars": nearest,
                   **({"start_images": [{"image": i} for i in favourites[c["mask"]]]} if favourites and c["init"] == 0 else {})},
         )
