@@ -51,6 +51,13 @@ LAST_MAP = {
     "ConvNeXt": "the last stage's residual stream, no activation (signed)",
 }
 MASKS = {"m5": "pool5", "m6": "fc6", "m7": "fc7"}  # the paper's mask names -> the level each gates
+
+
+def as_gates(masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Masks named as the paper names them ({"m5": ..., "m7": ...}) as gates named by level."""
+    return {MASKS[name]: mask for name, mask in masks.items()}
+
+
 _HEAD_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU)
 _PRE_POOL_OK = (nn.Dropout, nn.Flatten, nn.LayerNorm, nn.Identity)
 

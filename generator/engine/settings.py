@@ -98,11 +98,11 @@ class Settings:
             raise SettingsError(f"engine.param: must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}")
 
 
-# Only the paper's jitter moves the picture: a spatial target (a pool5 map, a layer's features, a
-# texture's map) would be misaligned with it by any other transform.
+# Every transform off but the paper's jitter: any other would misalign a spatial target (a pool5
+# map, a layer's features) with the picture.
 JITTER_ONLY: dict[str, Any] = {knob.name: type(knob.default)(0) for knob in KNOBS if knob.name != "jitter"}
-# The paper's engine, for spatial targets and for pixels kept exactly (inversion, pre-images,
-# caricatures, completion, the demo world): raw pixels, seen through the jitter alone.
+# The paper's engine, for spatial targets and for pixels kept exactly around an edited region:
+# raw pixels, seen through the jitter alone.
 RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 

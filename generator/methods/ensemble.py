@@ -39,7 +39,7 @@ from generator.methods.common import (
     mean_pairwise,
     nearest_exemplars,
 )
-from generator.pathway import MASKS, Pathway
+from generator.pathway import Pathway, as_gates
 
 SPEC = spec("ensemble")
 VERSION = SPEC.version
@@ -93,7 +93,7 @@ def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member:
     device = pathway.mean.device
     pool5 = pool5.to(device)
     full = pathway.head(pool5).fc8[:, class_index]
-    masked = pathway.head(pool5, {MASKS[name]: mask.to(device) for name, mask in member.items()}).fc8[:, class_index]
+    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
 
 
@@ -153,7 +153,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             class_problem(
                 pathway, settings, ctx.class_index,
                 database=prior,
-                gates={MASKS[name]: mask for name, mask in member.items()},
+                gates=as_gates(member),
                 seed=cell["init_seed"],
                 init=init,
                 label=f"mask {cell['mask']} init {cell['init']}",

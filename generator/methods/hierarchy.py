@@ -23,7 +23,7 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
-from generator.pathway import MASKS, Pathway
+from generator.pathway import Pathway, as_gates
 
 SPEC = spec("hierarchy")
 VERSION = SPEC.version
@@ -119,7 +119,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     image_codes = codes(pathway, inputs.to(device))
     with torch.no_grad():  # each image's own score under its code: what an inversion should reach
         own_scores = {
-            level: pathway(inputs.to(device), gates={MASKS[m]: image_codes[m] for m in masks}).fc8[:, ctx.class_index].cpu()
+            level: pathway(inputs.to(device), as_gates({m: image_codes[m] for m in masks})).fc8[:, ctx.class_index].cpu()
             for level, masks in levels
         }
     prior = class_database(ctx, params)
@@ -136,7 +136,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             init=inits[row],
             seed=ctx.seed,
             label=f"image {index} code {level}",
-            gates={MASKS[name]: image_codes[name][row].cpu() for name in masks},
+            gates=as_gates({name: image_codes[name][row].cpu() for name in masks}),
         )
         for row, index in enumerate(chosen)
         for level, masks in levels
