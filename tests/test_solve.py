@@ -156,6 +156,17 @@ def test_closed_activity_quiets_the_units_a_code_closes(pathway):
     assert forbidden.numbers["score"] > 0.5 * gated.numbers["score"]  # still the class: the open units carry it
 
 
+def test_a_problem_keeps_the_first_report_of_each_number_in_its_terms_order(pathway):
+    target = pathway.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)))[0]
+    problems = [Problem([ClassScore(2), FeatureMatch(target), ClassScore(1)], seed=0),
+                Problem([ClassScore(1), 2.0 * ClassScore(3)], seed=1)]
+    solutions = solve(pathway, problems, quick(iterations=2), progress=False)
+    with torch.no_grad():
+        fc8 = pathway(torch.stack([s.image for s in solutions])).fc8
+    assert [s.numbers["score"] for s in solutions] == pytest.approx([float(fc8[0, 2]), float(fc8[1, 1])], rel=1e-5)
+    assert set(solutions[0].numbers) == {"score", "prob", "feature_error"} and "feature_error" not in solutions[1].numbers
+
+
 def test_gates_are_per_problem_and_named_by_level(pathway):
     """A problem's fc7 gate reaches its own picture only; a level the pathway lacks is refused."""
     settings = quick(iterations=3)
