@@ -36,8 +36,8 @@ def planted_truth_checks(pathway: Pathway, seed: int) -> list[dict]:
         mine = (labels == index).nonzero().flatten()
         with torch.no_grad():
             acts = pathway(images[mine])
-            scores = {(r, c): float(pathway.head(acts.pool5, m5=window_mask(pathway.pool5_shape, 2 * r, 2 * c, 2)).fc8[:, index].mean())
-                      for r in range(3) for c in range(3)}
+            windows = {(r, c): window_mask(pathway.pool5_shape, 2 * r, 2 * c, 2) for r in range(3) for c in range(3)}
+            scores = {at: float(pathway.head(acts.pool5, {"pool5": mask}).fc8[:, index].mean()) for at, mask in windows.items()}
         k = len(demo_class.styles)
         loadings = NMF(k, init="nndsvda", max_iter=1000, random_state=0).fit_transform(acts.fc7.numpy())
         best = max(scores, key=scores.get)

@@ -68,7 +68,8 @@ def instrument() -> Undo:
     _wrap(patch_prior._PatchPriorGroup, "__call__", "part:prior", undo)
     for group in (terms._L2Group, terms._TVGroup, terms._AlphaNormGroup):
         _wrap(group, "__call__", "part:regularizers", undo)
-    for data in (terms._ClassScoreGroup, terms._FeatureMatchGroup, terms._DirectionGroup, terms._ClosedActivityGroup):
+    for data in (terms._ClassScoreGroup, terms._FeatureMatchGroup, terms._DirectionGroup, terms._ClosedActivityGroup,
+                 terms._ChannelMatchGroup):
         _wrap(data, "__call__", "part:model", undo)
     _wrap(torch.optim.Adam, "step", "part:optimizer", undo)
     return undo

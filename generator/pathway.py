@@ -16,14 +16,16 @@ as in the authors' code. Two families of networks:
   hidden layer's output fc7, since that is where its dropout sits:
       fc6 = m6 * avgpool(m5 * pool5),  fc7 = m7 * act(W7 fc6),  fc8 = W8 fc7.
 
-`pathway.levels` / `pathway.masks` / `pathway.has_fc6` say which exist; `pathway.roles` says,
-as data, which module plays each part (for the site's methods page).
-A mask is either per sample (first dim = batch) or broadcast (no batch dim).
+`pathway.levels` / `pathway.gate_shapes` / `pathway.has_fc6` say which exist; `pathway.roles`
+says, as data, which module plays each part (for the site's methods page).
+Masks are passed as `gates`, named by the level they gate: `pathway(x, gates={"pool5": m5,
+"fc7": m7})` (`MASKS` maps the paper's names to the levels). A gate is either per sample (first
+dim = batch) or broadcast (no batch dim).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,14 @@ LAST_MAP = {
     "EfficientNet": "SiLU of the last 1x1 conv (>= -0.28)",
     "ConvNeXt": "the last stage's residual stream, no activation (signed)",
 }
+MASKS = {"m5": "pool5", "m6": "fc6", "m7": "fc7"}  # the paper's mask names -> the level each gates
+
+
+def as_gates(masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Masks named as the paper names them ({"m5": ..., "m7": ...}) as gates named by level."""
+    return {MASKS[name]: mask for name, mask in masks.items()}
+
+
 _HEAD_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU)
 _PRE_POOL_OK = (nn.Dropout, nn.Flatten, nn.LayerNorm, nn.Identity)
 
@@ -58,7 +68,9 @@ class Activations:
     fc6: Tensor | None  # (B, D6) masked; None for nets without fc6 (most globally pooled nets)
     fc7: Tensor  # (B, D7) masked: AlexNet/VGG's fc7, or a pooled net's pooled vector (MobileNet v3: hidden layer)
     fc8: Tensor  # (B, classes) pre-softmax scores
-    closed: Tensor | None = None  # (B, 3) mean activity on the units each mask closes (head(closed_activity=True))
+    # each gated level's values before its gate: a gate only gates, so a closed unit's value cannot
+    # reach fc8 but nothing stops the image from driving it (terms.ClosedActivity charges for that)
+    ungated: dict[str, Tensor] = field(default_factory=dict)
 
 
 def _find_classifier_layers(classifier: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -266,9 +278,17 @@ class Pathway(nn.Module):
         return ("pool5", "fc6", "fc7", "fc8") if self.has_fc6 else ("pool5", "fc7", "fc8")
 
     @property
+    def gate_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The levels this net takes a gate at (pool5, [fc6,] fc7) -> one sample's gate shape."""
+        shapes: dict[str, tuple[int, ...]] = {"pool5": self.pool5_shape}
+        if self.fc6_dim is not None:
+            shapes["fc6"] = (self.fc6_dim,)
+        return shapes | {"fc7": (self.fc7_dim,)}
+
+    @property
     def masks(self) -> tuple[str, ...]:
-        """The masks this net takes: m5, [m6,] m7."""
-        return ("m5", "m6", "m7") if self.has_fc6 else ("m5", "m7")
+        """The paper's names of the masks this net takes: m5, [m6,] m7."""
+        return tuple(name for name, level in MASKS.items() if level in self.gate_shapes)
 
     @property
     def roles(self) -> dict[str, str]:
@@ -310,59 +330,40 @@ class Pathway(nn.Module):
                 return x
         raise IndexError(f"features has {len(self.features)} layers, asked for {index}")
 
-    def forward(
-        self,
-        images: Tensor,
-        m5: Tensor | None = None,
-        m6: Tensor | None = None,
-        m7: Tensor | None = None,
-        closed_activity: bool = False,
-    ) -> Activations:
-        pool5 = self.trunk(images)
-        return self.head(pool5, m5, m6, m7, closed_activity)
+    def forward(self, images: Tensor, gates: Mapping[str, Tensor] | None = None) -> Activations:
+        return self.head(self.trunk(images), gates)
 
-    def head(
-        self,
-        pool5: Tensor,
-        m5: Tensor | None = None,
-        m6: Tensor | None = None,
-        m7: Tensor | None = None,
-        closed_activity: bool = False,
-    ) -> Activations:
-        """fc6, fc7, fc8 from pool5 under the masks (pool5 returned unmasked).
+    def head(self, pool5: Tensor, gates: Mapping[str, Tensor] | None = None) -> Activations:
+        """fc6, fc7, fc8 from pool5, each level named in `gates` multiplied by its gate (pool5 is
+        returned ungated). A gate multiplies the values, so it gates both them and their gradient,
+        as the authors' masks do."""
+        gates = gates or {}
+        unknown = sorted(set(gates) - set(self.gate_shapes))
+        if unknown:
+            why = " (its pooled vector plays fc7)" if "fc6" in unknown and not self.has_fc6 else ""
+            raise ValueError(f"{self.architecture} has no gate at {', '.join(unknown)}{why}; "
+                             f"it gates {', '.join(self.gate_shapes)}")
+        ungated: dict[str, Tensor] = {}
 
-        With closed_activity, also each layer's mean activity on the units its mask closes,
-        before the mask zeroes it (0 for a layer without a mask, or that the net lacks). A mask
-        only gates: a closed unit's value cannot reach fc8, but nothing stops the image from
-        driving it. This is what a method penalizes when a code must also *forbid* its off units
-        (hierarchy.py)."""
-        if m6 is not None and not self.has_fc6:
-            raise ValueError(f"{self.architecture} has no fc6 (its pooled vector plays fc7), so it takes no m6 mask")
-        closed = []
+        def gate(level: str, values: Tensor) -> Tensor:
+            if level not in gates:
+                return values
+            ungated[level] = values
+            return values * gates[level]
 
-        def gate(values: Tensor, mask: Tensor | None) -> Tensor:
-            if closed_activity:
-                shut = values.new_zeros(values.shape[0]) if mask is None else (values * (mask == 0)).flatten(1).mean(1)
-                closed.append(shut)
-            return values if mask is None else values * mask
-
-        x = gate(pool5, m5)
+        x = gate("pool5", pool5)
         fc6: Tensor | None
         if self.family == "fc":
-            fc6 = gate(F.relu(self.fc6(torch.flatten(x, 1))), m6)  # type: ignore[misc]
-            fc7 = gate(F.relu(self.fc7(fc6)), m7)
+            fc6 = gate("fc6", F.relu(self.fc6(torch.flatten(x, 1))))  # type: ignore[misc]
+            fc7 = gate("fc7", F.relu(self.fc7(fc6)))
         else:
             pooled = self.avgpool(x)
             for layer in self.head_pre:
                 pooled = layer(pooled)
             pooled = torch.flatten(pooled, 1)
             if self.has_fc6:
-                fc6 = gate(pooled, m6)
-                fc7 = gate(self.hidden_activation(self.fc7(fc6)), m7)  # type: ignore[misc]
+                fc6 = gate("fc6", pooled)
+                fc7 = gate("fc7", self.hidden_activation(self.fc7(fc6)))  # type: ignore[misc]
             else:
-                if closed_activity:
-                    closed.append(pooled.new_zeros(pooled.shape[0]))  # no fc6: nothing closed there
-                fc6, fc7 = None, gate(pooled, m7)
-        return Activations(
-            pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), closed=torch.stack(closed, 1) if closed else None
-        )
+                fc6, fc7 = None, gate("fc7", pooled)
+        return Activations(pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), ungated=ungated)

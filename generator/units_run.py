@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Hashable, Sequence
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -30,9 +30,9 @@ from torch import Tensor, nn
 from generator import store
 from generator.engine import recipes
 from generator.engine.decorrelated import Decorrelated
-from generator.engine.settings import Settings, settings_from
+from generator.engine.settings import JITTER_ONLY, RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import Problem, initial_image, solve
-from generator.engine.terms import Direction, Group, Step, Term, feature_inversion, pick
+from generator.engine.terms import ChannelMatch, Direction, feature_inversion
 from generator.errors import AtlasError
 from generator.methods.common import model_mean
 from generator.pathway import Pathway
@@ -202,43 +202,6 @@ def unit_activations(pathway: Pathway, images: Tensor, units: list[tuple[str, in
     return values
 
 
-class _ChannelMatchGroup(Group):
-    def __init__(self, terms: Sequence[ChannelMatch], rows: Tensor | None, device: torch.device) -> None:
-        super().__init__(terms, rows, device)
-        self.layer = terms[0].before or None  # the engine captures this module's output
-        self.after = terms[0].after
-        self.channels = torch.tensor([t.channel for t in terms], device=device)
-        self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
-
-    def __call__(self, step: Step) -> Tensor:
-        if self.layer is None:
-            maps = pick(step.acts.pool5, self.rows)[torch.arange(len(self.channels)), self.channels]
-        else:  # before the ReLU where the target is active, so a silent channel is still pushed there
-            before = pick(step.layers[self.layer], self.rows)[torch.arange(len(self.channels)), self.channels]
-            pooled = self.after(before.unsqueeze(1))[:, 0]
-            maps = torch.where(self.targets > 0, pooled, pooled.clamp_min(0))
-        return self.weights * feature_inversion(maps, self.targets)
-
-
-@dataclass
-class ChannelMatch(Term):
-    """||pool5[channel] - target||^2 / ||target||^2: Xia et al.'s one-channel code read on its kept
-    channel. The zeroed channels are left out: channels co-fire, so matching them too asks for an
-    image no photo is (the top image itself is far from its own one-channel code). With `before`
-    (`pre_activation`), pool5 = relu(after(output of module `before`)) and the match reads it
-    before the ReLU where the target is positive: a channel that is exactly 0 there gets a gradient."""
-
-    target: Tensor  # (H, W): the kept channel's map
-    channel: int
-    before: str = ""
-    after: nn.Module = dataclasses.field(default_factory=nn.Identity)
-    weight: float = 1.0
-    group_class: ClassVar[type[Group]] = _ChannelMatchGroup
-
-    def key(self) -> Hashable:
-        return (type(self), self.before)
-
-
 def pre_activation(pathway: Pathway) -> tuple[str, nn.Module] | None:
     """Where pool5 is relu(after(x)) with x a module's output and `after` max pools (AlexNet/VGG:
     conv5, ReLU, max pool): that module's name and `after`; None for other trunks. Turns the last
@@ -301,16 +264,16 @@ def visualization_settings(engine: dict[str, Any] | None, params: UnitsParams) -
     """The engine settings of a unit's plain and prior pictures: the catalog's engine (its
     transforms) with the unit step's own steps, learning rate, parameterization and jitter; raw
     pixels get no pad, scale or rotation, as the unit step once was."""
-    raw = {"pad": 0, "scale": 0.0, "rotate": 0.0} if params.parameterization == "pixels" else {}
-    return settings_from(engine, iterations=params.iterations, lr=params.lr, param=params.parameterization,
-                         jitter=params.jitter, init_std=params.init_std, **raw)
+    profile = RAW_PIXELS if params.parameterization == "pixels" else {"param": params.parameterization}
+    return settings_from(engine, **profile, iterations=params.iterations, lr=params.lr, jitter=params.jitter,
+                         init_std=params.init_std)
 
 
 def texture_settings(engine: dict[str, Any] | None, params: UnitsParams) -> Settings:
     """A texture inverts a spatial pool5 map: Mahendran & Vedaldi's regularizers and jitter (as the
     pre-images), no other transform, in the Fourier parameterization."""
-    return settings_from(engine, iterations=params.texture_iterations, lr=params.texture_lr,
-                         init_std=params.texture_init_std, param="fourier", jitter=2, pad=0, scale=0.0, rotate=0.0,
+    return settings_from(engine, **JITTER_ONLY, iterations=params.texture_iterations, lr=params.texture_lr,
+                         init_std=params.texture_init_std, param="fourier", jitter=2,
                          l2=0.0, alpha_norm=100.0, tv=30.0, feature_weight=1.0, prior_weight=0.0)
 
 

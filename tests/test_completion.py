@@ -63,6 +63,6 @@ def test_a_topic_mask_from_the_class_images_picks_the_style(tiny_context):
     result = completion.complete(ctx.pathway, scene(), (8, 8, 24, 24), class_index=ctx.class_index,
                                  topic_mask=model.masks[0], settings=FAST)
     with torch.no_grad():
-        masked = ctx.pathway(result.image[None], m7=model.masks[0]).fc8[0, ctx.class_index]
+        masked = ctx.pathway(result.image[None], {"fc7": model.masks[0]}).fc8[0, ctx.class_index]
     assert float(masked) == pytest.approx(result.score, rel=1e-4, abs=1e-5)
     assert result.score > result.start_score

@@ -69,12 +69,12 @@ def test_the_step_size_matches_raw_pixels() -> None:
 def test_the_engine_optimizes_through_it(tiny_alexnet) -> None:
     """In solve: the class score rises, the image stays in [0, 1], a problem's init is its start,
     and kept pixels stay fixed (completion)."""
-    from generator.engine.settings import Settings
+    from generator.engine.settings import JITTER_ONLY, Settings
     from generator.engine.solve import Problem, solve
     from generator.engine.terms import ClassScore
 
     pathway = tiny_alexnet(size=64)
-    settings = Settings(iterations=25, lr=0.05, jitter=0, pad=0, scale=0.0, rotate=0.0)  # the parameterization alone
+    settings = Settings(**JITTER_ONLY, iterations=25, lr=0.05, jitter=0)  # the parameterization alone
     start = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
     keep = torch.zeros(1, 64, 64)
     keep[:, :, :32] = 1
@@ -83,7 +83,7 @@ def test_the_engine_optimizes_through_it(tiny_alexnet) -> None:
         before = pathway(torch.stack([torch.full((3, 64, 64), 0.5), start])).fc8
     free, kept = solve(pathway, problems, settings, param=Decorrelated(), progress=False)
     assert free.energy[-1] < free.energy[0] and kept.energy[-1] < kept.energy[0]
-    assert free.score > float(before[0, 1]) and kept.score > float(before[1, 2])
+    assert free.numbers["score"] > float(before[0, 1]) and kept.numbers["score"] > float(before[1, 2])
     assert 0 <= float(free.image.min()) and float(free.image.max()) <= 1
     assert torch.allclose(kept.image[:, :, :32], start[:, :, :32], atol=1e-5)
     assert (kept.image[:, :, 32:] - start[:, :, 32:]).abs().mean() > 1e-3

@@ -151,7 +151,7 @@ def test_pool5_windows_on_the_planted_parts_score_highest(demo_world):
         with torch.no_grad():
             pool5 = pathway.trunk(images)
             scores = {
-                (r, c): float(pathway.head(pool5, m5=window_mask(pathway.pool5_shape, 2 * r, 2 * c, 2)).fc8[:, index].mean())
+                (r, c): float(pathway.head(pool5, {"pool5": window_mask(pathway.pool5_shape, 2 * r, 2 * c, 2)}).fc8[:, index].mean())
                 for r in range(3) for c in range(3)
             }
         best = max(scores, key=scores.get)

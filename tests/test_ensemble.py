@@ -10,6 +10,7 @@ import torch
 from generator.claims import geometric_mean, style_purity_gain
 from generator.demo.cache import PAPER_ENGINE
 from generator.methods import ensemble
+from generator.pathway import as_gates
 
 
 def test_dropout_mask_keeps_exactly_half_scaled_as_in_training_and_is_reproducible_from_its_seed():
@@ -46,7 +47,7 @@ def test_run_samples_masks_times_inits_with_recorded_seeds(tiny_context):
     # the recorded seed rebuilds the mask: the picture's score is reached under exactly that mask
     m6, m7 = ensemble.mask_pair(ctx.pathway.fc6_dim, ctx.pathway.fc7_dim, 0.5, metas[2].row_seed)
     with torch.no_grad():
-        fc8 = ctx.pathway(result.pictures[2].image[None], m6=m6, m7=m7).fc8
+        fc8 = ctx.pathway(result.pictures[2].image[None], {"fc6": m6, "fc7": m7}).fc8
     assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[2].numbers["score"], rel=1e-4, abs=1e-5)
     # the distances are over the right pairs: masks differ at a fixed init, inits at a fixed mask
     images = [p.image.flatten() for p in result.pictures]
@@ -98,8 +99,8 @@ def test_trained_members_drop_out_where_the_net_was_trained_with_dropout(tiny_co
     assert sorted(paper) == ["m6", "m7"] and torch.equal(paper["m7"], m7)
     result = ensemble.run(ctx, {"masks": 2, "inits": 1, "at": "trained"})
     with torch.no_grad():
-        fc8 = ctx.pathway(result.pictures[1].image[None], **ensemble.member_masks(ctx.pathway, "trained", 0.5,
-                                                                                  result.pictures[1].meta.row_seed)).fc8
+        member = ensemble.member_masks(ctx.pathway, "trained", 0.5, result.pictures[1].meta.row_seed)
+        fc8 = ctx.pathway(result.pictures[1].image[None], as_gates(member)).fc8
     assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[1].numbers["score"], rel=1e-4, abs=1e-5)
 
 
@@ -107,7 +108,7 @@ def test_a_member_favours_the_images_it_lifts_most_and_starts_from_their_blurred
     ctx = tiny_context(n=8)
     member = ensemble.member_masks(ctx.pathway, "paper", 0.5, seed=1000)
     with torch.no_grad():
-        lift = (ctx.pathway.head(ctx.features.pool5, **member).fc8 - ctx.features.fc8)[:, ctx.class_index]
+        lift = (ctx.pathway.head(ctx.features.pool5, as_gates(member)).fc8 - ctx.features.fc8)[:, ctx.class_index]
     favourites = ensemble.member_favourites(ctx.pathway, ctx.features.pool5, ctx.class_index, member, 3)
     assert favourites == sorted(lift.topk(3).indices.tolist())
     result = ensemble.run(ctx, {"masks": 2, "inits": 2, "member_images": 3})

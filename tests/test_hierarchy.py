@@ -9,6 +9,7 @@ import torch
 
 from generator.demo.cache import PAPER_ENGINE
 from generator.methods import common, hierarchy
+from generator.pathway import as_gates
 
 
 def test_most_typical_is_closest_to_the_mean():
@@ -66,8 +67,8 @@ def test_run_inverts_the_code_at_three_levels_beside_the_input(tiny_context):
     # that score over the image's own score under the same code
     codes = hierarchy.codes(ctx.pathway, ctx.images[chosen][None])
     with torch.no_grad():
-        fc8 = ctx.pathway(result.pictures[3].image[None], **codes).fc8
-        own = float(ctx.pathway(ctx.images[chosen][None], **codes).fc8[0, ctx.class_index])
+        fc8 = ctx.pathway(result.pictures[3].image[None], as_gates(codes)).fc8
+        own = float(ctx.pathway(ctx.images[chosen][None], as_gates(codes)).fc8[0, ctx.class_index])
     assert float(fc8[0, ctx.class_index]) == pytest.approx(result.pictures[3].numbers["score"], rel=1e-4, abs=1e-5)
     if own > 0:
         assert result.pictures[3].numbers["score_ratio"] == pytest.approx(result.pictures[3].numbers["score"] / own, rel=1e-5)
@@ -165,8 +166,10 @@ def test_closed_weights_scale_with_the_class_and_cover_only_fixed_layers():
         fc8=torch.tensor([[10.0, 1.0]] * 4),
     )
     assert common.closed_weights(0.0, ("m7",), features, 0) is None
-    assert common.closed_weights(2.0, ("m7",), features, 0) == pytest.approx((0.0, 0.0, 2.0 * 10 / 4))
-    assert common.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx((40.0, 10.0, 5.0))
+    assert common.closed_weights(2.0, ("m7",), features, 0) == pytest.approx({"pool5": 0.0, "fc6": 0.0, "fc7": 2.0 * 10 / 4})
+    assert common.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx({"pool5": 40.0, "fc6": 10.0, "fc7": 5.0})
+    no_fc6 = Activations(pool5=features.pool5, fc6=None, fc7=features.fc7, fc8=features.fc8)
+    assert common.closed_weights(2.0, ("m5", "m7"), no_fc6, 0) == pytest.approx({"pool5": 40.0, "fc7": 5.0})
 
 
 def test_typical_and_distinct_starts_typical_then_spreads():

@@ -1,13 +1,14 @@
-"""The masked pathway: each mask gates exactly what Sec. 4 says it gates."""
+"""The gated pathway: each mask, passed as a gate named by its level, gates exactly what Sec. 4 says it gates."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
 
+from generator.engine.terms import closed_activity
 from generator.methods.hierarchy import codes
 from generator.methods.location import window_mask
-from generator.pathway import Pathway, PathwayError
+from generator.pathway import MASKS, Pathway, PathwayError, as_gates
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +30,13 @@ def test_shapes(alexnet, images):
 
 
 def test_all_zero_m7_leaves_only_the_fc8_bias(alexnet, images):
-    acts = alexnet(images, m7=torch.zeros(4096))
+    acts = alexnet(images, {"fc7": torch.zeros(4096)})
     assert torch.equal(acts.fc7, torch.zeros(2, 4096))
     assert torch.allclose(acts.fc8, alexnet.fc8.bias.expand(2, -1), atol=1e-7)
 
 
 def test_all_zero_m6_makes_fc8_independent_of_the_image(alexnet, images):
-    acts = alexnet(images, m6=torch.zeros(4096))
+    acts = alexnet(images, {"fc6": torch.zeros(4096)})
     assert torch.allclose(acts.fc7, torch.relu(alexnet.fc7.bias).expand(2, -1))
     assert torch.allclose(acts.fc8[0], acts.fc8[1])
 
@@ -47,32 +48,38 @@ def test_window_m5_ignores_pool5_outside_the_window(alexnet, images):
     outside = m5 == 0
     changed_outside = torch.where(outside, torch.rand_like(pool5) * 10, pool5)
     changed_inside = torch.where(outside, pool5, torch.rand_like(pool5) * 10)
-    reference = alexnet.head(pool5, m5=m5).fc8
-    assert torch.equal(alexnet.head(changed_outside, m5=m5).fc8, reference)
-    assert not torch.allclose(alexnet.head(changed_inside, m5=m5).fc8, reference)
+    reference = alexnet.head(pool5, {"pool5": m5}).fc8
+    assert torch.equal(alexnet.head(changed_outside, {"pool5": m5}).fc8, reference)
+    assert not torch.allclose(alexnet.head(changed_inside, {"pool5": m5}).fc8, reference)
 
 
-def test_closed_activity_is_the_mean_activity_a_mask_shuts_off(alexnet, images):
+def test_the_values_before_each_gate_are_kept_for_the_closed_activity(alexnet, images):
     pool5 = alexnet.trunk(images)
-    open_ = alexnet.head(pool5)
     m5 = window_mask(alexnet.pool5_shape, top=0, left=0, size=3)
     m7 = torch.zeros(4096)
     m7[:100] = 1.0
-    acts = alexnet.head(pool5, m5=m5, m7=m7, closed_activity=True)
-    assert acts.closed.shape == (2, 3)
-    assert torch.allclose(acts.closed[:, 0], (pool5 * (1 - m5)).flatten(1).mean(1))
-    assert torch.equal(acts.closed[:, 1], torch.zeros(2))  # no m6: nothing closed
-    # fc7 before its mask (fc6 unmasked here, but fed by the m5-gated pool5)
+    acts = alexnet.head(pool5, {"pool5": m5, "fc7": m7})
+    assert set(acts.ungated) == {"pool5", "fc7"}  # no fc6 gate: nothing kept there
+    assert torch.equal(acts.ungated["pool5"], pool5)
+    # fc7 before its gate (fc6 ungated here, but fed by the m5-gated pool5)
     fc7_before = torch.relu(alexnet.fc7(acts.fc6))
-    assert torch.allclose(acts.closed[:, 2], fc7_before[:, 100:].sum(1) / 4096)
-    assert torch.equal(acts.fc8, alexnet.head(pool5, m5=m5, m7=m7).fc8)  # reporting changes nothing
-    assert open_.closed is None and alexnet.head(pool5, closed_activity=True).closed.abs().sum() == 0
+    assert torch.allclose(acts.ungated["fc7"], fc7_before) and torch.equal(acts.fc7, fc7_before * m7)
+    assert torch.allclose(closed_activity(acts.ungated["pool5"], m5), (pool5 * (1 - m5)).flatten(1).mean(1))
+    assert torch.allclose(closed_activity(acts.ungated["fc7"], m7), fc7_before[:, 100:].sum(1) / 4096)
+    assert alexnet.head(pool5).ungated == {}
+
+
+def test_a_gate_at_a_level_the_net_lacks_is_refused(alexnet, images):
+    assert alexnet.gate_shapes == {"pool5": (256, 6, 6), "fc6": (4096,), "fc7": (4096,)}
+    assert alexnet.masks == ("m5", "m6", "m7") and set(MASKS.values()) == set(alexnet.gate_shapes)
+    with pytest.raises(ValueError, match="no gate at fc8; it gates pool5, fc6, fc7"):
+        alexnet(images, {"fc8": torch.ones(1000)})
 
 
 def test_window_m5_gradient_reaches_only_the_window(alexnet, images):
     pool5 = alexnet.trunk(images[:1]).requires_grad_(True)
     m5 = window_mask(alexnet.pool5_shape, top=0, left=0, size=3)
-    alexnet.head(pool5, m5=m5).fc8[0, 7].backward()
+    alexnet.head(pool5, {"pool5": m5}).fc8[0, 7].backward()
     grad = pool5.grad[0]
     assert grad[:, 3:, :].abs().sum() == 0 and grad[:, :, 3:].abs().sum() == 0
     assert grad[:, :3, :3].abs().sum() > 0
@@ -80,7 +87,7 @@ def test_window_m5_gradient_reaches_only_the_window(alexnet, images):
 
 def test_masks_are_per_sample(alexnet, images):
     m7 = torch.stack([torch.ones(4096), torch.zeros(4096)])
-    masked = alexnet(images, m7=m7)
+    masked = alexnet(images, {"fc7": m7})
     plain = alexnet(images)
     assert torch.allclose(masked.fc8[0], plain.fc8[0])
     assert torch.allclose(masked.fc8[1], alexnet.fc8.bias)
@@ -91,7 +98,7 @@ def test_codes_are_the_relu_patterns(alexnet, images):
     acts = alexnet(images)
     assert torch.equal(own["m6"], (acts.fc6 > 0).float())
     # Constraining an image by its own codes changes nothing: the closed units were zero anyway.
-    recoded = alexnet(images, m5=own["m5"], m6=own["m6"], m7=own["m7"])
+    recoded = alexnet(images, as_gates(own))
     assert torch.allclose(recoded.fc8, acts.fc8, atol=1e-6)
 
 
@@ -114,8 +121,7 @@ def pooled(name: str) -> tuple[torch.nn.Module, Pathway]:
 
 
 def all_ones(pathway: Pathway, batch: int) -> dict[str, torch.Tensor]:
-    shapes = {"m5": pathway.pool5_shape, "m6": (pathway.fc6_dim,), "m7": (pathway.fc7_dim,)}
-    return {m: torch.ones(batch, *shapes[m]) for m in pathway.masks}
+    return {level: torch.ones(batch, *shape) for level, shape in pathway.gate_shapes.items()}
 
 
 @pytest.mark.parametrize("name", POOLED)
@@ -125,9 +131,9 @@ def test_pooled_pathway_equals_the_plain_model(name):
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = plain(pathway.normalize(x))
-        for masks in ({}, all_ones(pathway, 2)):
-            acts = pathway(x, **masks)
-            assert (acts.fc8 - expected).abs().max().item() < 1e-5, masks.keys()
+        for gates in ({}, all_ones(pathway, 2)):
+            acts = pathway(x, gates)
+            assert (acts.fc8 - expected).abs().max().item() < 1e-5, gates.keys()
     assert pathway.family == "pooled" and acts.pool5.shape == (2, *pathway.pool5_shape)
     assert acts.fc7.shape == (2, pathway.fc7_dim)
     if name == "mobilenet_v3_small":  # a hidden classifier layer: the pooled vector is fc6, the hidden layer fc7
@@ -159,8 +165,8 @@ def test_shared_mobilenet_v2_pathway_equals_the_plain_model_and_classifies(share
     labels = torch.tensor([index[wnid] for wnid in IMAGENETTE_WNIDS for _ in range(2)])
     with torch.no_grad():
         expected = plain(pathway.normalize(x))
-        for masks in ({}, all_ones(pathway, len(x))):
-            fc8 = pathway(x, **masks).fc8
+        for gates in ({}, all_ones(pathway, len(x))):
+            fc8 = pathway(x, gates).fc8
             assert (fc8 - expected).abs().max().item() < 1e-5
     top5 = (fc8.topk(5, dim=1).indices == labels[:, None]).any(1).float().mean().item()
     assert top5 >= 0.6, top5  # the card: 88.8% top-5 among 1000 on Imagenette val
@@ -172,29 +178,30 @@ def test_pooled_masks_gate_values_and_gradients():
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     pool5 = pathway.trunk(x).requires_grad_(True)  # (512, 2, 2)
     m5 = window_mask(pathway.pool5_shape, 0, 1, 1)
-    pathway.head(pool5, m5=m5).fc8[0, 3].backward()
+    pathway.head(pool5, {"pool5": m5}).fc8[0, 3].backward()
     assert pool5.grad[0, :, :, 0].abs().sum() == 0 and pool5.grad[0, :, 1, 1].abs().sum() == 0
     assert pool5.grad[0, :, 0, 1].abs().sum() > 0
     pool5.grad = None
     m7 = torch.zeros(512)
     m7[:10] = 1.0
-    acts = pathway.head(pool5, m7=m7)
+    acts = pathway.head(pool5, {"fc7": m7})
     acts.fc8[0, 3].backward()
     assert torch.equal(acts.fc7[0, 10:], torch.zeros(502))
     assert pool5.grad[0, 10:].abs().sum() == 0 and pool5.grad[0, :10].abs().sum() > 0
     with torch.no_grad():
-        closed = pathway.head(pool5, m7=torch.zeros(512), closed_activity=True)
+        closed = pathway.head(pool5, {"fc7": torch.zeros(512)})
     assert torch.allclose(closed.fc8[0], pathway.fc8.bias)
-    assert closed.closed[0, 1] == 0 and torch.allclose(closed.closed[0, 2], pathway.head(pool5).fc7.mean())
-    with pytest.raises(ValueError, match="no fc6"):
-        pathway.head(pool5, m6=torch.ones(512))
+    assert torch.allclose(closed_activity(closed.ungated["fc7"], torch.zeros(512)), pathway.head(pool5).fc7.mean())
+    assert pathway.gate_shapes == {"pool5": (512, 2, 2), "fc7": (512,)}
+    with pytest.raises(ValueError, match="no gate at fc6 \\(its pooled vector plays fc7\\)"):
+        pathway.head(pool5, {"fc6": torch.ones(512)})
 
 
 def test_mobilenet_v3_m6_gates_the_pooled_vector():
     _, pathway = pooled("mobilenet_v3_small")
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        acts = pathway(x, m6=torch.zeros(576))
+        acts = pathway(x, {"fc6": torch.zeros(576)})
     assert torch.equal(acts.fc6, torch.zeros(2, 576))
     assert torch.allclose(acts.fc8[0], acts.fc8[1])  # nothing of the image reaches fc8
 

@@ -12,6 +12,7 @@ from generator.catalog import ModelSpec
 from generator.engine.settings import settings_from
 from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
 from generator.models import load_pathway
+from generator.pathway import as_gates
 
 SIZE = 96
 FAST_ENGINE = {"iterations": 4, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 2}
@@ -38,7 +39,7 @@ def test_a_pooled_window_mask_shows_the_net_the_windows_own_mean(ctx):
     value = location.open_value(pathway, 1)
     assert value == 9.0  # 3x3 map, 1x1 window
     with torch.no_grad():
-        acts = pathway(ctx.images[:2], m5=location.window_mask(pathway.pool5_shape, 1, 2, 1, value))
+        acts = pathway(ctx.images[:2], {"pool5": location.window_mask(pathway.pool5_shape, 1, 2, 1, value)})
     assert torch.allclose(acts.fc7, acts.pool5[:, :, 1, 2], atol=1e-5)
 
 
@@ -101,7 +102,7 @@ def test_hierarchy_codes_and_levels_follow_the_net(ctx):
     own = hierarchy.codes(ctx.pathway, ctx.images[:2])
     assert set(own) == {"m5", "m7"} and own["m7"].shape == (2, 512)
     with torch.no_grad():  # an image under its own code scores as without it (closed units were 0)
-        assert torch.allclose(ctx.pathway(ctx.images[:2], **own).fc8, ctx.pathway(ctx.images[:2]).fc8, atol=1e-5)
+        assert torch.allclose(ctx.pathway(ctx.images[:2], as_gates(own)).fc8, ctx.pathway(ctx.images[:2]).fc8, atol=1e-5)
 
 
 def test_hierarchy_claim_compares_the_levels_a_net_has():

@@ -1,11 +1,18 @@
 """The catalog's engine settings become the standard terms and transforms."""
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from generator.engine import recipes
 from generator.engine.decorrelated import Decorrelated
 from generator.engine.pad_rotate import Pad, RandomRotate
 from generator.engine.params import Pixels
-from generator.engine.settings import Settings
+from generator.engine.settings import RAW_PIXELS, Settings, SettingsError
 from generator.engine.terms import L2, TV, AlphaNorm
-from generator.engine.transforms import Jitter, RandomScale
+from generator.engine.transforms import KNOBS, Jitter, RandomScale
 
 
 def test_regularizers_follow_the_settings_weights():
@@ -32,3 +39,60 @@ def test_parameterization_follows_the_settings():
 def test_no_prior_term_without_a_database_or_weight():
     assert recipes.prior(None, Settings()) == []
     assert recipes.prior(object(), Settings(prior_weight=0.0)) == []
+
+
+def test_the_raw_pixel_profile_keeps_only_the_jitter():
+    assert RAW_PIXELS == {"param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0}
+    settings = Settings(**RAW_PIXELS)
+    assert recipes.transforms(settings) == [Jitter(4)] and isinstance(recipes.parameterization(settings), Pixels)
+
+
+def test_each_transform_knob_is_a_settings_field_with_its_default():
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for knob in KNOBS:
+        assert fields[knob.name].default == knob.default and type(knob.default).__name__ == fields[knob.name].type
+    with pytest.raises(SettingsError, match=r"engine.scale: must be in \[0, 1\)"):
+        Settings(scale=1.0)
+    with pytest.raises(SettingsError, match="engine.pad: must be >= 0"):
+        Settings(pad=-1)
+
+
+NEW_TRANSFORM = '''
+from dataclasses import dataclass
+
+import generator.engine.transforms as transforms
+
+
+@dataclass(frozen=True)
+class Flip:
+    chance: float
+
+    def __call__(self, images, generator):
+        return images.flip(-1)
+
+
+transforms.KNOBS = (*transforms.KNOBS, transforms.Knob("flip", 0.5, Flip, "mirror the batch (0: off)", below=1.0))
+
+from generator.engine import recipes
+from generator.engine.settings import Settings, SettingsError, settings_from
+
+assert Settings().flip == 0.5 and settings_from({"flip": 0.25}).flip == 0.25
+assert recipes.transforms(Settings())[-1] == Flip(0.5)
+assert not any(isinstance(t, Flip) for t in recipes.transforms(Settings(flip=0.0)))
+try:
+    Settings(flip=2.0)
+except SettingsError as exc:
+    assert "engine.flip: must be in [0, 1)" in str(exc)
+else:
+    raise AssertionError("flip 2.0 accepted")
+print("ok")
+'''
+
+
+def test_a_new_transform_is_one_knob_in_transforms_py():
+    """Declaring a knob is all a transform needs: Settings (the catalog's `engine:` section) takes
+    the field and its range check from it, and the recipe builds the transform (in a fresh
+    interpreter: Settings is made when its module loads)."""
+    run = subprocess.run([sys.executable, "-c", NEW_TRANSFORM], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

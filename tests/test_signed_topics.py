@@ -44,7 +44,7 @@ def test_topics_run_on_a_signed_pooled_vector_and_say_so(ctx):
     model = topics.topic_masks_for(ctx.pathway, ctx.features.fc7, k=2)
     assert model.signed and model.masks.shape == (2, 768) and all(0 < m.sum() < 768 for m in model.masks)
     with torch.no_grad():  # an m7 mask gates the real (signed) pooled vector
-        kept = ctx.pathway(ctx.images[:1], m7=model.masks[0]).fc7
+        kept = ctx.pathway(ctx.images[:1], {"fc7": model.masks[0]}).fc7
     assert torch.equal(kept == 0, (model.masks[0] == 0).expand_as(kept) | (ctx.features.fc7[:1] == 0))
 
 

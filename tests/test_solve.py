@@ -7,16 +7,16 @@ import torch
 from generator.engine import solve as solve_module
 from generator.engine import terms as terms_module
 from generator.engine.patch_prior import PatchPrior
-from generator.engine.settings import Settings, SettingsError, settings_from
+from generator.engine.settings import RAW_PIXELS, Settings, SettingsError, settings_from
 from generator.engine.solve import Problem, solve
-from generator.engine.terms import L2, TV, ClassScore, ClosedActivity, FeatureMatch
+from generator.engine.terms import L2, TV, ClassScore, ClosedActivity, FeatureMatch, closed_activity
 
 SIZE = 96
 
 
 def quick(**overrides) -> Settings:
     """Raw pixels, no transforms: these tests check the loop's mechanics, pixel by pixel."""
-    return Settings(**{**dict(iterations=15, lr=0.05, jitter=0, param="pixels", pad=0, scale=0.0, rotate=0.0), **overrides})
+    return Settings(**{**RAW_PIXELS, "iterations": 15, "lr": 0.05, "jitter": 0, **overrides})
 
 
 def class_terms(target: int, l2: float = 1.0, tv: float = 5.0) -> list:
@@ -41,8 +41,12 @@ def test_solve_lowers_the_energy_of_class_and_inversion_problems(pathway):
     assert len(sol_class.energy) == 20
     assert sol_class.energy[-1] < sol_class.energy[0]
     assert sol_inv.energy[-1] < sol_inv.energy[0]
-    assert 0 < sol_class.prob < 1 and math.isnan(sol_class.feature_error)
-    assert math.isnan(sol_inv.prob) and sol_inv.feature_error < 1.0
+    # each problem holds the numbers its own terms report (regularizers report none)
+    assert set(sol_class.numbers) == {"score", "prob"} and set(sol_inv.numbers) == {"feature_error"}
+    assert 0 < sol_class.numbers["prob"] < 1 and sol_inv.numbers["feature_error"] < 1.0
+    with torch.no_grad():
+        fc8 = pathway(sol_class.image[None]).fc8[0]
+    assert sol_class.numbers["score"] == pytest.approx(float(fc8[1]), rel=1e-5)  # the final image, untransformed
     assert sol_class.image.shape == (3, SIZE, SIZE) and 0 <= sol_class.image.min() and sol_class.image.max() <= 1
 
 
@@ -61,14 +65,15 @@ def test_a_feature_match_on_a_trunk_module_inverts_that_layer(pathway):
     with torch.no_grad():
         target = pathway.features[:4](pathway.normalize(image))[0]
     solution = solve(pathway, [Problem([FeatureMatch(target, "features.3")], seed=0)], quick(iterations=30), progress=False)[0]
-    assert solution.feature_error < 0.8 and solution.energy[-1] < 0.7 * solution.energy[0]
+    assert solution.numbers["feature_error"] < 0.8 and solution.energy[-1] < 0.7 * solution.energy[0]
     assert not pathway.features[3]._forward_hooks  # the capture hook is removed afterwards
 
 
 def test_m5_window_limits_the_data_gradient_to_its_receptive_field(pathway):
     """With only pool5 cell (0, 0) open, a far corner pixel gets no gradient: it stays at init."""
     init = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
-    problems = [Problem([ClassScore(0)], m5=window(pathway, 0, 0, 1), init=init), Problem([ClassScore(0)], init=init)]
+    problems = [Problem([ClassScore(0)], gates={"pool5": window(pathway, 0, 0, 1)}, init=init),
+                Problem([ClassScore(0)], init=init)]
     windowed, open_ = solve(pathway, problems, quick(iterations=1), progress=False)
     far = (slice(None), slice(60, None), slice(60, None))
     near = (slice(None), slice(0, 30), slice(0, 30))
@@ -139,16 +144,39 @@ def test_closed_activity_quiets_the_units_a_code_closes(pathway):
     with torch.no_grad():
         m5 = (pathway.trunk(init[None])[0] > 0).float()
     m5[:, :3] = 0.0  # close the top half of pool5 too
-    problems = [Problem(class_terms(2), m5=m5, init=init),
-                Problem(class_terms(2) + [ClosedActivity((50.0, 0.0, 0.0))], m5=m5, init=init)]
+    problems = [Problem(class_terms(2), gates={"pool5": m5}, init=init),
+                Problem(class_terms(2) + [ClosedActivity({"pool5": 50.0})], gates={"pool5": m5}, init=init)]
     gated, forbidden = solve(pathway, problems, quick(iterations=25), progress=False)
 
     def closed(image):
         with torch.no_grad():
-            return float(pathway(image[None], m5=m5, closed_activity=True).closed[0, 0])
+            return float(closed_activity(pathway.trunk(image[None]), m5)[0])
 
     assert closed(forbidden.image) < 0.5 * closed(gated.image)
-    assert forbidden.score > 0.5 * gated.score  # still the class: the open units carry it
+    assert forbidden.numbers["score"] > 0.5 * gated.numbers["score"]  # still the class: the open units carry it
+
+
+def test_a_problem_keeps_the_first_report_of_each_number_in_its_terms_order(pathway):
+    target = pathway.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)))[0]
+    problems = [Problem([ClassScore(2), FeatureMatch(target), ClassScore(1)], seed=0),
+                Problem([ClassScore(1), 2.0 * ClassScore(3)], seed=1)]
+    solutions = solve(pathway, problems, quick(iterations=2), progress=False)
+    with torch.no_grad():
+        fc8 = pathway(torch.stack([s.image for s in solutions])).fc8
+    assert [s.numbers["score"] for s in solutions] == pytest.approx([float(fc8[0, 2]), float(fc8[1, 1])], rel=1e-5)
+    assert set(solutions[0].numbers) == {"score", "prob", "feature_error"} and "feature_error" not in solutions[1].numbers
+
+
+def test_gates_are_per_problem_and_named_by_level(pathway):
+    """A problem's fc7 gate reaches its own picture only; a level the pathway lacks is refused."""
+    settings = quick(iterations=3)
+    alone = solve(pathway, [Problem(class_terms(1), seed=2)], settings, progress=False)[0]
+    closed = solve(pathway, [Problem(class_terms(1), gates={"fc7": torch.zeros(32)}, seed=1),
+                             Problem(class_terms(1), seed=2)], settings, progress=False)
+    assert torch.allclose(closed[1].image, alone.image, atol=1e-4)
+    assert closed[0].numbers["score"] == pytest.approx(float(pathway.fc8.bias[1]), abs=1e-5)  # nothing reaches fc8
+    with pytest.raises(ValueError, match="a gate at fc8, but this pathway gates pool5, fc6, fc7"):
+        solve(pathway, [Problem(class_terms(1), gates={"fc8": torch.ones(4)})], settings, progress=False)
 
 
 def test_patch_prior_pulls_patches_toward_the_database(pathway):
@@ -198,7 +226,7 @@ def test_settings_reject_unknown_fields_and_bad_values():
 def test_real_model_reaches_its_class(shared_pathway):
     settings = settings_from(iterations=12)
     sol = solve(shared_pathway, [Problem(class_terms(4, 30.0, 300.0), seed=0)], settings, progress=False)[0]
-    assert sol.energy[-1] < sol.energy[0] and sol.prob > 0.5
+    assert sol.energy[-1] < sol.energy[0] and sol.numbers["prob"] > 0.5
 
 
 def test_the_engine_knows_no_method():
@@ -206,5 +234,6 @@ def test_the_engine_knows_no_method():
 
     for module in Path(solve_module.__file__).parent.glob("*.py"):
         source = module.read_text().lower()
-        for name in ("generator.methods", "hierarchy", "topic", "ensemble", "location", "classviz", "completion"):
+        for name in ("generator.methods", "hierarchy", "topic", "ensemble", "location", "classviz", "completion",
+                     "m5", "m6", "m7", "closed_activity="):
             assert name not in source, f"{module.name} mentions {name}"

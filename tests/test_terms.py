@@ -11,6 +11,7 @@ from generator.engine.terms import (
     FeatureMatch,
     Step,
     centred_square,
+    closed_activity,
     feature_error,
     feature_inversion,
     total_variation,
@@ -18,24 +19,37 @@ from generator.engine.terms import (
 from generator.pathway import Activations
 
 
-def step_with(images=None, fc8=None, pool5=None, closed=None) -> Step:
+def step_with(images=None, fc8=None, pool5=None, ungated=None, gates=None) -> Step:
     fc8 = torch.zeros(2, 3) if fc8 is None else fc8
-    acts = Activations(pool5=pool5, fc6=None, fc7=None, fc8=fc8, closed=closed)
-    return Step(0, 1, images if images is not None else torch.zeros(fc8.shape[0], 3, 4, 4), acts, {})
+    acts = Activations(pool5=pool5, fc6=None, fc7=None, fc8=fc8, ungated=ungated or {})
+    return Step(0, 1, images if images is not None else torch.zeros(fc8.shape[0], 3, 4, 4), acts, {}, gates or {})
+
+
+class FakePathway:
+    num_classes = 3
+    mean = torch.zeros(1, 3, 1, 1)
 
 
 def evaluate(terms, step, rows=None, pathway=None):
-    class Fake:
-        num_classes = 3
-        mean = torch.zeros(1, 3, 1, 1)
+    return terms[0].group(terms, rows, pathway or FakePathway())(step)
 
-    return terms[0].group(terms, rows, pathway or Fake())(step)
+
+def report(terms, step, rows=None):
+    return terms[0].group(terms, rows, FakePathway()).report(step)
 
 
 def test_class_score_is_minus_the_target_logit_per_sample():
     fc8 = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
     assert torch.equal(evaluate([ClassScore(1), ClassScore(2)], step_with(fc8=fc8)), torch.tensor([-5.0, -3.0]))
     assert torch.equal(evaluate([2.0 * ClassScore(1), ClassScore(2)], step_with(fc8=fc8)), torch.tensor([-10.0, -3.0]))
+
+
+def test_class_score_reports_the_target_logit_and_its_probability():
+    fc8 = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
+    numbers = report([2.0 * ClassScore(1), ClassScore(2)], step_with(fc8=fc8))
+    assert torch.equal(numbers["score"], torch.tensor([5.0, 3.0]))  # the logit, whatever the weight
+    assert torch.allclose(numbers["prob"], torch.stack([fc8[0].softmax(0)[1], fc8[1].softmax(0)[2]]))
+    assert report([L2(), L2()], step_with()) == {}  # a regularizer reports nothing
 
 
 def test_class_score_rejects_a_target_the_model_lacks():
@@ -51,6 +65,8 @@ def test_feature_inversion_is_normalized_squared_error():
     terms = [FeatureMatch(target[0]), 3.0 * FeatureMatch(target[1])]
     value = evaluate(terms, step_with(pool5=torch.zeros_like(target), fc8=torch.zeros(2, 3)))
     assert torch.allclose(value, torch.tensor([1.0, 3.0]))
+    errors = report(terms, step_with(pool5=torch.stack([target[0], 2 * target[1]]), fc8=torch.zeros(2, 3)))
+    assert torch.allclose(errors["feature_error"], torch.tensor([0.0, 1.0]))  # the unweighted relative error
 
 
 def test_feature_match_on_a_named_module_reads_the_captured_layer():
@@ -91,10 +107,19 @@ def test_l2_gradient_is_autograds_of_the_plain_formula():
     assert torch.autograd.gradcheck(lambda x: centred_square(x, 0.5), (images,))
 
 
-def test_closed_activity_weighs_each_layer():
-    closed = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
-    value = evaluate([ClosedActivity((1.0, 0.0, 0.0)), ClosedActivity((0.0, 0.0, 10.0))], step_with(closed=closed))
-    assert torch.allclose(value, torch.tensor([1.0, 10.0]))
+def test_closed_activity_weighs_each_gated_levels_activity_on_its_closed_units():
+    pool5 = torch.tensor([[[[1.0, 3.0]]], [[[2.0, 2.0]]]])  # (2, 1, 1, 2)
+    fc7 = torch.tensor([[4.0, 8.0], [1.0, 1.0]])
+    gates = {"pool5": torch.tensor([[[[1.0, 0.0]]], [[[1.0, 1.0]]]]), "fc7": torch.tensor([[0.0, 1.0], [0.0, 0.0]])}
+    step = step_with(ungated={"pool5": pool5, "fc7": fc7}, gates=gates)
+    # pool5: the closed unit's mean over the level (3 / 2, nothing closed); fc7: (4 / 2, 2 / 2)
+    assert torch.allclose(closed_activity(pool5, gates["pool5"]), torch.tensor([1.5, 0.0]))
+    value = evaluate([ClosedActivity({"pool5": 1.0}), ClosedActivity({"pool5": 2.0, "fc7": 10.0})], step)
+    assert torch.allclose(value, torch.tensor([1.5, 2 * 0.0 + 10 * 1.0]))
+    # a level no problem of the batch gates costs nothing; each group row reads its own problem's rows
+    only_fc7 = step_with(ungated={"fc7": fc7}, gates={"fc7": gates["fc7"]})
+    assert torch.allclose(evaluate([ClosedActivity({"pool5": 5.0, "fc7": 1.0})], only_fc7, rows=torch.tensor([1])),
+                          torch.tensor([1.0]))
 
 
 def test_terms_compose_with_plus_and_times():

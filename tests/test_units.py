@@ -21,6 +21,8 @@ from generator import build as build_module
 from generator import site, units_run
 from generator.build import build
 from generator.catalog import CatalogError, parse_catalog
+from generator.engine.solve import Problem, solve
+from generator.engine.terms import ChannelMatch
 from generator.images import class_images
 from generator.models import load_pathway
 from generator.pathway import Pathway
@@ -156,7 +158,7 @@ def test_texture_inverts_a_code_with_every_other_channel_zeroed(built):
     job = units_run._Job(unit, "texture", "key")
     settings = units_run.texture_settings(built.engine, built.units)
     problem = units_run._problem(job, built, pathway, data, settings, seed=0)
-    match = next(t for t in problem.terms if isinstance(t, units_run.ChannelMatch))
+    match = next(t for t in problem.terms if isinstance(t, ChannelMatch))
     top = unit["patches"][0]
     source = next(i for i in range(len(names)) if (owners[i], names[i]) == (top["class"], top["name"]))
     assert match.channel == 2 and torch.allclose(match.target, acts.pool5[source, 2])
@@ -205,9 +207,9 @@ def test_texture_match_reaches_a_channel_that_is_silent_at_the_start(tiny_alexne
     settings = units_run.texture_settings(None, UnitsParams(texture_iterations=16, texture_init_std=0.0))
     before = units_run.texture_problem(pathway, images[strength[:, channel].argmax()], channel, settings, 0.0, seed=0)
     match = before.terms[0]
-    assert isinstance(match, units_run.ChannelMatch) and match.before == "features.6"  # conv3, then ReLU, max pool
-    after = units_run.Problem([units_run.ChannelMatch(match.target, channel), *before.terms[1:]], seed=0)
-    textures = torch.stack([s.image for s in units_run.solve(pathway, [before, after], settings, progress=False)])
+    assert isinstance(match, ChannelMatch) and match.before == "features.6"  # conv3, then ReLU, max pool
+    after = Problem([ChannelMatch(match.target, channel), *before.terms[1:]], seed=0)
+    textures = torch.stack([s.image for s in solve(pathway, [before, after], settings, progress=False)])
     errors = units_run.texture_errors(pathway, textures, match.target.expand(2, -1, -1), [channel, channel])
     assert errors[0] < 0.5 and errors[1] == pytest.approx(1.0), errors
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from benchmarks.common import OUT, contact_sheet, print_table, shared_units_dataset, write_json
 from generator import units_run
-from generator.engine.settings import settings_from
+from generator.engine.settings import RAW_PIXELS, settings_from
 from generator.engine.solve import solve
 from generator.engine.terms import feature_error
 from generator.methods.common import inversion_problem
@@ -35,7 +35,7 @@ from generator.metrics import high_frequency_share
 from generator.units import UnitsParams
 
 CHANNELS = list(range(0, 128, 11))
-WHOLE_CODE = dict(iterations=16, lr=0.1, init_std=0.5, param="pixels", jitter=0, pad=0, scale=0.0, rotate=0.0)
+WHOLE_CODE = dict(iterations=16, lr=0.1, init_std=0.5, jitter=0, **RAW_PIXELS)
 
 
 def distinct(images: Tensor) -> float:

@@ -26,8 +26,9 @@ from generator.demo.net import (
     train_model,
 )
 from generator.demo.world import CELL, CLASSES, GRID, IMAGE_SIZE, layout_windows_of, write_split
+from generator.engine.settings import RAW_PIXELS
 
-PAPER_ENGINE = {"param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0, "prior_normalize": "image"}
+PAPER_ENGINE = {**RAW_PIXELS, "prior_normalize": "image"}
 
 
 DEMO_VERSION = 5

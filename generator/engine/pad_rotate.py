@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported inside the calls: Settings reads the knobs of transforms.py without it
+    import torch
+    from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Pad:
     fill: float = 0.5
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if self.pixels <= 0:
             return images
         size = images.shape[-1]
@@ -43,6 +47,9 @@ class RandomRotate:
     fill: float = 0.5
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if self.degrees <= 0:
             return images
         angle = math.radians(float((torch.rand((), generator=generator) * 2 - 1) * self.degrees))

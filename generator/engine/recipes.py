@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from generator.engine.decorrelated import Decorrelated
-from generator.engine.pad_rotate import Pad, RandomRotate
 from generator.engine.params import Parameterization, Pixels
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings
 from generator.engine.terms import L2, TV, AlphaNorm, Term
-from generator.engine.transforms import Jitter, RandomScale, Transform
+from generator.engine.transforms import KNOBS, Transform
 
 
 def regularizers(settings: Settings, centre: tuple[float, ...] | float = 0.5) -> list[Term]:
@@ -36,17 +35,9 @@ def prior(database: Any, settings: Settings) -> list[Term]:
 
 
 def transforms(settings: Settings) -> list[Transform]:
-    """Lucid's order, each when on: pad, random scale, jitter, random rotation."""
-    chosen: list[Transform] = []
-    if settings.pad:
-        chosen.append(Pad(settings.pad))
-    if settings.scale:
-        chosen.append(RandomScale(1 - settings.scale, 1 + settings.scale))
-    if settings.jitter:
-        chosen.append(Jitter(settings.jitter))
-    if settings.rotate:
-        chosen.append(RandomRotate(settings.rotate))
-    return chosen
+    """Each transform whose knob is on, in the order of transforms.KNOBS (Lucid's: pad, random
+    scale, jitter, random rotation)."""
+    return [knob.build(getattr(settings, knob.name)) for knob in KNOBS if getattr(settings, knob.name)]
 
 
 def parameterization(settings: Settings) -> Parameterization:

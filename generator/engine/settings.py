@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from generator.engine.transforms import KNOBS
 from generator.errors import AtlasError
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -20,9 +21,23 @@ class SettingsError(AtlasError, ValueError):
     """An engine setting of the wrong name, type or range."""
 
 
+_T = TypeVar("_T")
+
+
+def _with_transform_knobs(cls: type[_T]) -> type[_T]:
+    """Add a field per transform knob (transforms.KNOBS: pad, scale, jitter, rotate), so that a
+    transform declares its setting where it is defined."""
+    for knob in KNOBS:
+        cls.__annotations__[knob.name] = type(knob.default).__name__
+        setattr(cls, knob.name, knob.default)
+    return cls
+
+
 @dataclass(frozen=True)
+@_with_transform_knobs
 class Settings:
-    """Schedule, transforms and the weights the recipes give the standard terms."""
+    """Schedule, transforms and the weights the recipes give the standard terms. Besides the
+    fields below, one field per transform knob (`transforms.KNOBS`): pad, scale, jitter, rotate."""
 
     iterations: int = 200
     lr: float = 0.05
@@ -30,10 +45,6 @@ class Settings:
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
     octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
-    pad: int = 8  # grey border of this many pixels, then a random crop back, each step (0: off)
-    jitter: int = 4  # random roll of up to this many pixels each step (0: off)
-    scale: float = 0.05  # random rescale by a factor in [1 - scale, 1 + scale] each step (0: off)
-    rotate: float = 10.0  # random rotation by up to this many degrees each step (0: off)
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation
@@ -65,12 +76,15 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
-        for name in ("init_std", "pad", "jitter", "rotate", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight",
-                     "prior_start", "prior_full"):
+        for name in ("init_std", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
-        if not 0 <= self.scale < 1:
-            raise SettingsError(f"engine.scale: must be in [0, 1), got {self.scale!r}")
+        for knob in KNOBS:
+            value = getattr(self, knob.name)
+            if knob.below is not None and not 0 <= value < knob.below:
+                raise SettingsError(f"engine.{knob.name}: must be in [0, {knob.below:g}), got {value!r}")
+            if value < 0:
+                raise SettingsError(f"engine.{knob.name}: must be >= 0, got {value!r}")
         if self.iterations > 100_000 or abs(self.jitter_seed) >= 2**63:
             raise SettingsError("engine: iterations must be <= 100000 and jitter_seed a 64-bit integer")
         if self.prior_stride is not None and self.prior_stride <= 0:
@@ -82,6 +96,14 @@ class Settings:
                                 f"got {self.prior_normalize!r}")
         if self.param not in PARAMETERIZATIONS:
             raise SettingsError(f"engine.param: must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}")
+
+
+# Every transform off but the paper's jitter: any other would misalign a spatial target (a pool5
+# map, a layer's features) with the picture.
+JITTER_ONLY: dict[str, Any] = {knob.name: type(knob.default)(0) for knob in KNOBS if knob.name != "jitter"}
+# The paper's engine, for spatial targets and for pixels kept exactly around an edited region:
+# raw pixels, seen through the jitter alone.
+RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 
 def settings_from(engine: dict[str, Any] | None = None, **overrides: Any) -> Settings:

@@ -1,14 +1,16 @@
 """The one loop: optimize a batch of problems together, one forward/backward per step.
 
-Each `Problem` is one image with its own energy (a list of terms), masks, init and keep-mask.
+Each `Problem` is one image with its own energy (a list of terms), gates, init and keep-mask.
 `solve` groups the same kind of term across problems (terms.py), so a batch of different
 problems shares one pass; every problem has its own random init, so its picture does not
 depend on what else is in the batch. A problem whose energy or image becomes non-finite is
-frozen at its last finite image and reported `diverged`.
+frozen at its last finite image and reported `diverged`. The loop knows neither the methods nor
+the pathway's levels: gates are named by the levels the pathway takes them at
+(`Pathway.gate_shapes`), and each kind of term reports its own numbers (`Group.report`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 
 from generator.engine.params import Parameterization
 from generator.engine.settings import Settings, lr_at
-from generator.engine.terms import ClassScore, FeatureMatch, Group, Step, Term, feature_error
+from generator.engine.terms import Group, Step, Term
 from generator.engine.transforms import Transform
 from generator.pathway import Pathway
 
@@ -27,12 +29,12 @@ OptimizerFactory = Callable[[list[Tensor], float], torch.optim.Optimizer]
 
 @dataclass
 class Problem:
-    """One image to optimize: its energy terms, masks on the pathway, init and fixed pixels."""
+    """One image to optimize: its energy terms, gates on the pathway, init and fixed pixels."""
 
     terms: Sequence[Term]
-    m5: Tensor | None = None  # (C, H, W) mask on pool5
-    m6: Tensor | None = None  # (D6,) mask on fc6: 0/1, or 0 or 1/keep for a dropout member
-    m7: Tensor | None = None  # (D7,) mask on fc7, likewise
+    # level -> gate of one sample, e.g. {"pool5": (C, H, W) window, "fc7": (D7,) 0/1 code, or 0 or
+    # 1/keep for a dropout member}; a level this problem leaves out is open (gate 1)
+    gates: Mapping[str, Tensor] = field(default_factory=dict)
     init: Tensor | None = None  # (3, S, S) in [0, 1]; None: mid-grey + noise from `seed`
     keep: Tensor | None = None  # (1, S, S) 1 where pixels stay fixed to `init` (inpainting)
     seed: int = 0
@@ -43,11 +45,10 @@ class Problem:
 class Solution:
     image: Tensor  # (3, S, S) in [0, 1], on CPU
     energy: list[float]  # total energy per step
-    score: float = float("nan")  # final fc8 of the first ClassScore's target, under the masks
-    prob: float = float("nan")  # its softmax probability
-    feature_error: float = float("nan")  # ||phi(I) - phi0|| / ||phi0|| of the first FeatureMatch
     diverged: bool = False  # NaN/inf met: the image is the last finite iterate, not a result
     label: str = ""
+    # what the problem's terms report on the final image under its gates, without transforms
+    # (Group.report): e.g. ClassScore's "score" and "prob", FeatureMatch's "feature_error"
     numbers: dict[str, float] = field(default_factory=dict)
 
 
@@ -77,12 +78,27 @@ def _stack(tensors: Sequence[Tensor | None], shape: tuple[int, ...], fill: float
     ).to(device)
 
 
-def _groups(problems: Sequence[Problem], pathway: Pathway) -> list[Group]:
-    """One group per kind of term (Term.key), holding the rows of the problems that have it."""
+def _gates(pathway: Pathway, problems: Sequence[Problem], device: torch.device) -> dict[str, Tensor]:
+    """Each level some problem gates -> (B, ...) gates, 1 (open) for the problems without one."""
+    shapes = pathway.gate_shapes
+    unknown = sorted({level for p in problems for level in p.gates} - set(shapes))
+    if unknown:
+        raise ValueError(f"solve: a gate at {', '.join(unknown)}, but this pathway gates {', '.join(shapes)}")
+    stacked = {level: _stack([p.gates.get(level) for p in problems], shape, 1.0, device) for level, shape in shapes.items()}
+    return {level: gate for level, gate in stacked.items() if gate is not None}
+
+
+def _groups(problems: Sequence[Problem], pathway: Pathway) -> tuple[list[Group], list[list[tuple[int, int]]]]:
+    """One group per kind of term (Term.key), holding the rows of the problems that have it; and
+    for each problem, where each of its terms went: (group, place among the group's terms)."""
     members: dict[Any, list[tuple[int, Term]]] = {}
+    places: list[list[tuple[int, int]]] = []
     for row, problem in enumerate(problems):
+        places.append([])
         for term in problem.terms:
-            members.setdefault(term.key(), []).append((row, term))
+            entries = members.setdefault(term.key(), [])
+            places[row].append((list(members).index(term.key()), len(entries)))
+            entries.append((row, term))
     device = pathway.mean.device
     everyone = list(range(len(problems)))
     groups = []
@@ -90,7 +106,7 @@ def _groups(problems: Sequence[Problem], pathway: Pathway) -> list[Group]:
         rows = [row for row, _ in entries]
         index = None if rows == everyone else torch.tensor(rows, device=device)
         groups.append(entries[0][1].group([term for _, term in entries], index, pathway))
-    return groups
+    return groups, places
 
 
 class _Capture:
@@ -134,20 +150,12 @@ def solve(
     device, size, batch = pathway.mean.device, pathway.input_size, len(problems)
 
     init = torch.stack([initial_image(p, size, settings.init_std) for p in problems]).to(device)
-    fc6_dim = pathway.fc6_dim
-    if fc6_dim is None and any(p.m6 is not None for p in problems):
-        raise ValueError("solve: an m6 mask was given but this pathway has no fc6")
-    masks = {
-        "m5": _stack([p.m5 for p in problems], pathway.pool5_shape, 1.0, device),
-        "m6": None if fc6_dim is None else _stack([p.m6 for p in problems], (fc6_dim,), 1.0, device),
-        "m7": _stack([p.m7 for p in problems], (pathway.fc7_dim,), 1.0, device),
-    }
+    gates = _gates(pathway, problems, device)
     free = _stack([None if p.keep is None else 1.0 - p.keep.float() for p in problems], (1, size, size), 1.0, device)
     if any(not p.terms for p in problems):
         raise ValueError("solve: every problem needs at least one term")
-    groups = _groups(problems, pathway)
+    groups, places = _groups(problems, pathway)
     capture = _Capture(pathway, {g.layer for g in groups if g.layer})
-    closed = any(g.closed for g in groups)
     rng = torch.Generator().manual_seed(settings.jitter_seed)
 
     def images_of(params: Tensor) -> Tensor:
@@ -167,8 +175,8 @@ def solve(
             seen = images
             for transform in transforms:
                 seen = transform(seen, rng)
-            acts = pathway(seen, closed_activity=closed, **masks)
-            step = Step(index, settings.iterations, images, acts, capture.outputs)
+            acts = pathway(seen, gates)
+            step = Step(index, settings.iterations, images, acts, capture.outputs, gates)
             per_sample = images.new_zeros(batch)
             for group in groups:
                 value = group(step)
@@ -194,28 +202,25 @@ def solve(
                     params[~active] = last_finite[~active]
                 last_finite.copy_(params)
         with torch.no_grad():
-            return _solutions(pathway, problems, images_of(params).detach(), history, ~active, masks, capture)
+            final = images_of(params).detach()
+            step = Step(len(history), len(history), final, pathway(final, gates), capture.outputs, gates)
+            return _solutions(problems, step, history, ~active, groups, places)
     finally:
         capture.close()
 
 
-@torch.no_grad()
-def _solutions(pathway: Pathway, problems: Sequence[Problem], images: Tensor, history: list[Tensor],
-               diverged: Tensor, masks: dict[str, Tensor | None], capture: _Capture) -> list[Solution]:
-    """Final numbers under each problem's masks, without transforms."""
-    acts = pathway(images, **masks)
-    probs = acts.fc8.softmax(1)
+def _solutions(problems: Sequence[Problem], step: Step, history: list[Tensor], diverged: Tensor,
+               groups: Sequence[Group], places: list[list[tuple[int, int]]]) -> list[Solution]:
+    """Each problem's image, energies and the numbers its terms report on the final images
+    (`step`: under each problem's gates, without transforms)."""
     energies = torch.stack(history, 1) if history else torch.zeros(len(problems), 0)
-    step = Step(len(history), len(history), images, acts, capture.outputs)
+    reports = [{name: values.tolist() for name, values in group.report(step).items()} for group in groups]
     solutions = []
     for i, problem in enumerate(problems):
-        solution = Solution(image=images[i].cpu(), energy=energies[i].tolist(), diverged=bool(diverged[i]), label=problem.label)
-        score = next((t for t in problem.terms if isinstance(t, ClassScore)), None)
-        if score is not None:
-            solution.score, solution.prob = float(acts.fc8[i, score.target]), float(probs[i, score.target])
-        match = next((t for t in problem.terms if isinstance(t, FeatureMatch)), None)
-        if match is not None:
-            target = match.target.to(images.device).float().unsqueeze(0)
-            solution.feature_error = float(feature_error(step.layer(match.layer)[i : i + 1], target))
-        solutions.append(solution)
+        numbers: dict[str, float] = {}
+        for group, place in places[i]:
+            for name, values in reports[group].items():
+                numbers.setdefault(name, values[place])
+        solutions.append(Solution(image=step.images[i].cpu(), energy=energies[i].tolist(), diverged=bool(diverged[i]),
+                                  label=problem.label, numbers=numbers))
     return solutions

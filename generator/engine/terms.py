@@ -3,7 +3,9 @@
 A `Term` is one energy of one problem: `ClassScore(3)`, `30 * L2()`, `TV()`. Terms compose
 with + (a list of terms) and * (a weight). The engine groups the same kind of term across the
 problems of a batch (`Term.key`) and evaluates each group once per step (`Term.group`), so a
-batch of problems with different term sets still shares one forward/backward pass.
+batch of problems with different term sets still shares one forward/backward pass. After the
+last step each group reports its own numbers per problem (`Group.report`: a class score's
+score and probability, a feature match's error), which `solve` puts in `Solution.numbers`.
 
 Images are in [0, 1]. Regularizers are *means* over pixels, so a weight means the same thing
 at 64 px and at 224 px. Where a term runs at every step of every problem its gradient is
@@ -12,12 +14,13 @@ written out (tests/test_terms.py checks each against autograd).
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Sequence
+import dataclasses
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from generator.pathway import Activations, Pathway
@@ -32,8 +35,9 @@ class Step:
     index: int  # step number
     iterations: int
     images: Tensor  # (B, 3, S, S) the images being optimized, before transforms
-    acts: Activations  # of the transformed images, under each problem's masks
+    acts: Activations  # of the transformed images, under each problem's gates
     layers: dict[str, Tensor]  # outputs of named modules that some term reads (FeatureMatch)
+    gates: dict[str, Tensor] = dataclasses.field(default_factory=dict)  # level -> (B, ...) gates, 1 where a problem has none
 
     def layer(self, name: str) -> Tensor:
         value = getattr(self.acts, name) if name in OUTPUTS else self.layers[name]
@@ -51,7 +55,6 @@ class Group:
     """The terms of one kind across a batch, evaluated together. Subclasses set what they need."""
 
     layer: str | None = None  # a named module whose output the group reads (Step.layers)
-    closed: bool = False  # reads Activations.closed (the pathway computes it only when asked)
 
     def __init__(self, terms: Sequence[Term], rows: Tensor | None, device: torch.device) -> None:
         self.rows = rows
@@ -65,6 +68,11 @@ class Group:
 
     def __call__(self, step: Step) -> Tensor:
         raise NotImplementedError
+
+    def report(self, step: Step) -> dict[str, Tensor]:
+        """The numbers this kind of term reports for its problems' final images, name -> (rows,)
+        values; a problem keeps the first value of each name, in the order of its terms."""
+        return {}
 
 
 class Term:
@@ -106,6 +114,11 @@ class _ClassScoreGroup(Group):
     def __call__(self, step: Step) -> Tensor:
         return -self.weights * pick(step.acts.fc8, self.rows).gather(1, self.targets).squeeze(1)
 
+    def report(self, step: Step) -> dict[str, Tensor]:
+        """fc8 of the target under the problem's gates, and its softmax probability."""
+        fc8 = pick(step.acts.fc8, self.rows)
+        return {"score": fc8.gather(1, self.targets).squeeze(1), "prob": fc8.softmax(1).gather(1, self.targets).squeeze(1)}
+
 
 @dataclass
 class ClassScore(Term):
@@ -144,6 +157,9 @@ class _FeatureMatchGroup(Group):
 
     def __call__(self, step: Step) -> Tensor:
         return self.weights * feature_inversion(pick(step.layer(self.name), self.rows), self.targets)
+
+    def report(self, step: Step) -> dict[str, Tensor]:
+        return {"feature_error": feature_error(pick(step.layer(self.name), self.rows), self.targets)}
 
 
 @dataclass
@@ -298,24 +314,35 @@ class TV(Term):
         return (type(self), self.beta)
 
 
-class _ClosedActivityGroup(Group):
-    closed = True
+def closed_activity(ungated: Tensor, gate: Tensor) -> Tensor:
+    """Mean activity on the units a gate closes (gate 0), per sample: `ungated` is the level's
+    values before the gate (Activations.ungated)."""
+    return (ungated * (gate == 0)).flatten(1).mean(1)
 
+
+class _ClosedActivityGroup(Group):
     def __init__(self, terms: Sequence[ClosedActivity], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
-        self.layer_weights = torch.tensor([t.layers for t in terms], device=device)
+        self.levels = list(dict.fromkeys(level for t in terms for level in t.levels))
+        self.level_weights = torch.tensor([[t.levels.get(level, 0.0) for level in self.levels] for t in terms],
+                                          device=device)
 
     def __call__(self, step: Step) -> Tensor:
-        assert step.acts.closed is not None
-        return self.weights * (pick(step.acts.closed, self.rows) * self.layer_weights).sum(1)
+        closed = [
+            closed_activity(pick(step.acts.ungated[level], self.rows), pick(step.gates[level], self.rows))
+            if level in step.gates else step.images.new_zeros(self.level_weights.shape[0])
+            for level in self.levels
+        ]
+        return self.weights * (torch.stack(closed, 1) * self.level_weights).sum(1)
 
 
 @dataclass
 class ClosedActivity(Term):
-    """Weighted mean activity on the units the masks close, per layer (pool5, fc6, fc7): a
-    mask only gates, so a code that must also *forbid* its off units pays for their activity."""
+    """Weighted mean activity on the units the gates close, per level (e.g. {"pool5": 3.0,
+    "fc7": 1.5}; a level its problem does not gate costs nothing): a gate only gates, so a code
+    that must also *forbid* its off units pays for their activity."""
 
-    layers: tuple[float, float, float]
+    levels: Mapping[str, float]
     weight: float = 1.0
     group_class: ClassVar[type[Group]] = _ClosedActivityGroup
 
@@ -345,3 +372,40 @@ class AlphaNorm(Term):
 
     def key(self) -> Hashable:
         return (type(self), self.alpha, self.centre)
+
+
+class _ChannelMatchGroup(Group):
+    def __init__(self, terms: Sequence[ChannelMatch], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.layer = terms[0].before or None  # the engine captures this module's output
+        self.after = terms[0].after
+        self.channels = torch.tensor([t.channel for t in terms], device=device)
+        self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
+
+    def __call__(self, step: Step) -> Tensor:
+        if self.layer is None:
+            maps = pick(step.acts.pool5, self.rows)[torch.arange(len(self.channels)), self.channels]
+        else:  # before the ReLU where the target is active, so a silent channel is still pushed there
+            before = pick(step.layers[self.layer], self.rows)[torch.arange(len(self.channels)), self.channels]
+            pooled = self.after(before.unsqueeze(1))[:, 0]
+            maps = torch.where(self.targets > 0, pooled, pooled.clamp_min(0))
+        return self.weights * feature_inversion(maps, self.targets)
+
+
+@dataclass
+class ChannelMatch(Term):
+    """||pool5[channel] - target||^2 / ||target||^2: Xia et al.'s one-channel code read on its kept
+    channel. The zeroed channels are left out: channels co-fire, so matching them too asks for an
+    image no photo is (the top image itself is far from its own one-channel code). With `before`
+    (`units_run.pre_activation`), pool5 = relu(after(output of module `before`)) and the match reads
+    it before the ReLU where the target is positive: a channel that is exactly 0 there gets a gradient."""
+
+    target: Tensor  # (H, W): the kept channel's map
+    channel: int
+    before: str = ""
+    after: nn.Module = dataclasses.field(default_factory=nn.Identity)
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _ChannelMatchGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.before)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from generator.engine import recipes
+from generator.engine.settings import RAW_PIXELS
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import Direction
 from generator.methods import ClassContext, MethodResult, Picture, spec
@@ -45,10 +46,9 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     count = min(int(params["images"]), len(ctx.images))
     originals = ctx.images[:count]
     targets = layer_features(pathway, originals, list(layers.values()))
-    settings = engine_settings(ctx, {}, iterations=int(params["iterations"]), lr=float(params["lr"]),
+    settings = engine_settings(ctx, {}, **RAW_PIXELS, iterations=int(params["iterations"]), lr=float(params["lr"]),
                                tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                               jitter=int(params["jitter"]), scale=0.0, prior_weight=0.0,
-                           param="pixels", pad=0, rotate=0.0)  # spatial targets: raw pixels, as tuned
+                               jitter=int(params["jitter"]), prior_weight=0.0)  # spatial targets
     regularizers = recipes.regularizers(settings, model_mean(pathway))
     problems = []
     for i in range(count):

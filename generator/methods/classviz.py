@@ -37,14 +37,14 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         (prior, exemplars[1], f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"),
     ):
         colour = colour_distance(solution.image, references)
-        picture_numbers = {"prob": solution.prob, "score": solution.score, "colour_distance": colour,
+        picture_numbers = {"prob": solution.numbers["prob"], "score": solution.numbers["score"], "colour_distance": colour,
                            "colour_distance_per_photo": colour_distance_per_photo(solution.image, references)}
         pictures.append(
             Picture(
                 key=solution.label,
                 image=solution.image,
                 caption=f"{ctx.class_name}: class score maximized with {what}; "
-                f"p = {solution.prob:.2f}, {settings.iterations} iterations",
+                f"p = {solution.numbers['prob']:.2f}, {settings.iterations} iterations",
                 alt=f"Synthesized image that the network classifies as {ctx.class_name}, made with {what}",
                 numbers=picture_numbers,
                 meta=Meta(diverged=solution.diverged, exemplars=nearest, notes={"iterations": settings.iterations}),

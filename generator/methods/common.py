@@ -14,7 +14,7 @@ from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem
 from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
 from generator.methods import ClassContext
-from generator.pathway import Activations, Pathway
+from generator.pathway import MASKS, Activations, Pathway
 from generator.records import ImageRef, refs
 
 # id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
@@ -77,31 +77,28 @@ def model_mean(pathway: Pathway) -> tuple[float, ...]:
     return tuple(float(v) for v in pathway.mean.flatten())
 
 
-CODE_LAYERS = ("m5", "m6", "m7")  # the order of Problem.closed_weights: pool5, fc6, fc7
-
-
 def closed_weights(
     forbid: float, masks: tuple[str, ...], features: Activations, class_index: int
-) -> tuple[float, float, float] | None:
-    """Per-layer weights of the closed-unit activity for a code that fixes `masks`, so that a
-    closed layer firing at the class images' mean activity costs `forbid` times their mean class
-    score. Normalized twice because nets differ by orders of magnitude: the demo net's class
-    scores average 20-60 and its activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1.
-    None when forbid is 0."""
+) -> dict[str, float] | None:
+    """Per-level weights of the closed-unit activity (terms.ClosedActivity) for a code that fixes
+    `masks` (m5, m6, m7), so that a closed level firing at the class images' mean activity costs
+    `forbid` times their mean class score (0 for the levels the code leaves open). Normalized twice
+    because nets differ by orders of magnitude: the demo net's class scores average 20-60 and its
+    activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1. None when forbid is 0."""
     if not forbid:
         return None
     score = max(float(features.fc8[:, class_index].mean()), 1e-6)
     activity = {"m5": features.pool5, "m6": features.fc6, "m7": features.fc7}
-    return tuple(
-        forbid * score / max(float(activity[name].mean()), 1e-6)  # type: ignore[union-attr]
-        if name in masks and activity[name] is not None else 0.0 for name in CODE_LAYERS
-    )  # type: ignore[return-value]
+    return {
+        MASKS[name]: forbid * score / max(float(values.mean()), 1e-6) if name in masks else 0.0
+        for name, values in activity.items() if values is not None
+    }
 
 
 def class_problem(pathway: Pathway, settings: Settings, class_index: int, *, database: Any = None,
-                  closed: tuple[float, float, float] | None = None, **fields: Any) -> Problem:
+                  closed: dict[str, float] | None = None, **fields: Any) -> Problem:
     """E_class: the class score, the Settings' regularizers, the patch prior when there is a
-    database, and the closed-unit activity when `closed` weights are given."""
+    database, and the closed-unit activity when `closed` weights (level -> weight) are given."""
     terms: list[Term] = [ClassScore(class_index), *recipes.regularizers(settings, model_mean(pathway))]
     terms += recipes.prior(database, settings)
     if closed is not None:

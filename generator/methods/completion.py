@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from generator.engine.settings import Settings, settings_from
+from generator.engine.settings import RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import solve
 from generator.methods.common import class_problem
 from generator.pathway import Pathway
@@ -109,15 +109,14 @@ def complete(
             class_index = int(pathway(image[None].to(device)).fc8.argmax(1))
     start = fill_box(image, box, seed)
     with torch.no_grad():
-        m7 = None if topic_mask is None else topic_mask.to(device)
-        start_score = float(pathway(start[None].to(device), m7=m7).fc8[0, class_index])
+        gates = {} if topic_mask is None else {"fc7": topic_mask.to(device)}
+        start_score = float(pathway(start[None].to(device), gates).fc8[0, class_index])
     # Completion edits pixels in place around a scene kept exactly: raw pixels, seen untransformed.
-    settings = replace(settings or settings_from(None), param="pixels", pad=0, scale=0.0, rotate=0.0,
-                       prior_normalize="image")
+    settings = replace(settings or settings_from(None), **RAW_PIXELS, prior_normalize="image")
     problem = class_problem(
         pathway, settings, class_index,
         database=prior if prior is not None else context_database(image, box),
-        m7=topic_mask,
+        gates=gates,
         init=start,
         keep=keep_mask(box, size),
         seed=seed,
@@ -127,8 +126,8 @@ def complete(
     return Completion(
         image=solution.image,
         class_index=class_index,
-        score=solution.score,
-        prob=solution.prob,
+        score=solution.numbers["score"],
+        prob=solution.numbers["prob"],
         start_score=start_score,
         diverged=solution.diverged,
         box=box,

@@ -39,7 +39,7 @@ from generator.methods.common import (
     mean_pairwise,
     nearest_exemplars,
 )
-from generator.pathway import Pathway
+from generator.pathway import Pathway, as_gates
 from generator.records import Cell, refs
 
 SPEC = spec("ensemble")
@@ -94,8 +94,7 @@ def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member:
     device = pathway.mean.device
     pool5 = pool5.to(device)
     full = pathway.head(pool5).fc8[:, class_index]
-    m5, m6, m7 = (member[name].to(device) if name in member else None for name in ("m5", "m6", "m7"))
-    masked = pathway.head(pool5, m5, m6, m7).fc8[:, class_index]
+    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
 
 
@@ -155,9 +154,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             class_problem(
                 pathway, settings, ctx.class_index,
                 database=prior,
-                m5=member.get("m5"),
-                m6=member.get("m6"),
-                m7=member.get("m7"),
+                gates=as_gates(member),
                 seed=cell["init_seed"],
                 init=init,
                 label=f"mask {cell['mask']} init {cell['init']}",
@@ -179,7 +176,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                    "favours most over the full net (under init 1)" if favourites else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
-            numbers={"score": s.score, "prob": s.prob},
+            numbers={"score": s.numbers["score"], "prob": s.numbers["prob"]},
             meta=Cell(row=c["mask"], column=c["init"], row_seed=c["mask_seed"], column_seed=c["init_seed"],
                       diverged=s.diverged, exemplars=nearest, notes={"keep": keep},
                       starts=refs(favourites[c["mask"]]) if favourites and c["init"] == 0 else ()),

@@ -23,7 +23,7 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
-from generator.pathway import Pathway
+from generator.pathway import Pathway, as_gates
 from generator.records import Step
 
 SPEC = spec("hierarchy")
@@ -120,7 +120,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     image_codes = codes(pathway, inputs.to(device))
     with torch.no_grad():  # each image's own score under its code: what an inversion should reach
         own_scores = {
-            level: pathway(inputs.to(device), **{m: image_codes[m] for m in masks}).fc8[:, ctx.class_index].cpu()
+            level: pathway(inputs.to(device), as_gates({m: image_codes[m] for m in masks})).fc8[:, ctx.class_index].cpu()
             for level, masks in levels
         }
     prior = class_database(ctx, params)
@@ -137,7 +137,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             init=inits[row],
             seed=ctx.seed,
             label=f"image {index} code {level}",
-            **{name: image_codes[name][row].cpu() for name in masks},
+            gates=as_gates({name: image_codes[name][row].cpu() for name in masks}),
         )
         for row, index in enumerate(chosen)
         for level, masks in levels
@@ -170,7 +170,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             pixel = relative_error(solution.image, inputs[row])
             others = error_to_others(solution.image, ctx.images, index)
             feature = float(cosine_distances(torch.stack([result_fc7[at], input_fc7[row]]))[0, 1])
-            ratio = solution.score / float(own_scores[level][row]) if own_scores[level][row] > 0 else float("nan")
+            score, prob = solution.numbers["score"], solution.numbers["prob"]
+            ratio = score / float(own_scores[level][row]) if own_scores[level][row] > 0 else float("nan")
             errors[f"pixel_{level}"].append(pixel)
             errors[f"pixel_others_{level}"].append(others)
             errors[f"fc7_{level}"].append(feature)
@@ -183,7 +184,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     + (", patch prior" if prior is not None else ""),
                     alt=f"Visualization of {ctx.class_name} constrained by the {level} ReLU code of one image",
                     numbers={
-                        "score": solution.score, "prob": solution.prob, "pixel_error": pixel, "fc7_error": feature,
+                        "score": score, "prob": prob, "pixel_error": pixel, "fc7_error": feature,
                         "pixel_error_others": others,
                         "score_ratio": ratio,
                         # does the picture's own (unmasked) code agree with the image's? (mechanism)

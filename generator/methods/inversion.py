@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from generator.engine.settings import Settings, settings_from
+from generator.engine.settings import RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import Problem, solve
 from generator.methods import ClassContext, MethodResult, Picture, spec
 from generator.methods.common import inversion_problem
@@ -41,8 +41,7 @@ ENGINE_FIELDS = ("iterations", "lr", "feature_weight", "l2", "tv", "prior_weight
 # Table 1's protocol is the paper's: raw pixels, and no transform but the jitter (a pool5 target
 # is spatial: padding, scaling or turning the picture would misalign it with its target).
 INVERSION_SETTINGS: dict[str, Any] = {
-    **{name: DEFAULTS[name] for name in ENGINE_FIELDS}, "param": "pixels", "pad": 0, "scale": 0.0, "rotate": 0.0,
-    "prior_normalize": "image"}
+    **{name: DEFAULTS[name] for name in ENGINE_FIELDS}, **RAW_PIXELS, "prior_normalize": "image"}
 
 VARIANTS = ("rand", "avg", "prior")
 CAPTIONS = {
@@ -130,7 +129,7 @@ def invert_pool5(
                 continue
             solution = solutions[f"img{i}-{variant}"]
             error = math.nan if solution.diverged else image_error(images[i], solution.image)
-            results[variant].append((solution.image, error, solution.feature_error))
+            results[variant].append((solution.image, error, solution.numbers["feature_error"]))
     return results
 
 

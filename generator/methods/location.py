@@ -99,7 +99,7 @@ def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS)
     pool5 = ctx.features.pool5.to(ctx.pathway.mean.device)
     found = []
     for mask in masks:
-        scores = ctx.pathway.head(pool5, m5=mask.to(pool5.device)).fc8[:, ctx.class_index].cpu()
+        scores = ctx.pathway.head(pool5, {"pool5": mask.to(pool5.device)}).fc8[:, ctx.class_index].cpu()
         top = torch.argsort(scores, descending=True)[:k]
         found.append(refs(top.tolist(), score=scores[top].tolist()))
     return found
@@ -121,7 +121,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         class_problem(
             pathway, settings, ctx.class_index,
             database=prior,
-            m5=mask,
+            gates={"pool5": mask},
             seed=ctx.seed,
             label=f"window r{w.row} c{w.col}",
         )
@@ -140,16 +140,16 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 image=solution.image,
                 caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})",
                 alt=f"Visualization of {ctx.class_name} using only {span} of the {grid} pool5 grid",
-                numbers={"score": solution.score, "prob": solution.prob},
+                numbers={"score": solution.numbers["score"], "prob": solution.numbers["prob"]},
                 meta=replace(w, diverged=solution.diverged, exemplars=exemplars),
             )
         )
 
     usable = [i for i, s in enumerate(solutions) if not s.diverged]
-    strongest = sorted(usable, key=lambda i: -solutions[i].score)
+    strongest = sorted(usable, key=lambda i: -solutions[i].numbers["score"])
     images = torch.stack([s.image for s in solutions])
     heterogeneity = mean_pairwise(cosine_distances(fc7_of(pathway, images[usable])))
-    scores = [solutions[i].score for i in usable]
+    scores = [solutions[i].numbers["score"] for i in usable]
     numbers = {
         "heterogeneity": heterogeneity,
         "heterogeneity_metric": "mean pairwise fc7 cosine distance between window images (unmasked net)",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from generator.engine.settings import Settings
+from generator.engine.settings import RAW_PIXELS, Settings
 from generator.engine.solve import solve
 from generator.engine.terms import feature_inversion
 from generator.methods import ClassContext, MethodResult, Picture, spec
@@ -35,10 +35,9 @@ def pixel_error(original: torch.Tensor, estimate: torch.Tensor) -> float:
 def preimage_settings(ctx: ClassContext, params: dict[str, Any]) -> Settings:
     """The catalog's engine section with the method's own optimizer and regularizer weights:
     no L2 (the alpha-norm bounds the pixels) and no patch prior."""
-    return engine_settings(ctx, {}, iterations=int(params["iterations"]), lr=float(params["lr"]),
+    return engine_settings(ctx, {}, **RAW_PIXELS, iterations=int(params["iterations"]), lr=float(params["lr"]),
                            tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                           jitter=int(params["jitter"]), feature_weight=1.0, scale=0.0, prior_weight=0.0,
-                           param="pixels", pad=0, rotate=0.0)  # spatial targets: raw pixels, as tuned
+                           jitter=int(params["jitter"]), feature_weight=1.0, prior_weight=0.0)  # spatial targets
 
 
 def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:

@@ -187,7 +187,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         init = None
         if params["init"] == "facet":
             init = coarse_mean(ctx.images[shown[k]], int(params["facet_side"]), settings.init_std, seed=ctx.seed + k)
-        problem = class_problem(pathway, settings, ctx.class_index, database=database, m7=mask, init=init,
+        problem = class_problem(pathway, settings, ctx.class_index, database=database, gates={"fc7": mask}, init=init,
                                 closed=closed, seed=ctx.seed, label=f"topic {k}")
         if params["direction"] > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
@@ -221,7 +221,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                        "either half passes the cutoff" if topics.signed else "")
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
-                numbers={"score": solution.score, "prob": solution.prob, "units": units, "nearest_topic": nearest[k] + 1},
+                numbers={"score": solution.numbers["score"], "prob": solution.numbers["prob"], "units": units,
+                         "nearest_topic": nearest[k] + 1},
                 meta=Topic(topic=k, units=units, retrieved=retrieved, diverged=solution.diverged,
                            notes={"rule": topics.rule[k], "cutoff": topics.cutoff[k]}),
             )
