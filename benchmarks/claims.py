@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.common import IMAGENETTE, OUT, SHARED, print_table, require_shared, write_json
 from generator.build import build
 from generator.catalog import load_catalog, parse_catalog
-from generator.claims import claims_from_manifests, truth_from_demo, write_claims
+from generator.site.claims import claims_from_manifests, truth_from_demo, write_claims
 
 INTRA_CLASS = ("location", "topics", "ensemble", "hierarchy")
 

@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import REPO, bare_rate, print_table, require_shared, write_json
 from generator.catalog import Catalog, load_catalog
 from generator.methods import ClassContext, method_module
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 CATALOG = REPO / "catalogs" / "shared-alexnet-slim.yaml"
 
@@ -34,9 +34,9 @@ def load_shared_catalog() -> Catalog:
 
 def class_context(catalog: Catalog, wnid: str) -> ClassContext:
     """What a build hands every method of class `wnid` (its images, features, prior section)."""
-    from generator.features import extract
     from generator.images import class_images
-    from generator.models import load_pathway
+    from generator.nets.features import extract
+    from generator.nets.models import load_pathway
 
     entry = next(e for e in catalog.classes if e.id == wnid)
     pathway = load_pathway(catalog.model, "cpu")

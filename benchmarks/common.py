@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.store import to_pil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +53,9 @@ def shared_pathway(device: str | torch.device = "cpu") -> Pathway:
 def shared_units_dataset() -> tuple[Any, Pathway, Any]:
     """The shared alexnet-slim catalog, its pathway (1 CPU thread) and the unit step's dataset of its
     images: what the unit benchmarks measure on. Output goes to benchmarks/out/units_pictures_site."""
-    from generator import units_run
     from generator.catalog import load_catalog
-    from generator.models import load_pathway
+    from generator.nets.models import load_pathway
+    from generator.units import run as units_run
 
     require_shared()
     torch.set_num_threads(1)

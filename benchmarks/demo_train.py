@@ -24,7 +24,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from benchmarks.common import print_table, write_json
 from generator import demo
 from generator.methods.location import window_mask
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 
 def planted_truth_checks(pathway: Pathway, seed: int) -> list[dict]:

@@ -25,7 +25,7 @@ from benchmarks.class_time import class_context, load_shared_catalog
 from benchmarks.common import print_table, write_json
 from generator.engine import decorrelated, pad_rotate, patch_prior, terms, transforms
 from generator.methods import method_module
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 PARTS = ("model", "parameterization", "transforms", "prior", "regularizers", "optimizer", "other")
 

@@ -233,7 +233,7 @@ def write_large_atlas(output: Path, n_classes: int = 1000) -> list[str]:
     import os
     import shutil
 
-    from generator.models import imagenet_classes
+    from generator.nets.models import imagenet_classes
 
     template = output / ".template"
     write_fake_atlas(template, n_classes=1, hostile=False)

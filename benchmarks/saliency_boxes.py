@@ -25,8 +25,8 @@ from generator.catalog import ImageSpec, load_catalog
 from generator.images import class_images
 from generator.methods import method_defaults
 from generator.methods.saliency import maps_for, mass_inside, rank_correlation, top_overlap
-from generator.models import load_pathway
-from generator.pathway import Pathway
+from generator.nets.models import load_pathway
+from generator.nets.pathway import Pathway
 
 BOXES = Path(__file__).with_name("saliency_boxes.json")
 

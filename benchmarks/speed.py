@@ -22,12 +22,12 @@ import torchvision
 
 from benchmarks.common import IMAGENETTE, SHARED, bare_rate, class_images, print_table, write_json
 from generator.engine import recipes
+from generator.engine.patch_database import PatchDatabase
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem, solve
 from generator.methods import PriorParams
 from generator.methods.common import class_problem
-from generator.pathway import Pathway
-from generator.prior import PatchDatabase
+from generator.nets.pathway import Pathway
 
 
 def solve_rate(pathway: Pathway, problems: list[Problem], settings: Settings) -> float:

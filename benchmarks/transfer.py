@@ -39,7 +39,7 @@ from benchmarks import judge as judge_module
 from benchmarks.common import load_image
 from generator.manifest import Manifest, ManifestError, PictureRecord
 from generator.methods.common import cosine_distances, mean_pairwise
-from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.methods.metrics import colour_distance, colour_distance_per_photo
 from generator.records import Cell, Step, Topic
 
 LOW_PASS = 8  # block size (px) of the low-passed pixels for the ensemble metric
@@ -265,7 +265,7 @@ def colour_ratio(classes: list[ClassAtlas]) -> dict[str, Any] | None:
 def photo_colour(classes: list[ClassAtlas]) -> dict[str, float] | None:
     """Colour distances at the thumbnails' size, mean over classes: the classviz baseline and prior
     pictures to all the class photos, and each photo to the class's *other* photos (leave one out),
-    pooled and per photo (as generator.metrics measures them)."""
+    pooled and per photo (as generator.methods.metrics measures them)."""
     rows = []
     for c in classes:
         pictures = {p.picture.key: p for p in c.kinds.get("classviz baseline", []) + c.kinds.get("classviz prior", [])}

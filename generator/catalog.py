@@ -24,9 +24,9 @@ import yaml
 
 from generator.classtable import class_table
 from generator.errors import CatalogError
-from generator.families import TORCHVISION_MODELS, TORCHVISION_WEIGHTS, supported_families
 from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
 from generator.modelspec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, is_weights_path
+from generator.nets.families import TORCHVISION_MODELS, TORCHVISION_WEIGHTS, supported_families
 from generator.store import unsafe_output
 from generator.units import UnitsParams
 
@@ -71,7 +71,7 @@ class Catalog:
     device: str  # "cpu" | "cuda" | "cuda:N" | "mps" | "auto"
     seed: int = 0
     prior: PriorParams = field(default_factory=PriorParams)  # the class's patch database (`prior:`)
-    units: UnitsParams = field(default_factory=UnitsParams)  # the unit atlas (`units:`, generator/units.py)
+    units: UnitsParams = field(default_factory=UnitsParams)  # the unit atlas (`units:`, generator/units/__init__.py)
 
     def enabled_methods(self, entry: ClassEntry | None = None) -> list[str]:
         """Method names switched on (for one class, with its overrides), in the canonical order."""
@@ -365,7 +365,7 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
                 raise check.fail("model.name", f"model file {file} not found")
             name = f"{file}:{factory}"
     elif name not in TORCHVISION_MODELS:
-        from generator import models  # torchvision itself, only to say why a name is refused
+        from generator.nets import models  # torchvision itself, only to say why a name is refused
 
         if name in models.torchvision_model_names():
             raise check.fail("model.name", f"torchvision's {name} cannot be split into the atlas's pathway: "
@@ -385,7 +385,7 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
             raise check.fail("model.weights", f"{weights!r} is a torchvision weights name, but {name} is a factory; "
                              "pass the path of a state_dict file")
         elif weights not in TORCHVISION_WEIGHTS[name]:
-            from generator import models  # a name the table lacks: ask torchvision (it may be newer)
+            from generator.nets import models  # a name the table lacks: ask torchvision (it may be newer)
 
             known = models.torchvision_weight_names(name)
             if weights not in known:

@@ -1,6 +1,6 @@
 """The names of a model's outputs: the ILSVRC-2012 class table (package data) and, for a model
 spec, the (id, name) of each output. Data only, no torch: the catalog resolves its classes
-without loading a network (`generator.models` re-exports both functions)."""
+without loading a network (`generator.nets.models` re-exports both functions)."""
 from __future__ import annotations
 
 import functools

@@ -103,7 +103,7 @@ def _parse_only(only: list[str] | None) -> list[str] | None:
     if not only:
         return None
     names = [name.strip() for item in only for name in item.split(",") if name.strip()]
-    known = (*METHOD_NAMES, "units")  # units: the unit atlas step (generator/units.py)
+    known = (*METHOD_NAMES, "units")  # units: the unit atlas step (generator/units/__init__.py)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(f"--only: unknown method {unknown[0]!r}; known: {', '.join(known)}")
@@ -137,9 +137,9 @@ def build(
 
         atlas build --classes church,golf_ball --device cuda
     """
-    from generator.executors import make_executor
+    from generator.build.executors import make_executor
     from generator.images import source_root
-    from generator.models import ensure_weights
+    from generator.nets.models import ensure_weights
 
     runner = make_executor(executor, address)
     if runner is not None and workers > 1:
@@ -330,7 +330,7 @@ def complete(
     from generator.engine.settings import settings_from
     from generator.images import load_image
     from generator.methods.completion import complete as complete_box
-    from generator.models import class_table, load_pathway
+    from generator.nets.models import class_table, load_pathway
 
     try:
         x, y, w, h = (int(v) for v in box.split(","))
@@ -386,10 +386,10 @@ def _save_image(image, out: Path, image_format: str) -> None:
 def _topic_mask(cat, pathway, class_index: int, topic: int):
     """m7 of topic `topic` of a class (numbered from 1, as the site shows them), from NMF on the
     fc7 of its catalog images."""
-    from generator.features import extract
     from generator.images import class_images
     from generator.methods.topics import topic_masks_for
-    from generator.models import class_table
+    from generator.nets.features import extract
+    from generator.nets.models import class_table
 
     params = cat.methods["topics"]
     class_id = class_table(cat.model)[class_index][0]

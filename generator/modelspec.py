@@ -1,5 +1,5 @@
 """What names a model: the catalog's `model:` section as a dataclass, torch-free, so that
-`generator.catalog` (which validates it) and `generator.models` (which loads it) both import it
+`generator.catalog` (which validates it) and `generator.nets.models` (which loads it) both import it
 and neither imports the other at module level (no catalog <-> models cycle)."""
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from torch import nn
 from generator import build as build_module
 from generator.catalog import Catalog, ClassEntry, ImageSpec, ModelSpec
 from generator.methods import ClassContext, MethodResult, MethodSpec, Picture, spec
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.units import UnitsParams
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def shared_pathway(shared: Path) -> Pathway:
     models = shared / "models"
     spec = ModelSpec(f"{models / 'alexnet_slim.py'}:build", weights=str(models / "alexnet-slim-imagenette.pt"),
                      num_classes=10)
-    from generator.models import load_pathway
+    from generator.nets.models import load_pathway
 
     return load_pathway(spec)
 

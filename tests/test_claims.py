@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import claims
 from generator.methods import REGISTRY
 from generator.records import Meta, Window
+from generator.site import claims
 
 
 def window(row: int, col: int, size: int = 2) -> dict:

@@ -7,11 +7,11 @@ import torch
 from benchmarks import engine_profile
 from benchmarks.class_time import IterationCounter
 from generator.engine import solve as solve_module
+from generator.engine.patch_database import PatchDatabase
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import Settings
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import L2, TV, ClassScore
-from generator.prior import PatchDatabase
 
 SETTINGS = Settings(iterations=4, prior_stride=8)  # the engine's Fourier parameterization and transforms
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from generator.methods import ClassContext, PriorParams, classviz, common
-from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.methods.metrics import colour_distance, colour_distance_per_photo
 
 SIZE = 96
 

@@ -113,9 +113,10 @@ def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
     """`--topic 1` is the site's "Topic 1" (meta topic 0); 0 and k + 1 are refused with the range."""
     import types
 
-    from generator import cli, features, images
+    from generator import cli, images
     from generator.catalog import load_catalog
     from generator.methods import topics
+    from generator.nets import features
 
     masks = torch.eye(3)
     monkeypatch.setattr(images, "class_images", lambda *a, **k: types.SimpleNamespace(images=torch.zeros(3, 3, 8, 8)))

@@ -16,7 +16,7 @@ from torch import nn
 
 from generator import demo
 from generator.methods.location import window_mask
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 
 def load_folder(world: demo.DemoWorld, class_id: str, n: int, root=None) -> tuple[torch.Tensor, list[str]]:

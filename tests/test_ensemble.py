@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from generator.claims import geometric_mean, style_purity_gain
 from generator.demo.cache import PAPER_ENGINE
 from generator.methods import ensemble
-from generator.pathway import as_gates
+from generator.nets.pathway import as_gates
+from generator.site.claims import geometric_mean, style_purity_gain
 
 
 def test_dropout_mask_keeps_exactly_half_scaled_as_in_training_and_is_reproducible_from_its_seed():

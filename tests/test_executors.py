@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from generator import build as build_module
 from generator.build import build
+from generator.build.executors import RayExecutor, task_resources
 from generator.catalog import load_catalog
 from generator.cli import app
-from generator.executors import RayExecutor, task_resources
 from generator.methods import method_defaults
 
 # ---------------------------------------------------------------------------------------------

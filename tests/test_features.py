@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from generator.features import cache_key, extract
-from generator.pathway import Pathway
+from generator.nets.features import cache_key, extract
+from generator.nets.pathway import Pathway
 
 
 class TinyNet(nn.Module):

@@ -9,7 +9,7 @@ import torch
 
 from generator.demo.cache import PAPER_ENGINE
 from generator.methods import common, hierarchy
-from generator.pathway import as_gates
+from generator.nets.pathway import as_gates
 
 
 def test_most_typical_is_closest_to_the_mean():
@@ -86,8 +86,9 @@ def test_every_level_starts_from_the_same_class_layout(tiny_context):
 
 
 def test_unknown_init_is_refused(tiny_context):
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match="one of class_layout, noise, got 'photo'") as refused:
         hierarchy.run(tiny_context(), {"init": "photo"})
+    assert refused.value.field == "init"  # the typed parameters name the field
 
 
 def test_two_images_give_two_rows(tiny_context):
@@ -159,7 +160,7 @@ def test_class_layout_init_unsticks_the_gated_demo_inversions(gated_demo):
 
 
 def test_closed_weights_scale_with_the_class_and_cover_only_fixed_layers():
-    from generator.pathway import Activations
+    from generator.nets.pathway import Activations
 
     features = Activations(
         pool5=torch.full((4, 2, 3, 3), 0.5), fc6=torch.full((4, 5), 2.0), fc7=torch.full((4, 5), 4.0),

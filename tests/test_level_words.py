@@ -11,8 +11,8 @@ import pytest
 
 from generator.build import build
 from generator.catalog import load_catalog
-from generator.families import has_fc6
 from generator.methods import METHOD_NAMES
+from generator.nets.families import has_fc6
 from generator.site import render
 
 # only the methods whose texts name levels differently with and without fc6

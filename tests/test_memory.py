@@ -1,11 +1,11 @@
-"""generator.memory: freed tensor memory stays in the process (glibc only)."""
+"""generator.nets.memory: freed tensor memory stays in the process (glibc only)."""
 from __future__ import annotations
 
 import platform
 
 import pytest
 
-from generator import memory
+from generator.nets import memory
 
 
 def test_keep_freed_memory_is_accepted_by_glibc_and_idempotent():

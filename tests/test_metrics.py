@@ -1,6 +1,6 @@
 import torch
 
-from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.methods.metrics import colour_distance, colour_distance_per_photo
 
 
 def flat(rgb: tuple[float, float, float], noise: float = 0.05, seed: int = 0) -> torch.Tensor:

@@ -10,8 +10,8 @@ from torch import nn
 
 from generator.catalog import IMAGENETTE_WNIDS, ImageSpec, ModelSpec
 from generator.images import class_images
-from generator.models import ModelError, class_table, ensure_weights, load_pathway, model_digest, resolve_device
-from generator.pathway import Pathway
+from generator.nets.models import ModelError, class_table, ensure_weights, load_pathway, model_digest, resolve_device
+from generator.nets.pathway import Pathway
 
 # A tiny AlexNet look-alike as a user's model file (features / avgpool / classifier).
 TINY_NET = '''
@@ -119,7 +119,7 @@ def test_resnet18_loads_by_name_and_as_a_factory(name):
 
 
 def test_pooled_family_names_are_supported_and_listed():
-    from generator.models import MODEL_FAMILIES, TORCHVISION_MODELS, model_family, torchvision_model_names
+    from generator.nets.models import MODEL_FAMILIES, TORCHVISION_MODELS, model_family, torchvision_model_names
 
     wanted = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "mobilenet_v2",
               "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b7", "convnext_tiny",
@@ -128,7 +128,7 @@ def test_pooled_family_names_are_supported_and_listed():
     assert set(TORCHVISION_MODELS) <= set(torchvision_model_names())  # every listed name exists in torchvision
     assert model_family("mobilenet_v3_large") == "mobilenet" and model_family("vit_b_16") is None
     assert MODEL_FAMILIES["alexnet"] == ("alexnet",)
-    from generator.families import FAMILY_ROLES
+    from generator.nets.families import FAMILY_ROLES
 
     assert set(FAMILY_ROLES) == set(MODEL_FAMILIES)  # the methods page's table covers every family
     assert all(set(roles) == {"pool5", "fc6", "fc7", "fc8"} for roles in FAMILY_ROLES.values())
@@ -138,8 +138,8 @@ def test_pooled_family_names_are_supported_and_listed():
 def test_the_weights_table_names_only_weights_torchvision_ships():
     """The catalog accepts a weights name from this table without asking torchvision, so every
     name in it must load."""
-    from generator.families import TORCHVISION_WEIGHTS
-    from generator.models import TORCHVISION_MODELS, torchvision_weight_names
+    from generator.nets.families import TORCHVISION_WEIGHTS
+    from generator.nets.models import TORCHVISION_MODELS, torchvision_weight_names
 
     assert set(TORCHVISION_WEIGHTS) == set(TORCHVISION_MODELS)
     for name, weights in TORCHVISION_WEIGHTS.items():

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from generator.engine.patch_database import unfold_patches
 from generator.engine.patch_prior import (
     PatchPrior,
     global_normalize,
@@ -11,7 +12,6 @@ from generator.engine.patch_prior import (
     patch_prior_folded,
     patch_prior_normalized,
 )
-from generator.prior import unfold_patches
 
 
 def test_patch_prior_is_zero_at_its_matches_and_per_sample():
@@ -71,8 +71,8 @@ def test_prior_schedule_is_off_then_linear_then_full():
 def test_photos_normalization_compares_the_image_by_the_databases_mean_and_std():
     """prior_normalize 'photos': the image's patches are normalized by the photos' (mean, std), so
     a global brightening the paper's normalization cannot see raises the prior's value."""
+    from generator.engine.patch_database import PatchDatabase
     from generator.engine.patch_prior import PatchPrior
-    from generator.prior import PatchDatabase
 
     photos = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     database = PatchDatabase.from_images(photos, patch=4, stride=4, normalize="photos")
@@ -91,8 +91,8 @@ def test_a_photos_database_keeps_each_photos_brightness_and_must_match_the_prior
     """normalize 'photos' cuts the database as the prior cuts the picture (one fixed affine map):
     a dark photo's patches stay darker than a bright one's, where the paper's per-image
     normalization makes both zero-mean. A database cut one way refuses a prior of the other."""
+    from generator.engine.patch_database import PatchDatabase
     from generator.engine.patch_prior import PatchPrior
-    from generator.prior import PatchDatabase
 
     texture = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.2
     photos = torch.cat([texture + 0.1, texture + 0.6])  # the same texture, dark and bright
@@ -112,7 +112,7 @@ def test_a_patch_gets_the_same_match_alone_as_in_a_large_batch():
     """faiss searches a few queries one by one and many by a matrix product, two roundings of
     the same distance; the prior uses one path for every batch size, so a near-tie is decided the
     same way whatever else is searched with it."""
-    from generator.prior import PatchDatabase
+    from generator.engine.patch_database import PatchDatabase
 
     generator = torch.Generator().manual_seed(0)
     base = torch.randn(300, 12, generator=generator)

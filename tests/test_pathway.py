@@ -8,7 +8,7 @@ import torchvision
 from generator.engine.terms import closed_activity
 from generator.methods.hierarchy import codes
 from generator.methods.location import window_mask
-from generator.pathway import MASKS, Pathway, PathwayError, as_gates
+from generator.nets.pathway import MASKS, Pathway, PathwayError, as_gates
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_pooled_pathway_equals_the_plain_model(name):
 def test_shared_mobilenet_v2_pathway_equals_the_plain_model_and_classifies(shared):
     from generator.catalog import IMAGENETTE_WNIDS, ImageSpec, ModelSpec
     from generator.images import class_images
-    from generator.models import imagenet_classes, load_pathway
+    from generator.nets.models import imagenet_classes, load_pathway
 
     weights = shared / "models" / "mobilenet-v2-imagenet.pt"
     if not weights.is_file():

@@ -11,8 +11,8 @@ import helpers
 from generator.catalog import ModelSpec
 from generator.engine.settings import settings_from
 from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
-from generator.models import load_pathway
-from generator.pathway import as_gates
+from generator.nets.models import load_pathway
+from generator.nets.pathway import as_gates
 
 SIZE = 96
 FAST_ENGINE = {"iterations": 4, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 2}
@@ -106,8 +106,8 @@ def test_hierarchy_codes_and_levels_follow_the_net(ctx):
 
 
 def test_hierarchy_claim_compares_the_levels_a_net_has():
-    from generator.claims import hierarchy_claims
     from generator.manifest import Manifest
+    from generator.site.claims import hierarchy_claims
 
     def manifest(cls: str, m7: float, m57: float) -> dict:
         numbers = {f"{kind}_{lv}": v for kind in ("pixel", "fc7", "pixel_others") for lv, v in (("m7", m7), ("m5-7", m57))}

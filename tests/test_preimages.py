@@ -8,7 +8,7 @@ from torch import nn
 
 from generator.methods import caricatures, preimages
 from generator.methods.layers import feature_layers, layer_features
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 
 def relu_outputs(pathway: Pathway, images: torch.Tensor) -> list[torch.Tensor]:

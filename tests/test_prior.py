@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from generator.engine.patch_database import PatchDatabase, Whitening, normalized_patches
 from generator.methods.retrieval import Pool5Retrieval, pool5_geometry
-from generator.prior import PatchDatabase, Whitening, normalized_patches
 
 NET64 = {"size": 64, "num_classes": 3, "dropout": False}  # pool5 (16, 4, 4), stride 16
 
@@ -114,7 +114,7 @@ def test_retrieve_rejects_wrong_grid(smooth_images, tiny_alexnet):
 
 
 def test_pca_search_finds_the_same_neighbours_for_database_patches():
-    from generator.prior import PatchDatabase
+    from generator.engine.patch_database import PatchDatabase
 
     coarse = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     images = torch.nn.functional.interpolate(coarse, size=32, mode="bilinear")

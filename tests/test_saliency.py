@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator.methods import saliency
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 
 def red_detector(size: int = 32) -> Pathway:

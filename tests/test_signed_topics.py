@@ -11,7 +11,7 @@ import helpers
 from generator.catalog import ModelSpec
 from generator.methods import ClassContext, fc7map, neighbours, topics
 from generator.methods.common import fit_nmf, nmf_input
-from generator.models import load_pathway
+from generator.nets.models import load_pathway
 
 SIZE = 64
 

@@ -180,7 +180,7 @@ def test_gates_are_per_problem_and_named_by_level(pathway):
 
 
 def test_patch_prior_pulls_patches_toward_the_database(pathway):
-    from generator.prior import PatchDatabase, normalized_patches
+    from generator.engine.patch_database import PatchDatabase, normalized_patches
 
     generator = torch.Generator().manual_seed(6)
     smooth = torch.nn.functional.interpolate(torch.rand(4, 3, 12, 12, generator=generator), size=SIZE, mode="bilinear")

@@ -16,7 +16,7 @@ from generator.engine.terms import (
     feature_inversion,
     total_variation,
 )
-from generator.pathway import Activations
+from generator.nets.pathway import Activations
 
 
 def step_with(images=None, fc8=None, pool5=None, ungated=None, gates=None) -> Step:

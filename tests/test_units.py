@@ -18,15 +18,16 @@ from PIL import Image
 from torch import nn
 
 from generator import build as build_module
-from generator import site, units_run
+from generator import site
 from generator.build import build
 from generator.catalog import CatalogError, parse_catalog
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import ChannelMatch
 from generator.images import class_images
-from generator.models import load_pathway
-from generator.pathway import Pathway
+from generator.nets.models import load_pathway
+from generator.nets.pathway import Pathway
 from generator.units import UnitsParams
+from generator.units import run as units_run
 
 
 def units_manifest(catalog) -> dict:
@@ -355,7 +356,7 @@ def test_unit_pictures_go_through_the_fourier_parameterization_from_a_smooth_sta
     """The visualizations are solved in the engine's decorrelated Fourier coordinates through its
     transforms, from a smooth start; the textures (a spatial target) in Fourier coordinates too, jittered only.
     Raw-pixel unit pictures from noise fail here."""
-    from generator.metrics import high_frequency_share
+    from generator.methods.metrics import high_frequency_share
 
     calls, solve = [], units_run.solve
 
@@ -401,7 +402,7 @@ RAW_PIXELS = UnitsParams(iterations=16, parameterization="pixels", jitter=0, ini
 def test_unit_pictures_are_not_static(tiny_alexnet):
     """The unit step's pictures keep little power at high spatial frequencies; raw pixels from
     noise make static (white noise: ~0.8 of the power above 0.25 cycles/px)."""
-    from generator.metrics import high_frequency_share
+    from generator.methods.metrics import high_frequency_share
 
     pathway = tiny_alexnet(size=96, dropout=False)
     units = [("pool5", i) for i in range(0, 16, 2)] + [("fc7", i) for i in range(0, 32, 8)]
@@ -413,7 +414,7 @@ def test_unit_pictures_are_not_static(tiny_alexnet):
 def test_unit_pictures_raise_their_units_activation_on_the_trained_net(shared_pathway):
     """On the shared alexnet-slim, each unit's picture drives it far above its start (pool5: the
     channel's maximum over positions), and photo-like in its spectrum (photos: ~0.03)."""
-    from generator.metrics import high_frequency_share
+    from generator.methods.metrics import high_frequency_share
 
     units = [("pool5", 24), ("pool5", 56), ("pool5", 112), ("fc7", 86)]
     images, starts = _plain_pictures(shared_pathway, UnitsParams(), units)

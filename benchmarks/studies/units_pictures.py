@@ -8,7 +8,7 @@ with the catalog defaults (`defaults`), in one process one after the other:
 - activation: the unit's value on the picture (pool5: maximum over positions) over its top dataset
   activation among the catalog's 500 images (>= 1: the picture drives the unit as hard as its best
   photo), and over its start's (what the optimization added);
-- noise: the picture's share of power above 0.25 cycles/px (generator.metrics.high_frequency_share):
+- noise: the picture's share of power above 0.25 cycles/px (generator.methods.metrics.high_frequency_share):
   white noise ~0.8, the catalog photos 0.03;
 - cost: CPU seconds per problem (process time, so other jobs on the machine count less).
 
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import OUT, contact_sheet, print_table, shared_units_dataset, write_json
-from generator import units_run
 from generator.engine.solve import initial_image, solve
-from generator.metrics import high_frequency_share
+from generator.methods.metrics import high_frequency_share
 from generator.units import UnitsParams
+from generator.units import run as units_run
 
 UNITS = [("pool5", i) for i in range(0, 128, 8)] + [("fc7", i) for i in (16, 75, 86, 94)]
 VARIANTS = {

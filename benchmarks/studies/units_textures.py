@@ -10,7 +10,7 @@ does (`defaults`: the catalog defaults, units_run.texture_problem):
   how many channels stay >= 0.99, i.e. silent like a grey image, which scores 1.0);
 - code error: ||pool5(x) - t|| / ||t|| on the whole one-channel code t (the zeroed channels count):
   what `whole-code` optimizes; the top image itself is far from its own code (channels co-fire);
-- noise: generator.metrics.high_frequency_share (white noise ~0.8, the catalog photos 0.03);
+- noise: generator.methods.metrics.high_frequency_share (white noise ~0.8, the catalog photos 0.03);
 - distinct: mean RMS pixel distance between two channels' textures (each minus its mean);
 - cost: CPU seconds per texture (process time), and for every pool5 channel of the net.
 
@@ -26,13 +26,13 @@ import torch
 from torch import Tensor
 
 from benchmarks.common import OUT, contact_sheet, print_table, shared_units_dataset, write_json
-from generator import units_run
 from generator.engine.settings import RAW_PIXELS, settings_from
 from generator.engine.solve import solve
 from generator.engine.terms import feature_error
 from generator.methods.common import inversion_problem
-from generator.metrics import high_frequency_share
+from generator.methods.metrics import high_frequency_share
 from generator.units import UnitsParams
+from generator.units import run as units_run
 
 CHANNELS = list(range(0, 128, 11))
 WHOLE_CODE = dict(iterations=16, lr=0.1, init_std=0.5, jitter=0, **RAW_PIXELS)

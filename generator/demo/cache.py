@@ -79,7 +79,7 @@ class DemoWorld:
         return model.eval()
 
     def pathway(self):
-        from generator.pathway import Pathway
+        from generator.nets.pathway import Pathway
 
         return Pathway(self.load_model(), self.mean, self.std, self.input_size)
 

@@ -2,8 +2,8 @@
 
 R_gamma sum_p ||I~_p - D~_p||^2 with the paper's alternation: every `rematch_every` steps the
 image's patches are matched (no grad) to their nearest natural patches in the problem's
-`generator.prior.PatchDatabase`; between re-matches the matches are fixed targets. Both sides
-are globally normalized (generator/prior.py says why). Settings and their history:
+`generator.engine.patch_database.PatchDatabase`; between re-matches the matches are fixed targets. Both sides
+are globally normalized (generator/engine/patch_database.py says why). Settings and their history:
 docs/tuning.md#engine.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ class _PatchPriorGroup(Group):
 
 @dataclass
 class PatchPrior(Term):
-    """The patch prior against `database` (a generator.prior.PatchDatabase)."""
+    """The patch prior against `database` (a generator.engine.patch_database.PatchDatabase)."""
 
     database: Any
     rematch_every: int = 2

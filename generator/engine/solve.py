@@ -22,7 +22,7 @@ from generator.engine.params import Parameterization
 from generator.engine.settings import Settings, lr_at
 from generator.engine.terms import Group, Step, Term
 from generator.engine.transforms import Transform
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 OptimizerFactory = Callable[[list[Tensor], float], torch.optim.Optimizer]
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from generator.pathway import Activations, Pathway
+    from generator.nets.pathway import Activations, Pathway
 
 OUTPUTS = ("pool5", "fc6", "fc7", "fc8")  # activations every pathway returns; other layers are module names
 

@@ -4,9 +4,10 @@ claims, whether it uses the class's patch database) and imports neither torch no
 `import generator.catalog` stays light. Each method's `run` lives in its own module
 `generator/methods/<name>.py` and is imported lazily (`method_module`):
 
-    def run(ctx: ClassContext, params: dict) -> MethodResult
+    def run(ctx: ClassContext, params: Params | Mapping[str, Any]) -> MethodResult
 
-`params` is the method's validated parameters (`dataclasses.asdict` of its `Params`).
+`params` is the method's typed parameters (a mapping of overrides is validated into them by
+`MethodSpec.typed`, the first line of every `run`).
 Parameters are frozen dataclasses whose fields carry types and ranges (`param`); the catalog
 validates its `methods.<name>` sections with `parse_params` and reports a wrong type or range
 as `catalog.yaml: methods.topics.k: ...`.
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the types only: importing the registry must not load torch
     import torch
     from torch import Tensor
 
-    from generator.pathway import Activations, Pathway
+    from generator.nets.pathway import Activations, Pathway
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,6 +342,11 @@ class MethodSpec:
     def defaults(self) -> dict[str, Any]:
         return dataclasses.asdict(self.params())
 
+    def typed(self, values: Any) -> Any:
+        """`values` as this method's typed parameters: a `params` instance as it is, a mapping
+        (overrides of the defaults) validated by parse_params (a wrong type or range raises)."""
+        return values if isinstance(values, self.params) else parse_params(self.params, values)
+
 
 def _prior_switch(params: Mapping[str, Any]) -> bool:
     return bool(params.get("prior", True))
@@ -552,7 +558,7 @@ class Picture:
 @dataclass
 class MethodResult:
     method: str
-    params: dict[str, Any]
+    params: Any  # the method's typed parameters (MethodSpec.params) it ran with
     seed: int
     pictures: list[Picture]
     numbers: dict[str, Any] = field(default_factory=dict)  # summary numbers (e.g. heterogeneity)

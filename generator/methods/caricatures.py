@@ -7,7 +7,7 @@ excites them (the engine's `Direction` term with weight 1 / ||phi0||). The gain
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -15,7 +15,7 @@ from generator.engine import recipes
 from generator.engine.settings import RAW_PIXELS
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import Direction
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import CaricaturesParams, ClassContext, MethodResult, Picture, spec
 from generator.methods.common import engine_settings, model_mean
 from generator.methods.layers import feature_layers, layer_features
 from generator.records import Step
@@ -36,19 +36,19 @@ def gain(features: torch.Tensor, target: torch.Tensor) -> float:
     return float((features.flatten() * target.flatten()).sum() / target.pow(2).sum().clamp_min(1e-12))
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: CaricaturesParams | Mapping[str, Any] = CaricaturesParams()) -> MethodResult:
+    params: CaricaturesParams = SPEC.typed(values)
     pathway = ctx.pathway
-    layers = chosen_layers(feature_layers(pathway), str(params["layers"]))
+    layers = chosen_layers(feature_layers(pathway), str(params.layers))
     if not layers:
-        raise ValueError(f"caricatures: none of the layers {params['layers']!r} exists in this net "
+        raise ValueError(f"caricatures: none of the layers {params.layers!r} exists in this net "
                          f"(it has {', '.join(feature_layers(pathway))})")
-    count = min(int(params["images"]), len(ctx.images))
+    count = min(params.images, len(ctx.images))
     originals = ctx.images[:count]
     targets = layer_features(pathway, originals, list(layers.values()))
-    settings = engine_settings(ctx, {}, **RAW_PIXELS, iterations=int(params["iterations"]), lr=float(params["lr"]),
-                               tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                               jitter=int(params["jitter"]), prior_weight=0.0)  # spatial targets
+    settings = engine_settings(ctx, {}, **RAW_PIXELS, iterations=params.iterations, lr=params.lr,
+                               tv=params.tv, alpha_norm=params.alpha_norm, l2=0.0,
+                               jitter=params.jitter, prior_weight=0.0)  # spatial targets
     regularizers = recipes.regularizers(settings, model_mean(pathway))
     problems = []
     for i in range(count):

@@ -4,14 +4,15 @@ init and settings, so the prior is the only difference between the two pictures.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Mapping
 
 import torch
 
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, ClassvizParams, MethodResult, Picture, spec
 from generator.methods.common import class_prior, class_problem, engine_settings, nearest_exemplars
-from generator.metrics import colour_distance, colour_distance_per_photo
+from generator.methods.metrics import colour_distance, colour_distance_per_photo
 from generator.records import Meta
 
 SPEC = spec("classviz")
@@ -19,9 +20,9 @@ VERSION = SPEC.version
 DEFAULTS: dict[str, Any] = SPEC.defaults()
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
-    settings = engine_settings(ctx, params)
+def run(ctx: ClassContext, values: ClassvizParams | Mapping[str, Any] = ClassvizParams()) -> MethodResult:
+    params: ClassvizParams = SPEC.typed(values)
+    settings = engine_settings(ctx, asdict(params))
     database = class_prior(ctx)
     problems = [
         class_problem(ctx.pathway, settings, ctx.class_index, seed=ctx.seed, label="baseline"),

@@ -14,7 +14,7 @@ from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem
 from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
 from generator.methods import ClassContext
-from generator.pathway import MASKS, Activations, Pathway
+from generator.nets.pathway import MASKS, Activations, Pathway
 from generator.records import ImageRef, refs
 
 # id(ctx.images) -> (weak reference to those images, {params key: PatchDatabase})
@@ -47,7 +47,7 @@ def class_prior(ctx: ClassContext) -> Any:
 def patch_database(ctx: ClassContext, images: Tensor) -> Any:
     """A patch database of `images` cut as the catalog's `prior:` section says (e.g. one topic's
     retrieved images: a prior that pulls toward that style's colours and textures)."""
-    from generator.prior import PatchDatabase
+    from generator.engine.patch_database import PatchDatabase
 
     p = ctx.prior
     return PatchDatabase.from_images(images, patch=p.patch, stride=p.stride, max_patches=p.max_patches,
@@ -65,9 +65,9 @@ def coarse_mean(images: Tensor, side: int, noise: float, seed: int) -> Tensor:
     return (coarse + noise * torch.randn(coarse.shape, generator=generator)).clamp(0.02, 0.98)
 
 
-def class_database(ctx: ClassContext, params: dict[str, Any]) -> Any:
+def class_database(ctx: ClassContext, prior: bool) -> Any:
     """The class's patch database, or None when the method's `prior` parameter is off."""
-    if not params.get("prior", True):
+    if not prior:
         return None
     return class_prior(ctx)
 

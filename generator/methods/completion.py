@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from generator.engine.patch_database import PatchDatabase, normalized_patches
 from generator.engine.settings import RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import solve
 from generator.methods.common import class_problem
-from generator.pathway import Pathway
-from generator.prior import PatchDatabase, normalized_patches
+from generator.nets.pathway import Pathway
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 

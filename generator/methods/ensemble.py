@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, EnsembleParams, MethodResult, Picture, spec
 from generator.methods.common import (
     class_database,
     class_problem,
@@ -39,7 +39,7 @@ from generator.methods.common import (
     mean_pairwise,
     nearest_exemplars,
 )
-from generator.pathway import Pathway, as_gates
+from generator.nets.pathway import Pathway, as_gates
 from generator.records import Cell, refs
 
 SPEC = spec("ensemble")
@@ -127,11 +127,11 @@ def ratio(across_masks: float | None, across_inits: float | None) -> float | Non
     return across_masks / across_inits
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = EnsembleParams()) -> MethodResult:
+    params: EnsembleParams = SPEC.typed(values)
     pathway = ctx.pathway
-    n_masks, n_inits, keep = int(params["masks"]), int(params["inits"]), float(params["keep"])
-    prior = class_database(ctx, params)
+    n_masks, n_inits, keep = params.masks, params.inits, params.keep
+    prior = class_database(ctx, params.prior)
     # mask seed 2 apart: each pair uses (seed, seed + 1) for m6 and m7.
     cells = [
         {"mask": m, "init": i, "mask_seed": ctx.seed + MASK_SEED_OFFSET + 2 * m, "init_seed": ctx.seed + i}
@@ -139,10 +139,10 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         for i in range(n_inits)
     ]
     settings = settings_from(ctx.engine)
-    members = [member_masks(pathway, params["at"], keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
+    members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
-    if params["init"] == "member":
-        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, int(params["member_images"]))
+    if params.init == "member":
+        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images)
                       for member in members]
     problems = []
     for cell in cells:

@@ -8,7 +8,7 @@ fc7; 1 is perfect) and how often grid neighbours share a topic (beside its chanc
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.manifold import TSNE, trustworthiness
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, Fc7MapParams, MethodResult, Picture, spec
 from generator.methods.common import topic_of_each_image
 from generator.records import Meta
 
@@ -78,15 +78,15 @@ def grid_agreement(places: list[tuple[int, int]], topic: list[int]) -> float:
     return sum(a == b for a, b in pairs) / len(pairs) if pairs else float("nan")
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: Fc7MapParams | Mapping[str, Any] = Fc7MapParams()) -> MethodResult:
+    params: Fc7MapParams = SPEC.typed(values)
     fc7 = ctx.features.fc7.float()
     n = len(fc7)
-    points = embed(fc7, float(params["perplexity"]), ctx.seed)
+    points = embed(fc7, params.perplexity, ctx.seed)
     side, places = snap_to_grid(points)
-    topic = topic_of_each_image(fc7, int(params["topics"]), ctx.seed)
+    topic = topic_of_each_image(fc7, params.topics, ctx.seed)
     colours = [PALETTE[t % len(PALETTE)] for t in topic]
-    picture = draw_map(ctx.images, places, side, colours, int(params["cell"]))
+    picture = draw_map(ctx.images, places, side, colours, params.cell)
     shares = np.bincount(topic) / n
     numbers: dict[str, Any] = {
         "images": n,

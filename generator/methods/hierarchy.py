@@ -13,7 +13,7 @@ Tuning notes: docs/tuning.md#hierarchy
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -21,15 +21,14 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, HierarchyParams, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
-from generator.pathway import Pathway, as_gates
+from generator.nets.pathway import Pathway, as_gates
 from generator.records import Step
 
 SPEC = spec("hierarchy")
 VERSION = SPEC.version
 DEFAULTS: dict[str, Any] = SPEC.defaults()
-INITS = ("class_layout", "noise")
 LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m7", ("m7",)),
     ("m6-7", ("m6", "m7")),
@@ -108,13 +107,11 @@ def class_layout_init(images: Tensor, exclude: int, grid: tuple[int, int]) -> Te
     return F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)[0].clamp(0, 1)
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
-    if params["init"] not in INITS:
-        raise ValueError(f"hierarchy: init must be one of {', '.join(INITS)}, got {params['init']!r}")
+def run(ctx: ClassContext, values: HierarchyParams | Mapping[str, Any] = HierarchyParams()) -> MethodResult:
+    params: HierarchyParams = SPEC.typed(values)
     pathway = ctx.pathway
     device = pathway.mean.device
-    chosen = typical_and_distinct(ctx.features.fc7, min(int(params["images"]), ctx.images.shape[0]))
+    chosen = typical_and_distinct(ctx.features.fc7, min(params.images, ctx.images.shape[0]))
     inputs = ctx.images[chosen]
     levels = levels_of(pathway)
     image_codes = codes(pathway, inputs.to(device))
@@ -123,9 +120,9 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             level: pathway(inputs.to(device), as_gates({m: image_codes[m] for m in masks})).fc8[:, ctx.class_index].cpu()
             for level, masks in levels
         }
-    prior = class_database(ctx, params)
+    prior = class_database(ctx, params.prior)
     inits = [
-        class_layout_init(ctx.images, index, pathway.pool5_shape[1:]) if params["init"] == "class_layout" else None
+        class_layout_init(ctx.images, index, pathway.pool5_shape[1:]) if params.init == "class_layout" else None
         for index in chosen
     ]
     settings = settings_from(ctx.engine)
@@ -133,7 +130,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         class_problem(
             pathway, settings, ctx.class_index,
             database=prior,
-            closed=closed_weights(float(params["forbid"]), masks, ctx.features, ctx.class_index),
+            closed=closed_weights(params.forbid, masks, ctx.features, ctx.class_index),
             init=inits[row],
             seed=ctx.seed,
             label=f"image {index} code {level}",
@@ -200,8 +197,8 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
     numbers["levels"] = [level for level, _ in levels]
     if not pathway.has_fc6:
         numbers["levels_note"] = NO_FC6
-    numbers["init"] = params["init"]
-    numbers["forbid"] = float(params["forbid"])
+    numbers["init"] = params.init
+    numbers["forbid"] = params.forbid
     numbers["pixel_metric"] = "||I0 - I|| / ||I0|| in [0, 1] RGB"
     numbers["pixel_others_metric"] = "the same error to the class's other images, averaged (control)"
     numbers["fc7_metric"] = "1 - cos(fc7(I0), fc7(I)) (unmasked net)"

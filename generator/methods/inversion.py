@@ -17,17 +17,18 @@ images (`generator.methods.retrieval.Pool5Retrieval`). Errors: image error ||I0 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from generator.engine.settings import RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import Problem, solve
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, InversionParams, MethodResult, Picture, spec
 from generator.methods.common import inversion_problem
 from generator.methods.retrieval import Pool5Retrieval
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.records import Step
 
 SPEC = spec("inversion")
@@ -144,9 +145,9 @@ def summarize(results: dict[str, list[tuple[Tensor, float, float]]]) -> dict[str
     return numbers
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
-    count = int(params["images"])
+def run(ctx: ClassContext, values: InversionParams | Mapping[str, Any] = InversionParams()) -> MethodResult:
+    params: InversionParams = SPEC.typed(values)
+    count = params.images
     if count < 1:
         raise ValueError(f"inversion: images must be >= 1, got {count}")
     if len(ctx.images) < count + 1:
@@ -155,9 +156,9 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             f"has {len(ctx.images)}"
         )
     originals = ctx.images[:count]
-    database_images = ctx.images[count : count + int(params["database_images"])]
+    database_images = ctx.images[count : count + params.database_images]
     retrieval = Pool5Retrieval.from_images(ctx.pathway, database_images, progress=False)
-    settings = inversion_settings(ctx.engine, params)
+    settings = inversion_settings(ctx.engine, asdict(params))
     results = invert_pool5(
         ctx.pathway,
         originals,
@@ -165,10 +166,10 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
         settings,
         variants=("retrieved", *VARIANTS),
         seed=ctx.seed,
-        k=int(params["k"]),
-        patch=int(params["patch"]),
-        stride=int(params["stride"]),
-        whiten=bool(params["whiten"]),
+        k=params.k,
+        patch=params.patch,
+        stride=params.stride,
+        whiten=params.whiten,
         progress=ctx.progress,
     )
 
@@ -190,7 +191,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                 Picture(
                     key=f"img{i}-{variant}",
                     image=image,
-                    caption=f"{CAPTIONS[variant].format(k=int(params['k']))} (image error {img_error:.3f}, feature error {feat_error:.3f})",
+                    caption=f"{CAPTIONS[variant].format(k=params.k)} (image error {img_error:.3f}, feature error {feat_error:.3f})",
                     alt=f"{variant} reconstruction of {ctx.class_name} photo {name} from its pool5",
                     numbers={"image_error": img_error, "feature_error": feat_error},
                     meta=Step(image=i, step=variant),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from generator.engine.terms import OUTPUTS
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 
 
 def feature_layers(pathway: Pathway) -> dict[str, str]:

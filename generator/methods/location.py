@@ -10,14 +10,14 @@ heterogeneity number, the mean pairwise fc7 cosine distance between the windows'
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, LocationParams, MethodResult, Picture, spec
 from generator.methods.common import (
     EXEMPLARS,
     class_database,
@@ -26,7 +26,7 @@ from generator.methods.common import (
     fc7_of,
     mean_pairwise,
 )
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.records import ImageRef, Window, refs
 
 SPEC = spec("location")
@@ -105,15 +105,15 @@ def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS)
     return found
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: LocationParams | Mapping[str, Any] = LocationParams()) -> MethodResult:
+    params: LocationParams = SPEC.typed(values)
     pathway = ctx.pathway
     size, stride = auto_window(pathway.pool5_shape[1])
-    size = size if params["window"] is None else int(params["window"])
-    stride = stride if params["stride"] is None else int(params["stride"])
+    size = size if params.window is None else params.window
+    stride = stride if params.stride is None else params.stride
     windows = window_grid(pathway.pool5_shape, size, stride)
     value = open_value(pathway, size)
-    prior = class_database(ctx, params)
+    prior = class_database(ctx, params.prior)
     settings = settings_from(ctx.engine)
     masks = [window_mask(pathway.pool5_shape, w.top, w.left, w.size, value) for w in windows]
     # One init for every window, so differences between the pictures come from the mask alone.

@@ -4,11 +4,11 @@ Its probability says whether the network reads that average as the class; a clas
 is still the class is one the network knows by layout and colour."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, MeanParams, MethodResult, Picture, spec
 from generator.records import Meta, refs
 
 SPEC = spec("mean")
@@ -17,10 +17,10 @@ DEFAULTS: dict[str, Any] = SPEC.defaults()
 
 
 @torch.no_grad()
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: MeanParams | Mapping[str, Any] = MeanParams()) -> MethodResult:
+    params: MeanParams = SPEC.typed(values)
     scores = ctx.features.fc8[:, ctx.class_index].float()
-    top = torch.argsort(scores, descending=True)[: int(params["top"])]
+    top = torch.argsort(scores, descending=True)[: params.top]
     means = {"all": ctx.images.mean(0), "top": ctx.images[top].mean(0)}
     device = ctx.pathway.mean.device
     logits = ctx.pathway(torch.stack(list(means.values())).to(device)).fc8.float().cpu()

@@ -8,13 +8,13 @@ mean fc7 cosine and pixel distance of each kind of neighbour.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import faiss
 import numpy as np
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, MethodResult, NeighboursParams, Picture, spec
 from generator.methods.common import topic_of_each_image
 from generator.records import Query, refs
 
@@ -49,16 +49,16 @@ def cosine(a: Tensor, b: Tensor) -> float:
     return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-12))
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: NeighboursParams | Mapping[str, Any] = NeighboursParams()) -> MethodResult:
+    params: NeighboursParams = SPEC.typed(values)
     fc7 = ctx.features.fc7.float()
     pixels = ctx.images.float()
     n = len(fc7)
     if n < 2:
         raise ValueError(f"neighbours: needs at least 2 images of the class, got {n}")
-    k = min(int(params["k"]), n - 1)
+    k = min(params.k, n - 1)
     found = {"fc7": nearest(fc7, k, "cosine"), "pixel": nearest(pixels, k, "l2")}
-    topic = topic_of_each_image(fc7, int(params["topics"]), ctx.seed)
+    topic = topic_of_each_image(fc7, params.topics, ctx.seed)
     shares = np.bincount(topic) / n
     numbers: dict[str, Any] = {"images": n, "k": k, "topic_chance": float((shares**2).sum())}
     for space, (ids, _) in found.items():
@@ -68,7 +68,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             [[float((pixels[q] - pixels[j]).norm()) for j in row] for q, row in enumerate(ids)]))
 
     pictures = []
-    for q in range(min(int(params["queries"]), n)):
+    for q in range(min(params.queries, n)):
         lists = {space: refs([int(j) for j in ids[q]], distance=[round(float(d), 4) for d in dist[q]],
                              topic=[int(topic[j]) + 1 for j in ids[q]]) for space, (ids, dist) in found.items()}
         same = {space: sum(topic[j] == topic[q] for j in ids[q]) for space, (ids, _) in found.items()}

@@ -10,14 +10,14 @@ layers keep less of the pixels (the pixel error rises) while the feature error c
 from __future__ import annotations
 
 from statistics import fmean as mean
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from generator.engine.settings import RAW_PIXELS, Settings
 from generator.engine.solve import solve
 from generator.engine.terms import feature_inversion
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, MethodResult, Picture, PreimagesParams, spec
 from generator.methods.common import engine_settings, inversion_problem
 from generator.methods.layers import feature_layers, layer_features
 from generator.records import Step
@@ -32,18 +32,18 @@ def pixel_error(original: torch.Tensor, estimate: torch.Tensor) -> float:
     return float((original - estimate).norm() / original.norm().clamp_min(1e-12))
 
 
-def preimage_settings(ctx: ClassContext, params: dict[str, Any]) -> Settings:
+def preimage_settings(ctx: ClassContext, params: PreimagesParams) -> Settings:
     """The catalog's engine section with the method's own optimizer and regularizer weights:
     no L2 (the alpha-norm bounds the pixels) and no patch prior."""
-    return engine_settings(ctx, {}, **RAW_PIXELS, iterations=int(params["iterations"]), lr=float(params["lr"]),
-                           tv=float(params["tv"]), alpha_norm=float(params["alpha_norm"]), l2=0.0,
-                           jitter=int(params["jitter"]), feature_weight=1.0, prior_weight=0.0)  # spatial targets
+    return engine_settings(ctx, {}, **RAW_PIXELS, iterations=params.iterations, lr=params.lr,
+                           tv=params.tv, alpha_norm=params.alpha_norm, l2=0.0,
+                           jitter=params.jitter, feature_weight=1.0, prior_weight=0.0)  # spatial targets
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: PreimagesParams | Mapping[str, Any] = PreimagesParams()) -> MethodResult:
+    params: PreimagesParams = SPEC.typed(values)
     pathway = ctx.pathway
-    count = min(int(params["images"]), len(ctx.images))
+    count = min(params.images, len(ctx.images))
     originals = ctx.images[:count]
     layers = feature_layers(pathway)
     targets = layer_features(pathway, originals, list(layers.values()))

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from generator.engine.patch_database import PatchDatabase, Whitening, as_faiss, faiss_threads, unfold_patches
 from generator.engine.patch_prior import NORMALIZE_EPS as _EPS
-from generator.pathway import Pathway
-from generator.prior import PatchDatabase, Whitening, as_faiss, faiss_threads, unfold_patches
+from generator.nets.pathway import Pathway
 
 
 @dataclass(frozen=True)

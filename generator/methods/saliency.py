@@ -11,15 +11,15 @@ Grad-CAM's weights stand in for it. The two maps are compared by Spearman rank c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from generator.methods import ClassContext, MethodResult, Picture, spec
-from generator.pathway import Pathway
+from generator.methods import ClassContext, MethodResult, Picture, SaliencyParams, spec
+from generator.nets.pathway import Pathway
 from generator.records import Step
 
 SPEC = spec("saliency")
@@ -121,16 +121,16 @@ def _finite_mean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: SaliencyParams | Mapping[str, Any] = SaliencyParams()) -> MethodResult:
+    params: SaliencyParams = SPEC.typed(values)
     scores = ctx.features.fc8[:, ctx.class_index]
-    chosen = torch.argsort(scores, descending=True)[: int(params["images"])].tolist()
+    chosen = torch.argsort(scores, descending=True)[: params.images].tolist()
     pictures, agreement, overlaps = [], [], []
     for i in chosen:
         image = ctx.images[i]
-        maps = maps_for(ctx.pathway, image, ctx.class_index, float(params["patch"]), float(params["stride"]))
+        maps = maps_for(ctx.pathway, image, ctx.class_index, params.patch, params.stride)
         rho = rank_correlation(maps["occlusion"], maps["gradcam"])
-        iou = top_overlap(maps["occlusion"], maps["gradcam"], float(params["top"]))
+        iou = top_overlap(maps["occlusion"], maps["gradcam"], params.top)
         agreement.append(rho)
         overlaps.append(iou)
         pictures.append(Picture(key=f"img{i}-original", image=image,
@@ -142,7 +142,7 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
             pictures.append(Picture(
                 key=f"img{i}-{name}", image=overlay(image, heat),
                 caption=f"{ctx.class_name} image {i}: {words[name]} (bright: more evidence for the class); "
-                f"agreement with the other map: rank correlation {rho:.2f}, top-{params['top']:.0%} IoU {iou:.2f}",
+                f"agreement with the other map: rank correlation {rho:.2f}, top-{params.top:.0%} IoU {iou:.2f}",
                 alt=f"Heat map over a {ctx.class_name} image showing where the {words[name]} is largest",
                 numbers={"rank_correlation": rho, "top_iou": iou, "peak": float(heat.max())},
                 meta=Step(image=i, step=name),

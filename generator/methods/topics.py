@@ -13,7 +13,7 @@ A signed fc7 (ConvNeXt's pooled vector) is factorized as its split [relu(fc7), r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.engine.terms import Direction
-from generator.methods import ClassContext, MethodResult, Picture, spec
+from generator.methods import ClassContext, MethodResult, Picture, TopicsParams, spec
 from generator.methods.common import (
     class_database,
     class_problem,
@@ -35,7 +35,7 @@ from generator.methods.common import (
     patch_database,
     split_signs,
 )
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.records import Topic, refs
 
 SPEC = spec("topics")
@@ -161,37 +161,37 @@ def topic_forbid(pathway: Pathway, forbid: float | None) -> float:
     return FORBID_FC_HEAD if pathway.has_fc6 else 0.0
 
 
-def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
-    params = {**DEFAULTS, **params}
+def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsParams()) -> MethodResult:
+    params: TopicsParams = SPEC.typed(values)
     pathway = ctx.pathway
-    used = min(int(params["images"]), ctx.features.fc7.shape[0])
+    used = min(params.images, ctx.features.fc7.shape[0])
     topics = topic_masks_for(
         pathway,
         ctx.features.fc7[:used],
-        k=int(params["k"]),
-        threshold=float(params["threshold"]),
-        min_fraction=float(params["min_fraction"]),
-        keep_fraction=float(params["keep_fraction"]),
+        k=params.k,
+        threshold=params.threshold,
+        min_fraction=params.min_fraction,
+        keep_fraction=params.keep_fraction,
         seed=ctx.seed,
     )
-    prior = class_database(ctx, params)
+    prior = class_database(ctx, params.prior)
     settings = settings_from(ctx.engine)
-    shown = [torch.argsort(topics.loadings[k], descending=True)[: int(params["retrieved"])] for k in range(len(topics.masks))]
-    forbid = topic_forbid(pathway, params["forbid"])
+    shown = [torch.argsort(topics.loadings[k], descending=True)[: params.retrieved] for k in range(len(topics.masks))]
+    forbid = topic_forbid(pathway, params.forbid)
     closed = closed_weights(forbid, ("m7",), ctx.features, ctx.class_index)
     problems = []
     for k, mask in enumerate(topics.masks):
         database = prior
-        if prior is not None and params["patches"] == "topic":
+        if prior is not None and params.patches == "topic":
             database = patch_database(ctx, ctx.images[shown[k]])
         init = None
-        if params["init"] == "facet":
-            init = coarse_mean(ctx.images[shown[k]], int(params["facet_side"]), settings.init_std, seed=ctx.seed + k)
+        if params.init == "facet":
+            init = coarse_mean(ctx.images[shown[k]], params.facet_side, settings.init_std, seed=ctx.seed + k)
         problem = class_problem(pathway, settings, ctx.class_index, database=database, gates={"fc7": mask}, init=init,
                                 closed=closed, seed=ctx.seed, label=f"topic {k}")
-        if params["direction"] > 0:
+        if params.direction > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
-            problem.terms = [*problem.terms, Direction(style, "fc7", weight=float(params["direction"]))]
+            problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
         problems.append(problem)
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
@@ -212,11 +212,11 @@ def run(ctx: ClassContext, params: dict[str, Any]) -> MethodResult:
                     f"{ctx.class_name}, fc7 topic {k + 1} of {len(solutions)}: only its {units} fc7 units "
                     f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g})"
                     + ("" if prior is None else ", patch prior from " + (
-                        "its retrieved images" if params["patches"] == "topic" else "the class's images"))
-                    + (", started from its retrieved images' blurred mean" if params["init"] == "facet" else "")
+                        "its retrieved images" if params.patches == "topic" else "the class's images"))
+                    + (", started from its retrieved images' blurred mean" if params.init == "facet" else "")
                     + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
-                    + (f", pushed along its images' fc7 direction (weight {params['direction']:g})"
-                       if params["direction"] > 0 else "")
+                    + (f", pushed along its images' fc7 direction (weight {params.direction:g})"
+                       if params.direction > 0 else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
                        "either half passes the cutoff" if topics.signed else "")
                 ),

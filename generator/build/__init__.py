@@ -50,7 +50,7 @@ IMAGES_DIR = "images"
 
 
 def _load_pathway(spec, device):
-    from generator.models import load_pathway
+    from generator.nets.models import load_pathway
 
     return load_pathway(spec, device)
 
@@ -62,7 +62,7 @@ def _class_images(spec, class_id: str, n: int, seed: int, size: int):
 
 
 def _extract(pathway, images, cache_dir: Path | None, progress: bool):
-    from generator.features import extract
+    from generator.nets.features import extract
 
     return extract(pathway, images, cache_dir=cache_dir, progress=progress)
 
@@ -296,7 +296,7 @@ def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set
 
 
 def _manifest_files(manifest: Manifest | None) -> list[str]:
-    from generator.clean import referenced
+    from generator.build.stale import referenced
 
     return referenced(manifest.to_json() if manifest is not None else None)
 
@@ -494,7 +494,7 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
           executor: Any = None) -> BuildReport:
     """Bring `catalog.output` up to date with the catalog; see the module docstring.
 
-    `executor` runs the stale classes elsewhere (`generator.executors.RayExecutor`: its
+    `executor` runs the stale classes elsewhere (`generator.build.executors.RayExecutor`: its
     `run(catalog, plans, model_digest, progress)` yields ClassOutcomes); None runs them here,
     in `workers` processes.
 
@@ -540,7 +540,7 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
         for outcome in outcomes:
             report.add(outcome)
         if units_plan is not None and units_plan.reasons:
-            from generator.units_run import Loaders, run_units
+            from generator.units.run import Loaders, run_units
 
             loaders = Loaders(pathway=lambda: _pathway(catalog, keys.model_digest),
                               class_images=lambda *args: _class_images(*args),
@@ -593,7 +593,7 @@ def _run_all(catalog: Catalog, plans: list[ClassPlan], model_digest: str, worker
 
 
 def clean(catalog: Catalog, dry_run: bool = False) -> list[Path]:
-    """Delete stale files the atlas wrote, and nothing else (see generator/clean.py)."""
-    from generator.clean import clean as clean_output
+    """Delete stale files the atlas wrote, and nothing else (see generator/build/stale.py)."""
+    from generator.build.stale import clean as clean_output
 
     return clean_output(catalog, dry_run=dry_run)

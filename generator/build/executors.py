@@ -68,7 +68,7 @@ def _run_on_worker(catalog: Catalog, plan: ClassPlan, model_digest: str, shared:
     if shared and slot not in build._PATHWAYS:
         import ray
 
-        from generator.models import resolve_device
+        from generator.nets.models import resolve_device
 
         value = ray.get(shared[0])
         if not isinstance(value, Exception):

@@ -21,7 +21,7 @@ from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any, Callable, Mapping
 
-from generator.families import has_fc6, in_words
+from generator.nets.families import has_fc6, in_words
 from generator.manifest import Manifest, MethodRecord, class_manifests, finite
 from generator.methods import METHODS, REGISTRY
 from generator.records import Meta, Step, Window

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generator.errors import PathwayError
-from generator.memory import keep_freed_memory
+from generator.nets.memory import keep_freed_memory
 
 NEEDS = (
     "the atlas needs either AlexNet/VGG's features/avgpool/classifier layout with three Linear layers "

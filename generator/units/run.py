@@ -35,7 +35,7 @@ from generator.engine.solve import Problem, initial_image, solve
 from generator.engine.terms import ChannelMatch, Direction, feature_inversion
 from generator.errors import AtlasError
 from generator.methods.common import model_mean
-from generator.pathway import Pathway
+from generator.nets.pathway import Pathway
 from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan, manifest_files
 
 PATCH_SIZE = 112  # longer side of a patch crop (px)
@@ -318,11 +318,11 @@ class Loaders:
 
     pathway: Callable[[], Pathway]
     class_images: Callable[..., Any] | None = None  # None: generator.images.class_images
-    extract: Callable[..., Any] | None = None  # None: generator.features.extract
+    extract: Callable[..., Any] | None = None  # None: generator.nets.features.extract
 
     def __post_init__(self) -> None:
-        from generator.features import extract
         from generator.images import class_images
+        from generator.nets.features import extract
 
         if self.class_images is None:
             self.class_images = class_images
@@ -499,7 +499,7 @@ def _image_of(data: Dataset, patch: dict[str, Any]) -> Tensor:
 
 
 def _problem(job: _Job, catalog: Any, pathway: Pathway, data: Dataset, settings: Settings, seed: int) -> Problem:
-    from generator.prior import PatchDatabase
+    from generator.engine.patch_database import PatchDatabase
 
     unit = job.unit
     label = f"{unit['layer']}/{unit['index']}/{job.variant}"

@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from generator import store
-from generator.pathway import Activations, Pathway
+from generator.nets.pathway import Activations, Pathway
 
 _FIELDS = ("pool5", "fc6", "fc7", "fc8")
 _digests: "weakref.WeakKeyDictionary[Pathway, str]" = weakref.WeakKeyDictionary()

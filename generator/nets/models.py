@@ -25,9 +25,9 @@ from torch import nn
 
 from generator.classtable import class_table, imagenet_classes  # noqa: F401  (re-exported)
 from generator.errors import ModelError
-from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
 from generator.modelspec import ModelSpec, is_weights_path
-from generator.pathway import Pathway, PathwayError
+from generator.nets.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
+from generator.nets.pathway import Pathway, PathwayError
 
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -40,7 +40,7 @@ def torchvision_model_names() -> list[str]:
 
 def unsupported_reason(name: str) -> str:
     """Why a torchvision model outside MODEL_FAMILIES is refused: what the pathway needs."""
-    from generator.pathway import NEEDS
+    from generator.nets.pathway import NEEDS
 
     return f"{NEEDS}. Supported by name: {supported_families()}"
 

@@ -37,7 +37,7 @@ from PIL import Image
 
 from generator import store
 from generator.errors import SiteError
-from generator.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
+from generator.nets.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
 from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests, finite
 from generator.methods import METHOD_NAMES, METHODS, REGISTRY, Layout
 from generator.records import Cell, ImageRef, Meta, Query, Step, Topic, Window
@@ -46,7 +46,7 @@ from generator.records import Cell, ImageRef, Meta, Query, Step, Topic, Window
 def templates_dir() -> Path:
     """The templates folder: `generator/templates` when installed as package data, else the
     repository's `templates/` next to `generator/` (editable install or a clean clone)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # generator/
     for candidate in (package / "templates", package.parent / "templates"):
         if (candidate / "base.html").is_file():
             return candidate
@@ -511,7 +511,7 @@ def environment(templates: Path | None = None) -> Environment:
 def _measure(output: Path, manifests: list[Manifest]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Claims and the inversion table, measured from the manifests (and the planted truth the
     build copied into `output`, if any) and written beside them as JSON for reuse."""
-    from generator.claims import claims_of, inversion_table_of, load_truth
+    from generator.site.claims import claims_of, inversion_table_of, load_truth
     from generator.store import write_json
 
     claims = claims_of(manifests, load_truth(output / "truth.json"))
@@ -619,7 +619,7 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
             write(output / "classes" / page.slug / "index.html", "class.html", "../../", page="class", cls=page,
                   unit_links=unit_links.get(page.slug, []))
         if units_manifest is not None:
-            from generator import units_site
+            from generator.units import pages as units_site
 
             units_site.render_units(output, env, common, units_manifest, pages.write)
     return output / "index.html"
@@ -627,7 +627,7 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
 
 def _units(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The unit atlas's manifest (None without one) and, per class slug, the units that matter for it."""
-    from generator import units_site
+    from generator.units import pages as units_site
 
     manifest = units_site.load(output)
     return manifest, units_site.class_links(manifest)
