@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATLAS_SHARED", REPO.parent / "shared"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that asks for the demo world is marked `trains`: its net is trained in the
+    session, so its numbers move with the CPU kernel (CI reruns `-m trains` under another one)."""
+    for item in items:
+        if "demo_world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.trains)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def atlas_cache(tmp_path_factory) -> Path:
     """ATLAS_CACHE for the whole session (subprocesses inherit it): a fresh temporary folder, so

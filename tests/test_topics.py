@@ -146,7 +146,12 @@ def test_the_direction_weight_adds_each_topics_own_centred_fc7_direction(tiny_co
 def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):
     """`forbid` > 0 makes a topic's m7 a code, as the hierarchy's: its picture pays for fc7 activity
     on the units the topic leaves closed, so each picture keeps to its own units (with only the gate,
-    every topic's picture may drive the class's common units too)."""
+    every topic's picture may drive the class's common units too).
+
+    Asserted on the total over the class's topics against the gate-only pictures of the same net:
+    a topic whose closed units are near 0 either way goes up or down with the CPU kernel (one rose
+    from 0.024 to 0.027 with AVX-512 kernels). The total fell to 0.05x of the gate-only total on
+    the net trained with SSE4.1 kernels, 0.24-0.26x (AVX2), 0.03x (AVX-512)."""
     ctx = demo_context(demo_world, demo_world.class_ids[0], n=20, engine={"iterations": 20})
     params = {"k": 3, "images": 20, "retrieved": 4, "prior": False}
     model = topics.topic_masks_for(ctx.pathway, ctx.features.fc7[:20], k=3, seed=ctx.seed)
@@ -156,7 +161,7 @@ def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):
         fc7 = fc7_of(ctx.pathway, torch.stack([p.image for p in result.pictures]))
         closed[forbid] = (fc7 * (1 - model.masks)).mean(1)  # per topic picture
         assert ("forbidden" in result.pictures[0].caption) == (forbid > 0)
-    assert bool((closed[2.5] < 0.7 * closed[0.0]).all()), closed
+    assert float(closed[2.5].sum()) < 0.5 * float(closed[0.0].sum()), closed
 
 
 def test_forbid_defaults_by_layout():

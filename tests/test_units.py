@@ -170,10 +170,13 @@ def test_texture_inverts_a_code_with_every_other_channel_zeroed(built):
 
 
 def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
-    """On the demo world's trained CNN, each of two pool5 channels' textures (same seed, defaults)
-    reproduces its channel's map far better than a grey image does (grey: silent, error 1), and
-    better than the other channel's texture does: the texture depends on the channel. Raw-pixel
-    textures matching the whole one-channel code score 0.93 here, about grey's 1."""
+    """On the demo world's trained CNN, the textures of three pool5 channels (the strongest of each
+    of three classes; same seed, defaults) reproduce their channels' maps far better than a grey
+    image does (grey: silent, error 1), and better than the other channels' textures do: the
+    texture depends on the channel. Mean error over the three, own against grey and against the
+    others' textures: 0.47 and 0.54x on the net trained with SSE4.1 kernels, 0.33 and 0.30x
+    (AVX2), 0.39 and 0.48x (AVX-512); with the match reading channel 0 whatever its channel,
+    0.75-0.87 and 0.82-0.90x. Raw-pixel textures scored about grey's 1 here."""
     from generator.catalog import ImageSpec
 
     pathway = demo_world.pathway()
@@ -181,7 +184,11 @@ def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
                         for c in demo_world.class_ids[:3]])
     with torch.no_grad():
         strength = pathway.trunk(images).flatten(2).max(2).values  # (N, C)
-    channels = strength.max(0).values.topk(2).indices.tolist()
+    channels: list[int] = []
+    for rows in strength.split(8):  # one class's images: its strongest channel not chosen yet
+        best = rows.max(0).values
+        best[channels] = -1
+        channels.append(int(best.argmax()))
     tops = images[strength[:, channels].argmax(0)]
     params = UnitsParams()
     settings = units_run.texture_settings(None, params)
@@ -191,9 +198,9 @@ def test_textures_carry_their_channel_on_the_trained_demo_net(demo_world):
     maps = torch.stack([p.terms[0].target for p in problems])
     own = units_run.texture_errors(pathway, textures, maps, channels)
     grey = units_run.texture_errors(pathway, torch.full_like(textures, 0.5), maps, channels)
-    swapped = units_run.texture_errors(pathway, textures.flip(0), maps, channels)
-    assert all(o < 0.6 * g for o, g in zip(own, grey)), (own, grey)
-    assert sum(own) < 0.7 * sum(swapped), (own, swapped)  # ~0.5; raw-pixel whole-code textures ~1
+    others = [e for k in (1, 2) for e in units_run.texture_errors(pathway, textures.roll(k, 0), maps, channels)]
+    assert sum(own) < 0.6 * sum(grey), (channels, own, grey)
+    assert sum(own) / len(own) < 0.7 * sum(others) / len(others), (channels, own, others)
 
 
 def test_texture_match_reaches_a_channel_that_is_silent_at_the_start(tiny_alexnet, smooth_images):
