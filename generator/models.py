@@ -26,6 +26,7 @@ from torch import nn
 
 from generator.errors import ModelError
 from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
+from generator.fold import fold_batchnorm
 from generator.modelspec import WNID_PATTERN, ModelSpec, is_weights_path
 from generator.pathway import Pathway, PathwayError
 
@@ -88,8 +89,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway:
-    """Build the model, load its weights, split it into a Pathway on `device`."""
-    model = build_model(spec)
+    """Build the model, load its weights, fold its batch norms (fold.py), split it into a Pathway on `device`."""
+    model = fold_batchnorm(build_model(spec).eval())
     try:
         pathway = Pathway(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
     except PathwayError as exc:
