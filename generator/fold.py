@@ -48,12 +48,11 @@ def _is_resnet_part(module: nn.Module) -> bool:
 def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> None:
     """Replace parent.conv_name by the fused conv and parent.bn_name by Identity, if they fit."""
     conv, bn = getattr(parent, conv_name, None), getattr(parent, bn_name, None)
-    if not (type(conv) is nn.Conv2d and _foldable(bn)) or conv.training:  # type: ignore[union-attr]
+    if type(conv) is not nn.Conv2d or conv.training or not _foldable(bn):
         return
-    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.Module)
     if conv.out_channels != bn.running_mean.numel():  # type: ignore[union-attr]
         return
-    setattr(parent, conv_name, fused_conv(conv, bn))
+    setattr(parent, conv_name, fused_conv(conv, bn))  # type: ignore[arg-type]
     setattr(parent, bn_name, nn.Identity())
 
 
