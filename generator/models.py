@@ -26,7 +26,7 @@ from torch import nn
 
 from generator.errors import ModelError
 from generator.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
-from generator.fold import fold_batchnorm
+from generator.fold import channels_last_on_cpu, fold_batchnorm
 from generator.modelspec import WNID_PATTERN, ModelSpec, is_weights_path
 from generator.pathway import Pathway, PathwayError
 
@@ -101,7 +101,7 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
     if spec.labels is None and pathway.num_classes != expected:
         raise ModelError(f"model {spec.name} has {pathway.num_classes} outputs, but without model.labels (--labels) "
                          f"the catalog assumes {expected} classes; give its labels or num_classes")
-    return pathway.to(resolve_device(device))
+    return channels_last_on_cpu(pathway.to(resolve_device(device)))
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
