@@ -65,7 +65,7 @@ def pathways(name: str, size: int) -> tuple[Pathway, Pathway]:
 
 def fwd_bwd(pathway: Any, images: Tensor) -> Step:
     """One forward + backward of a class score to the input, as a solve step runs the net."""
-    targets = torch.arange(images.shape[0]) % 1000
+    targets = (torch.arange(images.shape[0]) % getattr(pathway, "num_classes", 1000)).to(images.device)
 
     def step() -> None:
         images.grad = None
