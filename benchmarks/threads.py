@@ -51,9 +51,9 @@ def measure(threads: int, policy: str | None, busy: bool, args: argparse.Namespa
         env["OMP_WAIT_POLICY"] = policy
     competitor = subprocess.Popen(COMPETITOR) if busy else None
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.threads", "--child", "--steps", str(args.steps),
-                               "--batch", str(args.batch), "--size", str(args.size)],
-                              env=env, capture_output=True, text=True, check=True)
+        # torch first: `import generator` would set the passive policy before libgomp reads its environment
+        code = f"import torch; from benchmarks.threads import child; child({args.steps}, {args.batch}, {args.size})"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     finally:
         if competitor is not None:
             competitor.kill()
@@ -67,11 +67,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.steps, args.batch, args.size)
-        return
     load_before = os.getloadavg()[0]
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):
