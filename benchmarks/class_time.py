@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter
 from typing import Any
 
 import torch
 
 from benchmarks.common import REPO, bare_rate, print_table, require_shared, write_json
 from generator.catalog import Catalog, load_catalog
+from generator.engine.meter import IterationCounter
 from generator.methods import ClassContext, method_module
-from generator.nets.pathway import Pathway
 
 CATALOG = REPO / "catalogs" / "shared-alexnet-slim.yaml"
 
@@ -45,25 +44,6 @@ def class_context(catalog: Catalog, wnid: str) -> ClassContext:
     return ClassContext(pathway=pathway, class_index=entry.index, class_id=entry.id, class_name=entry.name,
                         images=loaded.images, image_names=list(loaded.names), features=features,
                         engine=dict(catalog.engine), seed=catalog.seed, prior=catalog.prior)
-
-
-class IterationCounter:
-    """Counts the images of every grad-enabled forward through the pathway, by batch size."""
-
-    def __init__(self, pathway: Pathway) -> None:
-        self.batches: Counter[int] = Counter()
-        self.handle = pathway.register_forward_pre_hook(self._seen)
-
-    def _seen(self, module: Any, inputs: tuple[Any, ...]) -> None:
-        if torch.is_grad_enabled() and inputs and inputs[0].requires_grad:
-            self.batches[inputs[0].shape[0]] += 1
-
-    @property
-    def images(self) -> int:
-        return sum(size * steps for size, steps in self.batches.items())
-
-    def close(self) -> None:
-        self.handle.remove()
 
 
 def method_params(catalog: Catalog, ctx: ClassContext, name: str, iterations: int | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, c
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Folder the website is written to.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for image choice and every random init.")]
 PerClassOpt = Annotated[Optional[int], typer.Option("--per-class", help="Images per class.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads (default: one per physical core).")]
 
 
 def expected_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -130,6 +131,7 @@ def build(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Classes built in parallel processes.")] = 1,
     executor: Annotated[str, typer.Option("--executor", help="local, or ray: one Ray task per class (pip install -e '.[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster (host:6379, auto); default: a new one.")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Build (or update) the atlas of the catalog's classes, then render the website.
 
@@ -153,7 +155,9 @@ def build(
         ensure_weights(cat.model)
         source_root(cat.images)
     from generator import build as builder
+    from generator.threads import use_threads
 
+    use_threads(threads)
     report = builder.build(cat, only=methods, force=force, dry_run=dry_run, shard=shard_pair,
                            workers=workers, progress=True, executor=runner)
     typer.echo(report.summary())
@@ -199,6 +203,7 @@ def demo(
     device: DeviceOpt = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Classes built in parallel processes.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Recompute even what is up to date.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Build a complete small atlas offline: a generated image world and a small CNN trained on it.
 
@@ -209,7 +214,9 @@ def demo(
     from generator import build as builder
     from generator.demo import ensure_demo
     from generator.site import render as render_site
+    from generator.threads import use_threads
 
+    use_threads(threads)
     world = ensure_demo(progress=True)
     cat = _load(Path(world.catalog_path), output=output, device=device)
     report = builder.build(cat, force=force, workers=workers, progress=True)

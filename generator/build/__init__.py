@@ -98,6 +98,8 @@ class BuildReport:
     dry_run: bool = False
     units: Any = None  # the unit atlas step: units_run.UnitsOutcome when it ran or failed
     units_planned: str | None = None  # why the unit step is (or would be) run; None: fresh or not selected
+    iterations: int = 0  # image-iterations (one image through the net's forward and backward) the classes ran
+    class_seconds: list[float] = field(default_factory=list)  # wall seconds of each class that ran a method
 
     @property
     def ok(self) -> bool:
@@ -127,8 +129,15 @@ class BuildReport:
             lines += ["", f"images skipped ({len(self.images_skipped)}):"]
             lines += [f"  {c} {Path(path).name}: {reason}" for c, path, reason in self.images_skipped]
         lines += ["", f"{len(done)} {ran_title}, {len(self.skipped)} fresh, {len(self.failed)} failed"]
-        lines += self._units_lines()
+        lines += self._units_lines() + self._speed_lines()
         return "\n".join(lines)
+
+    def _speed_lines(self) -> list[str]:
+        if not self.class_seconds:
+            return []
+        seconds = sum(self.class_seconds)
+        return [f"speed: {self.iterations / seconds:.1f} image-iterations per second, "
+                f"{seconds / len(self.class_seconds):.1f} s per class ({len(self.class_seconds)} classes)"]
 
     def _units_lines(self) -> list[str]:
         if self.units is not None and self.units.failed:
@@ -145,6 +154,9 @@ class BuildReport:
         self.failed += [(outcome.class_id, m, msg) for m, msg in outcome.failed]
         self.images_skipped += [(outcome.class_id, p, r) for p, r in outcome.images_skipped]
         self.seconds.update({(outcome.class_id, m): s for m, s in outcome.seconds.items()})
+        if outcome.wall_s:
+            self.iterations += outcome.iterations
+            self.class_seconds.append(outcome.wall_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +324,8 @@ class ClassOutcome:
     failed: list[tuple[str | None, str]] = field(default_factory=list)
     images_skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    iterations: int = 0  # image-iterations its methods ran
+    wall_s: float = 0.0  # seconds from loading its images to its last method; 0 when no method ran
 
 
 _PATHWAYS: dict[tuple[str, str], Any] = {}  # (model digest, device) -> Pathway or the error loading it
@@ -345,6 +359,7 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     """Build one class's stale methods and rewrite its manifest; never raises for the class's own errors."""
     entry = plan.entry
     outcome = ClassOutcome(class_id=entry.id)
+    start = time.perf_counter()
     folder = class_dir(catalog.output, entry)
     store.sweep_temp_files(folder)
     old_methods = plan.manifest.methods if plan.manifest else {}
@@ -367,6 +382,9 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     except Exception as exc:
         outcome.failed.append((None, _message(exc)))
         return outcome
+    from generator.engine.meter import IterationCounter
+
+    counter = IterationCounter(ctx.pathway) if ctx is not None else None
     for method in stale:
         try:
             methods[method.method] = _run_method(ctx, method, folder)
@@ -375,6 +393,9 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         except Exception as exc:
             methods.pop(method.method, None)
             outcome.failed.append((method.method, _message(exc)))
+    if counter is not None:
+        counter.close()
+        outcome.iterations, outcome.wall_s = counter.images, time.perf_counter() - start
     manifest = Manifest(
         schema=SCHEMA,
         class_=ClassRecord(id=entry.id, name=entry.name, index=entry.index, slug=entry.slug),

@@ -27,6 +27,7 @@ from generator.classtable import class_table, imagenet_classes  # noqa: F401  (r
 from generator.errors import ModelError
 from generator.modelspec import ModelSpec, is_weights_path
 from generator.nets.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
+from generator.nets.fold import channels_last_on_cpu, fold_batchnorm
 from generator.nets.pathway import Pathway, PathwayError
 
 DOWNLOAD_TIMEOUT_S = 30
@@ -65,8 +66,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway:
-    """Build the model, load its weights, split it into a Pathway on `device`."""
-    model = build_model(spec)
+    """Build the model, load its weights, fold its batch norms (fold.py), split it into a Pathway on `device`."""
+    model = fold_batchnorm(build_model(spec).eval())
     try:
         pathway = Pathway(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
     except PathwayError as exc:
@@ -77,7 +78,7 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
     if spec.labels is None and pathway.num_classes != expected:
         raise ModelError(f"model {spec.name} has {pathway.num_classes} outputs, but without model.labels (--labels) "
                          f"the catalog assumes {expected} classes; give its labels or num_classes")
-    return pathway.to(resolve_device(device))
+    return channels_last_on_cpu(pathway.to(resolve_device(device)))
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

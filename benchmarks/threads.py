@@ -1,0 +1,89 @@
+"""Threads on a busy machine: the net's forward + backward with 1 and 2 threads, quiet and beside a
+competing CPU-bound process, with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE.
+
+    python -m benchmarks.threads [--steps 4] [--batch 4] [--size 224] [--threads 1,2]
+
+Each setting runs in its own process (OpenMP reads its environment when torch loads): MobileNet-v2
+at random init with its batch norms folded (as `load_pathway` gives it), `--steps` timed forward +
+backward passes to the input after a warm-up, ms per image (median). "busy" starts
+`python -c "while True: pass"` beside it for that run only. Prints, per setting, busy / quiet
+(1.0: the competitor costs nothing). `atlas build` runs with OMP_WAIT_POLICY=PASSIVE and every
+core unless told otherwise (generator/threads.py). Writes
+benchmarks/out/threads.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.common import print_table, write_json
+
+COMPETITOR = [sys.executable, "-c", "while True: pass"]
+
+
+def child(steps: int, batch: int, size: int) -> None:
+    """Runs in the measured process: print the median ms per image as JSON."""
+    import statistics
+
+    import torch
+
+    from benchmarks.net_speed import fwd_bwd, pathways
+
+    _, folded = pathways("mobilenet_v2", size)
+    step = fwd_bwd(folded, torch.rand(batch, 3, size, size).requires_grad_(True))
+    step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"ms": 1000 * statistics.median(times) / batch, "threads": torch.get_num_threads()}))
+
+
+def measure(threads: int, policy: str | None, busy: bool, args: argparse.Namespace) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.getcwd()}
+    env.pop("OMP_WAIT_POLICY", None)
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    competitor = subprocess.Popen(COMPETITOR) if busy else None
+    try:
+        # torch first: `import generator` would set the passive policy before libgomp reads its environment
+        code = f"import torch; from benchmarks.threads import child; child({args.steps}, {args.batch}, {args.size})"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["ms"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", default="1,2")
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    rows = []
+    for threads in (int(t) for t in args.threads.split(",")):
+        for policy in (None, "PASSIVE"):
+            quiet = measure(threads, policy, False, args)
+            busy = measure(threads, policy, True, args)
+            rows.append({"threads": threads, "OMP_WAIT_POLICY": policy or "(default)", "quiet ms/image": quiet,
+                         "busy ms/image": busy, "busy / quiet": busy / quiet})
+    print(f"MobileNet-v2 (folded) forward + backward to the input, batch {args.batch}, {args.size} px, "
+          f"median of {args.steps} steps; busy = beside `{' '.join(COMPETITOR[1:])}`")
+    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
+    print_table(rows, list(rows[0]))
+    path = write_json("threads", {"batch": args.batch, "size": args.size, "steps": args.steps, "rows": rows,
+                                  "load": [load_before, os.getloadavg()[0]]})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

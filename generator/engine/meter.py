@@ -1,0 +1,30 @@
+"""How much optimization ran: image-iterations, one image through the net's forward and backward
+to the input, the unit every speed figure of the atlas is counted in (a build's report, the
+benchmarks)."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class IterationCounter:
+    """Counts the images of every grad-enabled forward through the pathway, by batch size (a
+    solve step; a plain forward, such as the features or a solve's final evaluation, is none)."""
+
+    def __init__(self, pathway: nn.Module) -> None:
+        self.batches: Counter[int] = Counter()
+        self.handle = pathway.register_forward_pre_hook(self._seen)
+
+    def _seen(self, module: Any, inputs: tuple[Any, ...]) -> None:
+        if torch.is_grad_enabled() and inputs and inputs[0].requires_grad:
+            self.batches[inputs[0].shape[0]] += 1
+
+    @property
+    def images(self) -> int:
+        return sum(size * steps for size, steps in self.batches.items())
+
+    def close(self) -> None:
+        self.handle.remove()
