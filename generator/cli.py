@@ -248,8 +248,7 @@ def list_classes(
         (entry.id, entry.name, str(entry.index), str(count)) for entry, count in zip(cat.classes, counts)
     ]
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    typer.echo("\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows))
     root = source_root(cat.images, download=False) if cat.images.source != "demo" else None
     typer.echo(f"{len(cat.classes)} classes; model {cat.model.name}; images: {cat.images.source} {root or ''}".rstrip())
     if cat.images.source == "imagenette" and not any(counts):
