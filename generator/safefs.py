@@ -139,6 +139,8 @@ def append(path: Path, data: bytes, root: Path | str | None = None) -> None:
     path = Path(path)
     try:
         _prepare(path, root)
+        if path.exists() and not path.is_file():  # a FIFO with no reader would say only "no such device"
+            raise OSError(errno.EINVAL, "not a regular file")
         fd = no_follow(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
