@@ -396,9 +396,9 @@ def _topic_mask(cat, pathway, class_index: int, topic: int):
     params = cat.methods["topics"]
     class_id = class_table(cat.model)[class_index][0]
     loaded = class_images(cat.images, class_id, params["images"], cat.seed, pathway.input_size)
-    if len(loaded.names) < params["k"]:
+    if len(loaded.images) < params["k"]:
         raise UsageError(f"--topic: {params['k']} topics need at least {params['k']} images of {class_id}, "
-                         f"it has {len(loaded.names)} usable ones (lower topics.k in the catalog)")
+                         f"it has {len(loaded.images)} usable ones (lower topics.k in the catalog)")
     fc7 = extract(pathway, loaded.images, progress=False).fc7
     model = topic_masks_for(pathway, fc7, k=params["k"], threshold=params["threshold"],
                             min_fraction=params["min_fraction"], keep_fraction=params["keep_fraction"], seed=cat.seed)

@@ -142,9 +142,9 @@ def check_manifest(raw: Any, read: _Reader) -> dict[str, Any]:
         entry = read.mapping(entry, where)
         for key in ("slug", "name", "id"):
             read.text(entry.get(key), f"{where}.{key}", "")
-        for layer, indices in read.mapping(entry.get("units", {}), f"{where}.units").items():
-            for m, index in enumerate(read.items(indices, f"{where}.units.{layer}")):
-                read.integer(index, f"{where}.units.{layer}[{m}]")
+        for level, indices in read.mapping(entry.get("units", {}), f"{where}.units").items():
+            for m, index in enumerate(read.items(indices, f"{where}.units.{level}")):
+                read.integer(index, f"{where}.units.{level}[{m}]")
     for name, layer in read.mapping(raw.get("layers"), "layers").items():
         if not safefs.is_safe_name(name) or "." in name:  # it becomes units/<name>/: no "..", "/", "index.html"
             raise read.fail("layers", f"layer name {name[:60]!r} is not a safe folder name (letters, digits, _ - only)")
