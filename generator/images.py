@@ -14,15 +14,17 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torch import Tensor
 
 from generator import safefs
 from generator.catalog import ImageSpec
 from generator.errors import BadImage, ImageSourceError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `atlas list` only counts files
+    from torch import Tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_ASPECT = 50  # a longer side over 50x the shorter one is a strip, not a photo: its resize would be huge
@@ -117,6 +119,8 @@ def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -
     files = image_files(folder)
     if not files:
         raise ImageSourceError(f"class folder {folder} has no .jpg/.jpeg/.png images")
+    import torch
+
     generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(class_id.encode())) % (2**63))
     order = torch.randperm(len(files), generator=generator).tolist()
     chosen: dict[int, Tensor] = {}
@@ -202,5 +206,7 @@ def resize_crop(image: Image.Image, size: int) -> Image.Image:
 
 
 def to_tensor(image: Image.Image) -> Tensor:
+    import torch
+
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

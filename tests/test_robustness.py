@@ -431,6 +431,7 @@ MEMORY_SCRIPT = r'''
 import json, resource, sys
 from pathlib import Path
 
+import torch  # noqa: F401 (before the limit: its libraries map much address space they never touch)
 from typer.testing import CliRunner
 
 from generator.catalog import ImageSpec
@@ -440,7 +441,7 @@ from generator.images import class_images, load_image
 
 root = Path(sys.argv[1])
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-limit = int(status["VmSize"].split()[0]) * 1024 + 2 * 2**30  # 2 GB beyond the imports (torch maps space it never uses)
+limit = int(status["VmSize"].split()[0]) * 1024 + 2 * 2**30  # 2 GB beyond what the imports mapped
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 out = {}
 for name in ("wide.png", "tall.png"):
