@@ -627,20 +627,22 @@ def test_a_symlink_loop_in_a_class_folder_is_not_an_image(world):
 
 def test_list_counts_an_unreadable_folder_and_a_name_too_long_as_no_images(world, monkeypatch):
     locked = world.images.root / WNIDS[1]
-    real_iterdir = Path.iterdir
+    locked.chmod(0)
+    real_scandir = os.scandir
 
-    def iterdir(self):  # root reads a folder of mode 000 anyway: refuse it here as the kernel would
-        if self == locked:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_iterdir(self)
+    def scandir(path="."):  # root reads a folder of mode 000 anyway: refuse it here as the kernel would
+        if Path(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
 
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "scandir", scandir)
     root = world.output.parent
     long = "x" * 300
     catalog = write_catalog(root, model=f"{{name: '{root / 'tiny_net.py'}:build', num_classes: 4, "
                                        f"labels: [{', '.join(WNIDS)}, {long}], input_size: 32}}",
                             classes=f"[{WNIDS[0]}, {WNIDS[1]}, {long}]")
     result = runner.invoke(app, ["list", "--catalog", str(catalog)])
+    locked.chmod(0o755)
     assert result.exit_code == 0, (result.output, result.exception)
     counts = {line.split()[0]: line.split()[-1] for line in result.output.splitlines()[1:4]}
     assert counts == {WNIDS[0]: "3", WNIDS[1]: "0", long: "0"}
