@@ -11,6 +11,7 @@ Relative paths in the file are relative to the file's folder; paths given as `ov
 from __future__ import annotations
 
 import codecs
+import collections
 import dataclasses
 import difflib
 import os
@@ -38,6 +39,9 @@ IMAGENETTE_WNIDS = (
     "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
 )
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it: 10x faster
+MAX_INPUT_SIZE = 1024  # one 1024 x 1024 image is 12 MB as floats; 60000 would be 43 GB
+MAX_SEED = 2**31 - 1  # numpy and scikit-learn take seeds below 2**32, and some methods add offsets
 
 
 
@@ -276,7 +280,7 @@ def load_catalog(path: str | Path, overrides: dict[str, Any] | None = None) -> C
     if not path.is_file():
         raise CatalogError(f"{path}: catalog file not found (pass --catalog PATH, or run `atlas demo`)")
     try:
-        raw = yaml.safe_load(read_text(path))
+        raw = yaml.load(read_text(path), Loader=SAFE_LOADER)
     except UnicodeError as exc:
         raise CatalogError(f"{label}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -345,6 +349,8 @@ def parse_catalog(raw: Any, base: Path, label: str = "catalog.yaml", path: Path 
     if not DEVICE_PATTERN.match(device):
         raise check.fail("device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     seed = check.typed(top.get("seed", 0), "seed", int, "an integer")
+    if not 0 <= seed <= MAX_SEED:
+        raise check.fail("seed", f"must be from 0 to {MAX_SEED}, got {seed}")
     return Catalog(path=path, model=model, images=images, classes=classes, methods=methods,
                    engine=engine, output=output, device=device, seed=seed, prior=prior, units=units)
 
@@ -403,14 +409,14 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
             raise check.fail("model.labels", str(exc)) from None
         if not labels or any(not label for label in labels):
             raise check.fail("model.labels", "empty labels")
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        dupes = sorted(label for label, count in collections.Counter(labels).items() if count > 1)
         if dupes:
             raise check.fail("model.labels", f"duplicate labels: {', '.join(dupes)}")
         if num_classes is not None and num_classes != len(labels):
             raise check.fail("model.labels", f"{len(labels)} labels but num_classes is {num_classes}")
     input_size = check.typed(spec.get("input_size", 224), "model.input_size", int, "an integer")
-    if input_size < 32:
-        raise check.fail("model.input_size", "must be at least 32")
+    if not 32 <= input_size <= MAX_INPUT_SIZE:
+        raise check.fail("model.input_size", f"must be from 32 to {MAX_INPUT_SIZE}, got {input_size}")
     stats = {}
     for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
         value = spec.get(key, list(default))
@@ -448,6 +454,12 @@ def _parse_images(check: _Checker, raw: Any, base: Path) -> ImageSpec:
         truth = _resolve_path(str(check.typed(truth, "images.truth", str, "a truth.json path")), base)
         if not truth.is_file():
             raise check.fail("images.truth", f"file {truth} not found")
+        from generator.site.claims import TruthError, load_truth
+
+        try:
+            load_truth(truth)
+        except TruthError as exc:
+            raise check.fail("images.truth", str(exc)) from None
     return ImageSpec(source=source, root=root, per_class=per_class, split=split, truth=truth)
 
 
@@ -463,6 +475,9 @@ def _parse_methods(check: _Checker, raw: Any, where: str, base_params: dict[str,
     for name in METHOD_NAMES:
         params = {**method_defaults(name), "enabled": True} if base_params is None else dict(base_params[name])
         given = section.get(name)
+        if given is None and base_params is not None:  # a class that leaves this method as the catalog has it
+            merged[name] = params
+            continue
         allowed = param_names(spec(name).params) + ("enabled",)
         if isinstance(given, dict) and name == "classviz":
             moved = next((k for k in given if k in ("prior_images", *param_names(PriorParams))), None)
@@ -516,6 +531,7 @@ def _parse_classes(check: _Checker, raw: Any, model: ModelSpec, methods: dict[st
     entries: list[ClassEntry] = []
     seen: dict[str, str] = {}
     slugs: dict[str, str] = {}
+    by_id = {class_id: i for i, (class_id, _) in reversed(list(enumerate(table)))}  # the first of equal ids, as find_class
     for position, item in enumerate(raw):
         where = f"classes[{position}]"
         overrides = None
@@ -531,7 +547,7 @@ def _parse_classes(check: _Checker, raw: Any, model: ModelSpec, methods: dict[st
             item = str(item)
         key = check.typed(item, where if overrides is None and display is None else f"{where}.id", str, "a class id or name")
         try:
-            index = find_class(table, key, what)
+            index = by_id[key] if key in by_id else find_class(table, key, what)  # a dict, not a scan: 10,000 classes
         except LookupError as exc:
             raise check.fail(where, str(exc.args[0])) from None
         class_id, name = table[index]
@@ -542,7 +558,10 @@ def _parse_classes(check: _Checker, raw: Any, model: ModelSpec, methods: dict[st
         if slug in slugs:
             raise check.fail(where, f"class id {class_id!r} gives the folder name {slug!r}, same as {slugs[slug]}")
         slugs[slug] = where
-        class_methods = _parse_methods(check, overrides, f"{where}.methods", base_params=methods)
+        if overrides is None:  # the catalog's methods, already checked: copied, not parsed again
+            class_methods = {name: dict(params) for name, params in methods.items()}
+        else:
+            class_methods = _parse_methods(check, overrides, f"{where}.methods", base_params=methods)
         entries.append(ClassEntry(id=class_id, name=display or name, index=index, slug=slug, methods=class_methods))
     return entries
 

@@ -255,8 +255,7 @@ def list_classes(
         (entry.id, entry.name, str(entry.index), str(count)) for entry, count in zip(cat.classes, counts)
     ]
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    typer.echo("\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows))
     root = source_root(cat.images, download=False) if cat.images.source != "demo" else None
     typer.echo(f"{len(cat.classes)} classes; model {cat.model.name}; images: {cat.images.source} {root or ''}".rstrip())
     if cat.images.source == "imagenette" and not any(counts):
@@ -347,6 +346,9 @@ def complete(
         raise UsageError("--topic needs --class (the topics are those of that class's images)")
     image_format = _output_format(out)  # before minutes of optimization, not after
     cat = _load(catalog, model=model, weights=weights, labels=labels, images=images, device=device, seed=seed)
+    k = cat.methods["topics"]["k"]
+    if topic is not None and not 1 <= topic <= k:  # before the photo, the model and the topic model
+        raise UsageError(f"--topic {topic}: the topics are numbered 1 to {k} (topics.k in the catalog)")
     scene = load_image(image, cat.model.input_size)  # a missing / non-image / bomb photo: BadImage
     pathway = load_pathway(cat.model, cat.device)
     class_index = None
@@ -401,6 +403,9 @@ def _topic_mask(cat, pathway, class_index: int, topic: int):
     params = cat.methods["topics"]
     class_id = class_table(cat.model)[class_index][0]
     loaded = class_images(cat.images, class_id, params["images"], cat.seed, pathway.input_size)
+    if len(loaded.images) < params["k"]:
+        raise UsageError(f"--topic: {params['k']} topics need at least {params['k']} images of {class_id}, "
+                         f"it has {len(loaded.images)} usable ones (lower topics.k in the catalog)")
     fc7 = extract(pathway, loaded.images, progress=False).fc7
     model = topic_masks_for(pathway, fc7, k=params["k"], threshold=params["threshold"],
                             min_fraction=params["min_fraction"], keep_fraction=params["keep_fraction"], seed=cat.seed)

@@ -8,22 +8,28 @@ its reason, never fatal, so one bad file does not cost a class.
 """
 from __future__ import annotations
 
+import os
 import socket
 import urllib.error
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torch import Tensor
 
+from generator import safefs
 from generator.catalog import ImageSpec
 from generator.errors import BadImage, ImageSourceError
 
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `atlas list` only counts files
+    from torch import Tensor
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+MAX_ASPECT = 50  # a longer side over 50x the shorter one is a strip, not a photo: its resize would be huge
+MAX_RESIZED_PIXELS = 2**25  # 32 M pixels (~100 MB as RGB) for the resized image, before its centre crop
 IMAGENETTE_SIZE = "320px"  # torchvision's smaller Imagenette archive (~330 MB): plenty for 224 crops
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -83,8 +89,18 @@ def printable(name: str) -> str:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files of one class folder, sorted by name (extensions in any case)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files of one class folder, sorted by name (extensions in any case); a symlink loop
+    or a FIFO is not one."""
+    with os.scandir(folder) as entries:  # the file type from the listing: no stat a file (10,000 classes in `atlas list`)
+        return sorted(Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS) and _is_file(e))
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """Whether a listed name is a file (through a symlink); a symlink loop is not one."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def class_folder(spec: ImageSpec, class_id: str, download: bool = True) -> Path:
@@ -92,9 +108,13 @@ def class_folder(spec: ImageSpec, class_id: str, download: bool = True) -> Path:
 
 
 def count_images(spec: ImageSpec, class_id: str) -> int:
-    """How many image files a class has (0 when its folder, or an undownloaded Imagenette, is missing)."""
+    """How many image files a class has (0 when its folder, or an undownloaded Imagenette, is
+    missing or cannot be read: no permission, a name too long for the file system)."""
     folder = class_folder(spec, class_id, download=False)
-    return len(image_files(folder)) if folder.is_dir() else 0
+    try:
+        return len(image_files(folder)) if folder.is_dir() else 0
+    except OSError:
+        return 0
 
 
 def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -> LoadedImages:
@@ -109,6 +129,8 @@ def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -
     files = image_files(folder)
     if not files:
         raise ImageSourceError(f"class folder {folder} has no .jpg/.jpeg/.png images")
+    import torch
+
     generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(class_id.encode())) % (2**63))
     order = torch.randperm(len(files), generator=generator).tolist()
     chosen: dict[int, Tensor] = {}
@@ -132,19 +154,37 @@ def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -
 def load_image(path: Path, size: int) -> Tensor:
     """(3, size, size) in [0, 1]: decode, convert to RGB, resize the shorter side, centre-crop."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), safefs.open_regular(path) as handle:  # a FIFO fails at once
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(handle) as image:
+                check_size(image.size, size)  # before decoding: a 200000 x 1 strip is small on disk
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                rgb = to_rgb(image)
+                square = resize_crop(to_rgb(image), size)
+    except BadImage:
+        raise
+    except MemoryError:
+        raise BadImage("too large to decode in the memory available") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"too large, refused as a possible decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
         raise BadImage("not an image (unidentified format)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImage(f"unreadable: {str(exc).replace(str(path), Path(path).name)}") from None
-    return to_tensor(resize_crop(rgb, size))
+    return to_tensor(square)
+
+
+def check_size(image_size: tuple[int, int], size: int) -> None:
+    """BadImage for an image whose shape would make resize_crop ask for huge memory: a strip
+    (aspect ratio over MAX_ASPECT) or a resized image over MAX_RESIZED_PIXELS."""
+    width, height = image_size
+    if min(width, height) < 1:
+        raise BadImage(f"empty image ({width} x {height} pixels)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadImage(f"a strip of {width} x {height} pixels, not a photo (aspect ratio over {MAX_ASPECT}:1)")
+    scale = size / min(width, height)
+    if max(size, round(width * scale)) * max(size, round(height * scale)) > MAX_RESIZED_PIXELS:
+        raise BadImage(f"{width} x {height} pixels resized to {size} on the short side is too large")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -176,5 +216,7 @@ def resize_crop(image: Image.Image, size: int) -> Image.Image:
 
 
 def to_tensor(image: Image.Image) -> Tensor:
+    import torch
+
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

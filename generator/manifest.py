@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from generator import safefs
 from generator.errors import AtlasError
 from generator.methods import Layout, layout_of
 from generator.records import Meta
@@ -222,7 +223,7 @@ class Manifest:
                 raise ManifestError(f"{label}: not a regular file")
             if path.stat().st_size > MAX_BYTES:
                 raise ManifestError(f"{label}: larger than {MAX_BYTES // 2**20} MiB")
-            raw = json.loads(path.read_bytes())
+            raw = json.loads(safefs.read_regular(path, max_bytes=MAX_BYTES))  # swapped for a FIFO meanwhile: no hang
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ManifestError(f"{label}: cannot read manifest: {exc}") from None
         return cls.from_json(raw, label)

@@ -6,20 +6,19 @@ the seed and the engine settings. Every input is reduced to a small JSON-able *c
 (`Inputs`), so the build can say which one changed, and the key is computable from the catalog
 and file stats alone — a no-op rebuild never loads the model or decodes an image.
 
-Every file goes to disk through `atomic_write` (temp file in the same folder, fsync, os.replace),
-so a killed build leaves either the old file or the new one, never half of one. Temp files are
-named `.<name>.tmp-<pid>-<random>` so a later build can sweep the leftovers of a killed one.
+Every file goes to disk through `atomic_write` (generator/safefs.py: temp file in the same
+folder, fsync, os.replace, never through a symlink), so a killed build leaves either the old
+file or the new one, never half of one. Temp files are named `.<name>.tmp-<pid>-<random>` so a
+later build can sweep the leftovers of a killed one.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import io
 import json
 import math
 import os
-import secrets
 import stat
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -29,9 +28,11 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
+from generator import safefs
 from generator.errors import BuildLockedError, StoreError
+from generator.safefs import TEMP_MARK, atomic_write, is_temp, temp_path, write_if_changed  # noqa: F401 (the atlas's one writer)
+from generator.safefs import describe as _describe
 
-TEMP_MARK = ".tmp-"
 LOCK_NAME = ".atlas.lock"
 CACHE_DIR = ".atlas-cache"  # digests and feature caches, beside the site (hidden from static hosts' indexes)
 MARKER = ".atlas-output"  # written by `atlas build` in the output root: `atlas clean` works only where it is
@@ -112,8 +113,9 @@ class FileDigests:
     cache: a missing or unreadable file just means hashing again.
     """
 
-    def __init__(self, cache_file: Path | None = None) -> None:
+    def __init__(self, cache_file: Path | None = None, root: Path | None = None) -> None:
         self.cache_file = cache_file
+        self.root = root  # the cache is written only inside it
         self.entries: dict[str, dict[str, Any]] = {}
         if cache_file is not None:
             entries = read_json(cache_file)
@@ -141,10 +143,9 @@ class FileDigests:
         if self.cache_file is None or not self.dirty:
             return
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.entries, self.cache_file)
+            write_json(self.entries, self.cache_file, self.root)
             self.dirty = False
-        except OSError:
+        except (OSError, StoreError):
             pass
 
 
@@ -155,11 +156,7 @@ def file_listing_digest(folder: Path) -> str:
     listing plus those two numbers pins the chosen files without opening any of them.
     """
     try:
-        entries = sorted(
-            (e.name, e.stat().st_size, e.stat().st_mtime_ns)
-            for e in os.scandir(folder)
-            if e.is_file() and not e.name.startswith(".")
-        )
+        entries = sorted(entry for entry in map(_listed, os.scandir(folder)) if entry is not None)
     except FileNotFoundError:
         return digest({"missing": str(folder)})
     except NotADirectoryError:
@@ -167,68 +164,27 @@ def file_listing_digest(folder: Path) -> str:
     return digest(entries)
 
 
+def _listed(entry: os.DirEntry[str]) -> tuple[str, int, int] | None:
+    """(name, size, mtime) of a regular file of a listing; None for anything else, a symlink
+    loop or a file that vanished included."""
+    if entry.name.startswith("."):
+        return None
+    try:
+        st = entry.stat()
+    except OSError:
+        return None
+    return (entry.name, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 
 
-def temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def is_temp(path: Path) -> bool:
-    return path.name.startswith(".") and TEMP_MARK in path.name
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the whole new one, never a part.
-
-    Temp file in the same folder (same filesystem, so os.replace is atomic), fsync before the
-    rename so a power cut cannot leave a renamed-but-empty file. On any error the temp file is
-    removed and the error re-raised as StoreError naming the path.
-    """
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise StoreError(f"cannot write {path}: {_describe(exc)}") from exc
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """atomic_write unless `path` already holds `data` (a re-render of a big site then costs
-    reads, not a fsync per page); returns whether it wrote."""
-    path = Path(path)
-    try:
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    atomic_write(path, data)
-    return True
-
-
-def _describe(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on device (disk full)"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied (is the output folder writable?)"
-    return exc.strerror or str(exc)
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    """Copy a folder file by file with atomic_write: a full disk leaves each file whole (old or
-    new), never a truncated one; errors are StoreError."""
+def copy_tree(source: Path, target: Path, root: Path | None = None) -> None:
+    """Copy a folder file by file with atomic_write (inside `root`): a full disk leaves each file
+    whole (old or new), never a truncated one; errors are StoreError."""
     for path in walk_files(source):
-        atomic_write(target / path.relative_to(source), path.read_bytes())
+        atomic_write(target / path.relative_to(source), path.read_bytes(), root)
 
 
 def sweep_temp_files(folder: Path, dry_run: bool = False) -> list[Path]:
@@ -270,6 +226,37 @@ def is_atlas_output(output: Path) -> bool:
     return not marker.is_symlink() and marker.is_file()
 
 
+def foreign_output(output: Path) -> str | None:
+    """Why a build must not write into `output` (a folder that holds files but no atlas marker:
+    the user's docs/, a repository, /usr), or None when it may."""
+    output = Path(output)
+    if not output.is_dir() or is_atlas_output(output):
+        return None
+    found = _first_file(output)
+    if found is None:
+        return None
+    return (f"it holds files ({found}) but no {MARKER} marker, so it is not an atlas output folder; "
+            "pick an empty or new folder")
+
+
+def _first_file(folder: Path) -> str | None:
+    """The first file or symlink found under `folder` (relative), not counting the `.atlas*`
+    files a build makes first (a shard's lock); None when it holds only empty folders."""
+    def failed(exc: OSError) -> None:
+        raise exc
+
+    try:
+        for root, dirs, names in os.walk(folder, onerror=failed):
+            top = Path(root) == folder
+            links = [d for d in dirs if Path(root, d).is_symlink()]
+            found = [n for n in [*names, *links] if not (top and n.startswith(".atlas"))]
+            if found:
+                return (Path(root) / sorted(found)[0]).relative_to(folder).as_posix()
+    except OSError as exc:
+        return f"it cannot be listed: {_describe(exc)}"
+    return None
+
+
 def unsafe_output(path: Path | str) -> str | None:
     """Why `path` must not be an output folder (the filesystem root, the home folder or one
     above it, an empty path), or None when it may be one."""
@@ -287,25 +274,17 @@ def unsafe_output(path: Path | str) -> str | None:
 def remember(folder: Path, files: list[str]) -> None:
     """Append paths (relative to the class folder) to its ledger, before they are written, so
     that `atlas clean` may later delete them and nothing else."""
-    new = [name for name in dict.fromkeys(files) if name not in set(ledger(folder))]
-    if not new:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    try:
-        with open(Path(folder) / LEDGER, "a", encoding="utf-8") as handle:
-            handle.write("".join(f"{name}\n" for name in new))
-    except OSError as exc:
-        raise StoreError(f"cannot write {Path(folder) / LEDGER}: {_describe(exc)}") from exc
+    listed = set(ledger(folder))
+    new = [name for name in dict.fromkeys(files) if name not in listed]
+    if new:
+        safefs.append(Path(folder) / LEDGER, "".join(f"{name}\n" for name in new).encode("utf-8", "surrogateescape"))
 
 
 def ledger(folder: Path) -> list[str]:
     """The relative paths a class folder's ledger lists (empty when it has none)."""
-    path = Path(folder) / LEDGER
-    if path.is_symlink():
-        return []
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+        lines = safefs.read_regular(Path(folder) / LEDGER, follow=False).decode("utf-8", "replace").splitlines()
+    except OSError:  # none, a symlink, a FIFO
         return []
     return list(dict.fromkeys(line for line in lines if line.strip()))
 
@@ -342,30 +321,31 @@ def to_pil(image: Any) -> Image.Image:
     return Image.fromarray(pixels, mode="RGB")
 
 
-def write_png(image: Any, path: Path) -> tuple[int, int]:
-    """Full-size lossless PNG; returns (width, height)."""
+def write_png(image: Any, path: Path, root: Path | None = None) -> tuple[int, int]:
+    """Full-size lossless PNG (inside `root`); returns (width, height)."""
     pil = to_pil(image)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), root)
     return pil.size
 
 
-def write_jpeg(image: Any, path: Path, size: int = THUMB_SIZE, quality: int = 85) -> tuple[int, int]:
-    """A JPEG thumbnail whose longer side is at most `size` px; returns (width, height)."""
+def write_jpeg(image: Any, path: Path, size: int = THUMB_SIZE, quality: int = 85,
+               root: Path | None = None) -> tuple[int, int]:
+    """A JPEG thumbnail whose longer side is at most `size` px (inside `root`); returns (width, height)."""
     pil = to_pil(image)
     pil.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     pil.save(buffer, format="JPEG", quality=quality)
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), root)
     return pil.size
 
 
-def write_json(value: Any, path: Path) -> None:
+def write_json(value: Any, path: Path, root: Path | None = None) -> None:
     """Strict JSON (NaN/inf become null, so browsers' JSON.parse reads our manifests too)."""
     text = json.dumps(_finite(json.loads(json.dumps(value, default=_jsonable))), indent=1, sort_keys=True,
                       allow_nan=False)
-    atomic_write(path, (text + "\n").encode())
+    atomic_write(path, (text + "\n").encode(), root)
 
 
 def _finite(value: Any) -> Any:
@@ -379,10 +359,11 @@ def _finite(value: Any) -> Any:
 
 
 def read_json(path: Path) -> Any | None:
-    """The parsed file, or None when it is missing or not valid JSON (treated as never written)."""
+    """The parsed file, or None when it is missing, not a regular file (a FIFO never blocks) or
+    not valid JSON (treated as never written)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return json.loads(safefs.read_regular(path))
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -415,7 +396,7 @@ class BuildLock:
         ensure_writable(self.output)
         try:
             for path, mode in self._paths():
-                handle = open(path, "a+")
+                handle = _open_lock(path)
                 try:
                     fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -446,6 +427,18 @@ class BuildLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _open_lock(path: Path) -> Any:
+    """The lock file, opened for reading and appending: never through a symlink, never a FIFO."""
+    try:
+        handle = open(path, "a+", opener=safefs.no_follow)
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock {path}: {_describe(exc)} (a symlink or a FIFO is not a lock file)") from exc
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise StoreError(f"cannot open the lock {path}: not a regular file")
+    return handle
 
 
 @contextmanager

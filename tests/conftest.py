@@ -176,3 +176,17 @@ def make_world():
     """helpers.make_world(root, images_per_class=3) -> Catalog: the tiny build world (model file,
     weights, image folder) without the fake methods, for tests that build with the real ones."""
     return helpers.make_world
+
+
+@pytest.fixture(scope="session")
+def tree_state():
+    """helpers.tree_state(root) -> {relative path: sha256 / link target / kind}: compare two to
+    prove nothing below `root` changed."""
+    return helpers.tree_state
+
+
+@pytest.fixture(scope="session")
+def deadline():
+    """helpers.deadline(seconds): a context manager that raises TimeoutError in its block
+    after `seconds` (for commands that might block on a FIFO)."""
+    return helpers.deadline

@@ -5,8 +5,10 @@ world is also loaded by file path from the subprocess scripts of test_build.py.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import signal
 import types
 from pathlib import Path
 
@@ -228,3 +230,45 @@ def built_files(output: Path) -> dict[str, bytes]:
             data = json.dumps(manifest, sort_keys=True).encode()
         files[path.relative_to(output).as_posix()] = data
     return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile folders: what changed, and commands that must not hang
+
+
+def tree_state(root: Path) -> dict[str, str]:
+    """Every entry below `root` (symlinks not followed) -> what it is: a file's sha256, a
+    symlink's target, a folder's or a FIFO's kind. Equal states: nothing below changed."""
+    import hashlib
+    import os
+    import stat
+
+    state = {}
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        for name in [*dirs, *names]:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                kind = f"link -> {os.readlink(path)}"
+            elif stat.S_ISREG(mode):
+                kind = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                kind = "folder" if stat.S_ISDIR(mode) else f"mode {stat.S_IFMT(mode):o}"
+            state[path.relative_to(root).as_posix()] = kind
+    return state
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise TimeoutError in the block once it has run `seconds` (main thread only): a command
+    blocked on a FIFO fails its test instead of hanging the run."""
+    def expire(*_args):
+        raise TimeoutError(f"still running after {seconds} s (blocked?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

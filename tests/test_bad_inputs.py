@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generator import store
+from generator import safefs, store
 from generator.build import build
 
 
@@ -167,16 +167,16 @@ def test_a_full_disk_fails_one_class_without_half_written_files(wnids, world, mo
             raise OSError(errno.ENOSPC, "No space left on device")
 
     def open_on_a_full_disk(path, mode="r", *args, **kwargs):
-        if f"/{wnids[1]}/" in str(path) and "w" in mode:
+        if f"/{wnids[1]}/" in str(path) and any(m in mode for m in "wx"):
             return FullDisk(io.FileIO(path, mode))
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(store, "open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr(safefs, "open", open_on_a_full_disk, raising=False)
     report = build(world, progress=False)
     assert [(c, m) for c, m, _ in report.failed] == [(wnids[1], None)]
     assert "no space left on device (disk full)" in report.failed[0][2]
     assert_others_built(world, report, wnids[1])
     folder = world.output / "classes" / wnids[1]
     assert not [p for p in folder.rglob("*") if p.is_file() and p.name != store.LEDGER]  # nothing half-written, no temp files
-    monkeypatch.delattr(store, "open")  # the disk has room again
+    monkeypatch.delattr(safefs, "open")  # the disk has room again
     assert build(world, progress=False).ran == [(wnids[1], "classviz"), (wnids[1], "topics")]

@@ -203,3 +203,22 @@ def test_prior_section_is_typed_and_defaults_to_the_registry(tmp_path, base):
     base["prior"] = {"max_patches": 50000, "search_dims": None}
     assert load_catalog(write(tmp_path, base)).prior == PriorParams(max_patches=50000, search_dims=None)
 
+
+
+def test_list_reads_a_catalog_of_ten_thousand_classes(tmp_path):
+    """10,000 classes, a tenth of them with method overrides: a normal test's time, since a class
+    without overrides reuses the catalog's checked methods and a class is found by a dict lookup;
+    benchmarks/catalog_scale.py times it in a fresh process (target: < 5 s)."""
+    n_classes = 10_000
+    from typer.testing import CliRunner
+
+    from benchmarks.catalog_scale import write_world
+    from generator.cli import app
+
+    result = CliRunner().invoke(app, ["list", "--catalog", str(write_world(tmp_path, n_classes))])
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = result.output.splitlines()
+    assert len(rows) == n_classes + 2 and rows[-1].startswith(f"{n_classes} classes")
+    assert rows[1].split() == ["c000000", "c000000", "0", "1"]
+    catalog = load_catalog(tmp_path / "catalog.yaml")
+    assert catalog.classes[10].methods["topics"]["k"] == 4 and catalog.classes[11].methods["topics"]["k"] != 4

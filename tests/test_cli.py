@@ -119,7 +119,7 @@ def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
     from generator.nets import features
 
     masks = torch.eye(3)
-    monkeypatch.setattr(images, "class_images", lambda *a, **k: types.SimpleNamespace(images=torch.zeros(3, 3, 8, 8)))
+    monkeypatch.setattr(images, "class_images", lambda *a, **k: types.SimpleNamespace(images=torch.zeros(5, 3, 8, 8)))
     monkeypatch.setattr(features, "extract", lambda *a, **k: types.SimpleNamespace(fc7=torch.zeros(3, 3)))
     monkeypatch.setattr(topics, "topic_masks_for", lambda *a, **k: types.SimpleNamespace(masks=masks))
     cat = load_catalog(REPO / "catalog.yaml")

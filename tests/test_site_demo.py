@@ -80,3 +80,47 @@ def test_claims_page_scores_the_planted_truth(demo_atlas):
     # the build copied the demo's truth, so the style and layout claims are measured, not proxies
     assert claims["topics-styles"]["value"] is not None and claims["location-layout"]["value"] is not None
     assert "topics-styles" in (demo_atlas / "claims.html").read_text()
+
+
+def spellings(path: str) -> list[str]:
+    """Request paths that name `path` (a dotfile's, relative to the site) as a crafty client
+    would: literal, slashes as %2f (also after a detour through ..), the dots as %2e, encoded
+    twice, backslashes."""
+    parts = path.split("/")
+    dots = "/".join(("%2e" + p[1:] if p.startswith(".") else p) for p in parts)
+    return ["/" + path, "/" + path.replace("/", "%2f"), "/" + path.replace("/", "%2F"),
+            "/classes%2f..%2f" + path.replace("/", "%2f"), "/classes/x%2f..%2f..%2f" + path.replace("/", "%2f"),
+            "/" + dots, "/" + dots.replace("%2e", "%2E"), "/" + dots.replace("%2e", "%252e"),
+            "/" + path.replace("/", "%252f"), "/" + path.replace("/", "\\"), "/classes\\..\\" + path.replace("/", "\\"),
+            "/" + path.replace(".", "%2e"), "/./" + path]
+
+
+def test_serve_answers_404_for_every_dotfile_however_the_request_spells_it(demo_atlas, tmp_path):
+    import http.client
+    import threading
+
+    hidden = sorted(p.relative_to(demo_atlas).as_posix() for p in demo_atlas.rglob("*")
+                    if any(part.startswith(".") for part in p.relative_to(demo_atlas).parts))
+    assert ".atlas-output" in hidden and ".atlas-cache/digests.json" in hidden
+    assert any(path.endswith("/.atlas-files") for path in hidden)
+    (tmp_path / "private.txt").write_text("not the site's")
+    (demo_atlas / "elsewhere.txt").symlink_to(tmp_path / "private.txt")  # a link out of the site is not served either
+    server = site.make_server(demo_atlas, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def status(path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    try:
+        assert status("/index.html") == 200 and status("/elsewhere.txt") == 404
+        served = {(path, spelled): status(spelled) for path in hidden for spelled in spellings(path)}
+        assert [key for key, code in served.items() if code != 404] == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        (demo_atlas / "elsewhere.txt").unlink()

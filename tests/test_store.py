@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generator import store
+from generator import safefs, store
 from generator.store import Inputs
 
 
@@ -92,7 +92,7 @@ def test_a_failing_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeyp
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store, "open", lambda path, mode: FullDisk(io.FileIO(path, mode)), raising=False)
+    monkeypatch.setattr(safefs, "open", lambda path, mode, **_: FullDisk(io.FileIO(path, mode)), raising=False)
     with pytest.raises(store.StoreError, match=r"cannot write .*manifest.json: no space left on device \(disk full\)"):
         store.write_json({"new": True}, target)
     monkeypatch.undo()

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from generator import build as build_module
-from generator import site
+from generator import site, units
 from generator.build import build
 from generator.catalog import CatalogError, parse_catalog
 from generator.engine.solve import Problem, solve
@@ -280,7 +280,7 @@ def test_clean_drops_the_pictures_the_unit_manifest_no_longer_names(built):
     assert build(fewer, progress=False).units.ran
     removed = clean(fewer)
     assert set(textures) <= set(removed) and not any(path.exists() for path in textures)
-    kept = units_run.manifest_files(units_manifest(fewer))
+    kept = units.manifest_files(units_manifest(fewer))
     assert kept and all((built.output / "units" / name).is_file() for name in kept)
 
 

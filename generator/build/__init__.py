@@ -25,10 +25,10 @@ from typing import Any, Iterable
 
 from tqdm import tqdm
 
-from generator import store
+from generator import safefs, store
 from generator.catalog import Catalog, ClassEntry
 from generator.engine.settings import settings_from
-from generator.errors import AtlasError
+from generator.errors import AtlasError, ModelError
 from generator.manifest import (
     SCHEMA,
     ClassRecord,
@@ -112,11 +112,11 @@ class BuildReport:
         fresh_only = {c for c, _ in self.skipped} - set(busy)
         ran_title = "would run" if self.dry_run else "ran"
         rows = [("class", ran_title, "fresh", "failed")]
+        did, fresh, bad = _by_class((c, m) for c, m, *_ in done), _by_class(self.skipped), \
+            _by_class((c, m or "(class)") for c, m, _ in self.failed)  # grouped once: 10,000 classes
         for c in busy:  # classes where something ran or failed; the all-fresh ones are counted below
-            did = [m for k, m, *_ in done if k == c]
-            fresh = [m for k, m in self.skipped if k == c]
-            bad = [m or "(class)" for k, m, _ in self.failed if k == c]
-            rows.append((c, ", ".join(did) or "-", ", ".join(fresh) or "-", ", ".join(bad) or "-"))
+            rows.append((c, ", ".join(did.get(c, [])) or "-", ", ".join(fresh.get(c, [])) or "-",
+                         ", ".join(bad.get(c, [])) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows] if busy else []
         if fresh_only:
@@ -157,6 +157,14 @@ class BuildReport:
         if outcome.wall_s:
             self.iterations += outcome.iterations
             self.class_seconds.append(outcome.wall_s)
+
+
+def _by_class(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(class id, method) pairs as class id -> its methods, in order."""
+    grouped: dict[str, list[str]] = {}
+    for class_id, method in pairs:
+        grouped.setdefault(class_id, []).append(method)
+    return grouped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +213,15 @@ class KeyMaker:
         # must make every optimized picture stale
         self.engine_digest = store.digest(dataclasses.asdict(settings_from(catalog.engine)))
         self.prior_digest = store.digest({**dataclasses.asdict(catalog.prior), "format": PRIOR_FORMAT})
+        self._digests: dict[str, str] = {}
+
+    def _digest(self, value: Any) -> str:
+        """store.digest, remembered by the value's repr: the classes of a catalog share a few
+        parameter sets, and each class's entry is asked for once per method."""
+        key = repr(value)
+        if key not in self._digests:
+            self._digests[key] = store.digest(value)
+        return self._digests[key]
 
     def images_digest(self, entry: ClassEntry) -> str:
         spec = self.catalog.images
@@ -218,9 +235,9 @@ class KeyMaker:
         """Every input the method's pictures depend on; the patch database's parameters only
         for a method that uses the database (the registry's `uses_prior`)."""
         method_spec = _method_spec(method)
-        return Inputs(method=method, params=store.digest(params), version=method_spec.version,
+        return Inputs(method=method, params=self._digest(params), version=method_spec.version,
                       model=self.model_digest,
-                      class_=store.digest({"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug}),
+                      class_=self._digest({"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug}),
                       images=images, seed=self.catalog.seed, engine=self.engine_digest,
                       prior=self.prior_digest if method_spec.uses_prior(params) else "unused")
 
@@ -307,12 +324,6 @@ def plan_class(catalog: Catalog, entry: ClassEntry, keys: KeyMaker, methods: set
     return ClassPlan(entry=entry, methods=plans, manifest=manifest, keep=keep, images_missing=images_missing)
 
 
-def _manifest_files(manifest: Manifest | None) -> list[str]:
-    from generator.build.stale import referenced
-
-    return referenced(manifest.to_json() if manifest is not None else None)
-
-
 # ---------------------------------------------------------------------------------------------
 # Running one class
 
@@ -361,6 +372,11 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     outcome = ClassOutcome(class_id=entry.id)
     start = time.perf_counter()
     folder = class_dir(catalog.output, entry)
+    try:
+        safefs.inside(catalog.output, folder)  # a class folder that is a symlink out is not written through
+    except safefs.UnsafePathError as exc:
+        outcome.failed.append((None, _message(exc)))
+        return outcome
     store.sweep_temp_files(folder)
     old_methods = plan.manifest.methods if plan.manifest else {}
     methods: dict[str, MethodRecord] = {m.method: old_methods[m.method] for m in plan.methods
@@ -373,10 +389,10 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         if len(loaded.names) == 0:
             raise ValueError("no usable images")
         images = [ImageRecord(index=i, name=name, thumb=f"{IMAGES_DIR}/{i:03d}.jpg") for i, name in enumerate(loaded.names)]
-        # the ledger `atlas clean` trusts: what this build writes, and what older manifests listed
-        store.remember(folder, [image.thumb for image in images] + _manifest_files(plan.manifest))
+        # the ledger `atlas clean` trusts: only what this build writes (never names read from a manifest)
+        store.remember(folder, [image.thumb for image in images])
         for image, tensor in zip(images, loaded.images):
-            store.write_jpeg(tensor, folder / image.thumb)
+            store.write_jpeg(tensor, folder / image.thumb, root=folder)
         stale = plan.stale
         ctx = _context(catalog, entry, loaded, model_digest, progress) if stale else None
     except Exception as exc:
@@ -406,7 +422,7 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
         methods={m: methods[m] for m in METHOD_NAMES if m in methods},
     )
     try:
-        store.write_json(manifest.to_json(), folder / MANIFEST)
+        store.write_json(manifest.to_json(), folder / MANIFEST, root=folder)
     except Exception as exc:
         outcome.failed.append((None, _message(exc)))
         outcome.ran = []
@@ -423,8 +439,11 @@ def _levels(ctx: ClassContext | None, old: Manifest | None) -> dict[str, Any]:
 def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, progress: bool) -> ClassContext:
     """The model (loaded on first need) and the class's features: what every method reads."""
     pathway = _pathway(catalog, model_digest)
-    cache = Path(catalog.output) / store.CACHE_DIR / "features"
+    cache = safefs.inside(catalog.output, Path(catalog.output) / store.CACHE_DIR / "features")
     features = _extract(pathway, loaded.images, cache, progress)
+    if not bool(features.fc8.isfinite().all()):  # else every picture would be its grey start, silently
+        raise ModelError("the model's outputs (fc8) on this class's images are NaN or infinite, so nothing was "
+                         "built for it: check its weights (and its code, for a file.py:factory model)")
     return ClassContext(pathway=pathway, class_index=entry.index, class_id=entry.id, class_name=entry.name,
                         images=loaded.images, image_names=list(loaded.names), features=features,
                         engine=dict(catalog.engine), seed=catalog.seed, device=pathway.mean.device,
@@ -446,8 +465,8 @@ def _run_method(ctx: ClassContext, plan: MethodPlan, folder: Path) -> MethodReco
         file = f"{plan.method}/{prefix}-{stem}.png"
         thumb = f"{plan.method}/{prefix}-{stem}.thumb.jpg"
         store.remember(folder, [file, thumb])
-        width, height = store.write_png(picture.image, folder / file)
-        store.write_jpeg(picture.image, folder / thumb)
+        width, height = store.write_png(picture.image, folder / file, root=folder)
+        store.write_jpeg(picture.image, folder / thumb, root=folder)
         pictures.append(PictureRecord(key=picture.key, file=file, thumb=thumb, width=width, height=height,
                                       caption=picture.caption, alt=picture.alt,
                                       numbers=dict(picture.numbers), meta=picture.meta))
@@ -507,7 +526,7 @@ def _publish_truth(catalog: Catalog, output: Path) -> None:
     """
     truth = catalog.images.truth
     if truth is not None:
-        store.atomic_write(output / "truth.json", Path(truth).read_bytes())
+        store.atomic_write(output / "truth.json", safefs.read_regular(truth), root=output)
 
 
 def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = False, dry_run: bool = False,
@@ -531,11 +550,14 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
     entries = [] if units_only else entries
     report.failed += [(name, None, "not a class of the catalog nor a method name") for name in unknown]
     output = Path(catalog.output)
+    foreign = store.foreign_output(output)
+    if foreign:
+        raise store.StoreError(f"refusing to build into {output}: {foreign}")
     lock = None if dry_run else store.BuildLock(output, shard).acquire()
     try:
         if not dry_run:
             store.mark_output(output)
-        digests = store.FileDigests(output / store.CACHE_DIR / "digests.json" if output.is_dir() else None)
+        digests = store.FileDigests(output / store.CACHE_DIR / "digests.json" if output.is_dir() else None, root=output)
         keys = KeyMaker(catalog, digests)
         plans = []
         for entry in entries:

@@ -12,6 +12,7 @@ worker dies (out of memory, a lost node) is rerun by Ray, up to `max_retries` ti
 """
 from __future__ import annotations
 
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ from generator.catalog import Catalog
 from generator.errors import AtlasError
 
 EXECUTORS = ("local", "ray")
+CONNECT_TIMEOUT_S = 5.0  # Ray's own join retries for minutes, then exits the process
 
 
 class ExecutorError(AtlasError, RuntimeError):
@@ -36,6 +38,22 @@ def import_ray() -> Any:
     except ImportError:
         raise ExecutorError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
     return ray
+
+
+def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """ExecutorError within `timeout` seconds when nothing answers at a Ray cluster's host:port
+    (None and `auto` are Ray's to find)."""
+    if address is None or address == "auto":
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ExecutorError(f"--address {address!r}: expected host:port (e.g. 10.0.0.5:6379) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ExecutorError(f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s): "
+                            "is `ray start --head` running there, and is the port open?") from None
 
 
 def task_resources(device: str, cluster_gpus: float) -> dict[str, float]:
@@ -89,7 +107,8 @@ class RayExecutor:
     max_retries: int = 3
 
     def __post_init__(self) -> None:
-        import_ray()  # fail before any planning when Ray is not installed
+        check_address(self.address)  # fail in seconds, before any planning, when no cluster answers
+        import_ray()  # likewise when Ray is not installed
 
     def run(self, catalog: Catalog, plans: list[ClassPlan], model_digest: str, progress: bool) -> Iterator[ClassOutcome]:
         ray = import_ray()
@@ -97,8 +116,9 @@ class RayExecutor:
         if started:
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
-            except Exception as exc:
-                raise ExecutorError(f"cannot start or join a Ray cluster at {self.address or 'a new local one'}: {exc}") from None
+            except (Exception, SystemExit) as exc:  # Ray exits the process when it gives up joining
+                reason = f"Ray gave up (sys.exit({exc.code!r}))" if isinstance(exc, SystemExit) else str(exc)
+                raise ExecutorError(f"cannot start or join a Ray cluster at {self.address or 'a new local one'}: {reason}") from None
         try:
             yield from self._run(ray, catalog, plans, model_digest, progress)
         finally:

@@ -53,7 +53,7 @@ def clean(catalog: Catalog, dry_run: bool = False) -> list[Path]:
             except OSError:
                 pass
         for folder in [*_class_folders(output), output / "units"]:
-            _compact_ledger(folder)
+            _compact_ledger(folder, output)
     return removed
 
 
@@ -69,7 +69,7 @@ def _stale(output: Path, slugs: set[str]) -> list[Path]:
     for folder in _class_folders(output):
         manifest = store.read_json(folder / "manifest.json")
         keep = set(referenced(manifest))
-        listed = set(store.ledger(folder)) | keep
+        listed = set(store.ledger(folder))  # only what a build wrote: a manifest's names may be anyone's
         if folder.name in slugs:
             names = listed - keep
         else:  # a class no longer in the catalog: all of the atlas's files, the page render wrote too
@@ -135,9 +135,9 @@ def referenced(manifest: object) -> list[str]:
     return names
 
 
-def _compact_ledger(folder: Path) -> None:
+def _compact_ledger(folder: Path, output: Path) -> None:
     """Rewrite a ledger to the listed files that still exist (it only grows between cleans)."""
     if not (folder / store.LEDGER).is_file() or (folder / store.LEDGER).is_symlink():
         return
     alive = [name for name in store.ledger(folder) if store.own_file(folder, name) is not None]
-    store.atomic_write(folder / store.LEDGER, "".join(f"{name}\n" for name in alive).encode())
+    store.atomic_write(folder / store.LEDGER, "".join(f"{name}\n" for name in alive).encode(), root=output)

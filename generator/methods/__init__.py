@@ -15,6 +15,7 @@ as `catalog.yaml: methods.topics.k: ...`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -94,10 +95,17 @@ def parse_params(cls: type, values: Mapping[str, Any]) -> Any:
     for key in values:
         if key not in names:
             raise ParamError(str(key), f"unknown parameter {key!r}; known: {', '.join(names)}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     checked = {f.name: _check_value(f.name, values.get(f.name, f.default), hints[f.name], f.metadata)
                for f in dataclasses.fields(cls)}
     return cls(**checked)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints, once per params class (it compiles every annotation: a catalog of
+    10,000 classes asked for it 140,000 times)."""
+    return typing.get_type_hints(cls)
 
 
 def param_names(cls: type) -> tuple[str, ...]:

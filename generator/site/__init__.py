@@ -21,21 +21,19 @@ import hashlib
 import http.server
 import json
 import math
-import os
 import re
-import stat
 import struct
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
-from generator import store
+from generator import safefs, store
 from generator.errors import SiteError
 from generator.nets.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
 from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests, finite
@@ -251,20 +249,16 @@ def _image_size(path: str | Path) -> tuple[int | None, int | None]:
     Only regular files are read (opened non-blocking: a FIFO must not block the render); a
     decompression bomb's header is not trusted."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, None
-            size = _header_size(os.read(fd, HEADER_BYTES))
-        finally:
-            os.close(fd)
-        if size is not None:
-            width, height = size
-            return (width, height) if width * height <= Image.MAX_IMAGE_PIXELS else (None, None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.size
+        with safefs.open_regular(path) as handle:
+            size = _header_size(handle.read(HEADER_BYTES))
+            if size is not None:
+                width, height = size
+                return (width, height) if width * height <= Image.MAX_IMAGE_PIXELS else (None, None)
+            handle.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle) as image:
+                    return image.size
     except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
         return None, None
 
@@ -463,15 +457,6 @@ def bar_chart(bars: list[tuple[str, float, float | None]], threshold: float | No
             "threshold": None if threshold is None else label_width + threshold * scale}
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SiteError(f"{path}: not valid JSON: {error}") from error
-
-
 def _claims_view(claims: dict[str, Any] | None, names: dict[str, str]) -> dict[str, Any] | None:
     if claims is None:
         return None
@@ -508,33 +493,42 @@ def environment(templates: Path | None = None) -> Environment:
     return env
 
 
-def _measure(output: Path, manifests: list[Manifest]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _measure(output: Path, manifests: list[Manifest], warn: Callable[[str], None] | None = None
+             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Claims and the inversion table, measured from the manifests (and the planted truth the
-    build copied into `output`, if any) and written beside them as JSON for reuse."""
-    from generator.site.claims import claims_of, inversion_table_of, load_truth
+    build copied into `output`, if any: one that cannot be used is a `warn` line, and the
+    claims fall back to their proxies) and written beside them as JSON for reuse."""
+    from generator.site.claims import TruthError, claims_of, inversion_table_of, load_truth
+    from generator.manifest import warn_line
     from generator.store import write_json
 
-    claims = claims_of(manifests, load_truth(output / "truth.json"))
+    try:
+        truth = load_truth(output / "truth.json")
+    except TruthError as error:
+        (warn or warn_line)(f"{error} (the claims page uses its proxies instead)")
+        truth = None
+    claims = claims_of(manifests, truth)
     inversion = inversion_table_of(manifests)
-    write_json(claims, output / "claims.json")
-    write_json(inversion, output / "inversion.json")
+    write_json(claims, output / "claims.json", root=output)
+    write_json(inversion, output / "inversion.json", root=output)
     measured = any(claim["value"] is not None for claim in claims["claims"])
     return (claims if measured else None), (inversion if inversion["rows"] else None)
 
 
 class PageWriter:
-    """Writes pages (store.write_if_changed) on a few threads. Each new page ends in an fsync,
-    and the disk commits concurrent ones together: 1000 class pages waited 8 s one by one,
-    1 s on 8 threads. Leaving the `with` block waits for every write and raises the first
-    error; `written` is then how many pages were rewritten."""
+    """Writes pages (store.write_if_changed, inside `root`) on a few threads. Each new page ends
+    in an fsync, and the disk commits concurrent ones together: 1000 class pages waited 8 s one
+    by one, 1 s on 8 threads. Leaving the `with` block waits for every write and raises the
+    first error; `written` is then how many pages were rewritten."""
 
-    def __init__(self, threads: int = 8) -> None:
+    def __init__(self, threads: int = 8, root: Path | None = None) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="atlas-write")
         self._pending: list[Future[bool]] = []
+        self.root = root
         self.written = 0
 
     def write(self, path: Path, html: bytes) -> None:
-        self._pending.append(self._pool.submit(store.write_if_changed, path, html))
+        self._pending.append(self._pool.submit(store.write_if_changed, path, html, self.root))
 
     def __enter__(self) -> PageWriter:
         return self
@@ -588,21 +582,20 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
         raise SiteError(f"no classes/*/manifest.json that can be read under {output}: run `atlas build` first")
     classes = _pages(manifests)
     env = environment(templates)
-    store.copy_tree(templates / "static", output / "static")
-    claims, inversion = _measure(output, [manifest for _, manifest in manifests])
+    store.copy_tree(templates / "static", output / "static", root=output)
+    claims, inversion = _measure(output, [manifest for _, manifest in manifests], warn)
     model = classes[0].model
     common = {"classes": classes, "stats": [declared for spec in METHODS for declared in spec.stats],
               "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name")),
               "fc6": has_fc6(model), "words": LEVEL_WORDS[has_fc6(model)]}
-    units_manifest, unit_links = _units(output)
+    units_manifest, unit_links = _units(output, warn)
     common["has_units"] = units_manifest is not None
 
     script = index_script(classes)
-    (output / INDEX_SCRIPT).with_suffix(".tmp").write_text(script, encoding="utf-8")
-    (output / INDEX_SCRIPT).with_suffix(".tmp").replace(output / INDEX_SCRIPT)
+    store.write_if_changed(output / INDEX_SCRIPT, script.encode("utf-8"), root=output)
     version = hashlib.sha256(script.encode()).hexdigest()[:12]  # a new list is never read from a stale cache
     names = {c.slug: c.name for c in classes} | {c.id: c.name for c in classes}
-    with PageWriter() as pages:
+    with PageWriter(root=output) as pages:
 
         def write(path: Path, template: str, root: str, **context: Any) -> None:
             html = env.get_template(template).render(root=root, **common, **context)
@@ -625,22 +618,23 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     return output / "index.html"
 
 
-def _units(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The unit atlas's manifest (None without one) and, per class slug, the units that matter for it."""
+def _units(output: Path, warn: Callable[[str], None] | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The unit atlas's manifest (None without one, or one that cannot be used: a `warn` line)
+    and, per class slug, the units that matter for it."""
     from generator.units import pages as units_site
 
-    manifest = units_site.load(output)
+    manifest = units_site.load(output, warn)
     return manifest, units_site.class_links(manifest)
 
 
 class _SiteHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files only: no folder listings, and nothing whose path has a dotfile or dot-folder
-    (`.atlas-cache/`, `.atlas.lock`, the ledgers) — those are the build's, not the site's."""
+    """Static files only: no folder listings, nothing whose path has a dotfile or dot-folder
+    (`.atlas-cache/`, `.atlas.lock`, the ledgers: the build's, not the site's) however the
+    request spells it (`%2f`, `%2e`, encoded twice, backslashes), and nothing a symlink leads
+    to outside the folder."""
 
     def send_head(self):  # type: ignore[no-untyped-def]
-        parts = self.path.split("?", 1)[0].split("#", 1)[0].split("/")
-        hidden = any(part.startswith(".") or part.startswith("%2e") or part.startswith("%2E") for part in parts)
-        if hidden:
+        if _hidden(self.path) or not _served(self.directory, self.translate_path(self.path)):
             self.send_error(404, "File not found")
             return None
         return super().send_head()
@@ -648,6 +642,29 @@ class _SiteHandler(http.server.SimpleHTTPRequestHandler):
     def list_directory(self, path):  # type: ignore[no-untyped-def]
         self.send_error(404, "File not found")
         return None
+
+
+def _hidden(url: str) -> bool:
+    """Whether a request path names a dotfile or dot-folder at any level of percent-decoding."""
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    for _ in range(4):  # %252e... decodes once per round
+        parts = path.replace("\\", "/").split("/")
+        if any(part.startswith(".") for part in parts):
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # encoded more deeply than any browser does: refused
+
+
+def _served(root: str, path: str) -> bool:
+    """Whether the file a request maps to lies inside the site folder (symlinks resolved)."""
+    try:
+        safefs.inside(root, path)
+    except safefs.UnsafePathError:
+        return False
+    return True
 
 
 def make_server(output: Path, port: int = 8000) -> http.server.ThreadingHTTPServer:

@@ -21,9 +21,11 @@ from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any, Callable, Mapping
 
-from generator.nets.families import has_fc6, in_words
-from generator.manifest import Manifest, MethodRecord, class_manifests, finite
+from generator import safefs
+from generator.errors import AtlasError
+from generator.manifest import Manifest, ManifestError, MethodRecord, _Reader, bounded_int, class_manifests, finite
 from generator.methods import METHODS, REGISTRY
+from generator.nets.families import has_fc6, in_words
 from generator.records import Meta, Step, Window
 
 NMI_THRESHOLD = 0.7
@@ -59,14 +61,47 @@ def truth_from_demo(world) -> Truth:
     return Truth(styles=dict(world.styles), layouts={c: world.layout(c) for c in world.class_ids})
 
 
+class TruthError(AtlasError, ValueError):
+    """A truth.json that cannot be used; the message names the file and the field."""
+
+
+MAX_TRUTH_BYTES = 64 * 1024 * 1024
+
+
 def load_truth(path: str | Path) -> Truth | None:
-    """Planted truth from a truth.json (the demo world's format), or None when there is none."""
+    """Planted truth from a truth.json (the demo world's format: {"styles": {image name: int},
+    "layouts": {class id: [[row, col], ...]}}), or None when there is none; TruthError for a
+    file that is not one (not JSON, a FIFO, the wrong shape)."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        raw = json.loads(safefs.read_regular(path, max_bytes=MAX_TRUTH_BYTES))
+    except FileNotFoundError:
         return None
-    raw = json.loads(path.read_text())
-    layouts = {c: {tuple(cell) for cell in cells} for c, cells in raw.get("layouts", {}).items()}
-    return Truth(styles=dict(raw.get("styles", {})), layouts=layouts)
+    except OSError as exc:
+        raise TruthError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise TruthError(f"{path.name}: not valid JSON: {exc}") from None
+    try:
+        return _truth_of(raw, _Reader(path.name))
+    except ManifestError as exc:
+        raise TruthError(str(exc)) from None
+
+
+def _truth_of(raw: Any, read: _Reader) -> Truth:
+    """The Truth of a parsed truth.json, its shape checked (ManifestError naming the field)."""
+    raw = read.mapping(raw, "")
+    styles = read.mapping(raw.get("styles", {}), "styles")
+    layouts = read.mapping(raw.get("layouts", {}), "layouts")
+    for name, style in styles.items():
+        read.integer(style, f"styles.{name}")
+    cells = {}
+    for class_id, found in layouts.items():
+        pairs = read.items(found, f"layouts.{class_id}")
+        if not all(isinstance(cell, list) and len(cell) == 2 and all(bounded_int(v, 0, 4096) is not None for v in cell)
+                   for cell in pairs):
+            raise read.fail(f"layouts.{class_id}", "expected a list of [row, col] pairs of small integers")
+        cells[class_id] = {(cell[0], cell[1]) for cell in pairs}
+    return Truth(styles=dict(styles), layouts=cells)
 
 
 def as_truth(truth: Truth | Mapping[str, int] | None) -> Truth | None:

@@ -10,11 +10,13 @@ catalog validates `units:` with it); the work is in `units_run.py`, the pages in
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from generator import store
+from generator import safefs, store
+from generator.manifest import MAX_BYTES, ManifestError, _Reader, bounded_int
 from generator.methods import param
 
 VERSION = 2  # bump when the unit step's output changes
@@ -105,11 +107,96 @@ def folder(output: Path) -> Path:
     return Path(output) / FOLDER
 
 
-def read_manifest(output: Path) -> dict[str, Any] | None:
-    """`units/manifest.json`, or None when missing, unreadable or of another shape."""
-    raw = store.read_json(folder(output) / MANIFEST)
-    ok = isinstance(raw, dict) and isinstance(raw.get("layers"), dict) and isinstance(raw.get("key"), str)
-    return raw if ok else None
+def read_manifest(output: Path, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """`units/manifest.json`, or None when it is missing or cannot be used (not a regular file,
+    not JSON, of another shape, a layer name that is not a safe file name): then `warn` hears why."""
+    try:
+        raw = json.loads(safefs.read_regular(folder(output) / MANIFEST, max_bytes=MAX_BYTES))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as exc:  # a FIFO, a folder, not JSON, not UTF-8
+        problem = f"{FOLDER}/{MANIFEST}: cannot read: {exc}"
+    else:
+        try:
+            return check_manifest(raw, _Reader(f"{FOLDER}/{MANIFEST}"))
+        except ManifestError as exc:
+            problem = str(exc)
+    if warn is not None:
+        warn(f"{problem} (unit pages left out; `atlas build` rewrites it)")
+    return None
+
+
+def check_manifest(raw: Any, read: _Reader) -> dict[str, Any]:
+    """`raw` when it has the shape the unit pages and `atlas clean` read (every layer name a
+    safe file name: it becomes a folder); else ManifestError naming the field."""
+    raw = read.mapping(raw, "")
+    read.text(raw.get("key"), "key")
+    read.mapping(raw.get("inputs", {}), "inputs")
+    read.mapping(raw.get("absent", {}), "absent")
+    for name, why in raw.get("absent", {}).items():
+        read.text(why, f"absent.{name}")
+    if raw.get("conv1") is not None:
+        _check_file(read, read.mapping(raw["conv1"], "conv1"), "conv1")
+    for n, entry in enumerate(read.items(raw.get("classes", []), "classes")):
+        where = f"classes[{n}]"
+        entry = read.mapping(entry, where)
+        for key in ("slug", "name", "id"):
+            read.text(entry.get(key), f"{where}.{key}", "")
+        for level, indices in read.mapping(entry.get("units", {}), f"{where}.units").items():
+            for m, index in enumerate(read.items(indices, f"{where}.units.{level}")):
+                read.integer(index, f"{where}.units.{level}[{m}]")
+    for name, layer in read.mapping(raw.get("layers"), "layers").items():
+        if not safefs.is_safe_name(name) or "." in name:  # it becomes units/<name>/: no "..", "/", "index.html"
+            raise read.fail("layers", f"layer name {name[:60]!r} is not a safe folder name (letters, digits, _ - only)")
+        layer = read.mapping(layer, f"layers.{name}")
+        read.integer(layer.get("count"), f"layers.{name}.count")
+        for n, unit in enumerate(read.items(layer.get("units", []), f"layers.{name}.units")):
+            _check_unit(read, read.mapping(unit, f"layers.{name}.units[{n}]"), f"layers.{name}.units[{n}]")
+    return raw
+
+
+def _check_unit(read: _Reader, unit: dict[str, Any], where: str) -> None:
+    if bounded_int(unit.get("index"), 0, 10**7) is None:
+        raise read.fail(f"{where}.index", "expected an integer from 0 to 10^7")
+    selectivity = unit.get("selectivity")
+    if not isinstance(selectivity, (int, float)) or isinstance(selectivity, bool):
+        raise read.fail(f"{where}.selectivity", "expected a number")
+    read.text(unit.get("top_class"), f"{where}.top_class", "")
+    for n, value in enumerate(read.items(unit.get("class_means", []), f"{where}.class_means")):
+        read.number(value, f"{where}.class_means[{n}]", 0.0)
+    for n, slug in enumerate(read.items(unit.get("for_classes", []), f"{where}.for_classes")):
+        read.text(slug, f"{where}.for_classes[{n}]")
+    for n, patch in enumerate(read.items(unit.get("patches", []), f"{where}.patches")):
+        at = f"{where}.patches[{n}]"
+        patch = read.mapping(patch, at)
+        if bounded_int(patch.get("rank"), 0, 10**6) is None:
+            raise read.fail(f"{at}.rank", "expected a small integer")
+        for key in ("class", "name"):
+            read.text(patch.get(key), f"{at}.{key}", "")
+        read.number(patch.get("activation"), f"{at}.activation", 0.0)
+        for key, length in (("box", 4), ("position", 2)):
+            if patch.get(key) is not None and not (isinstance(patch[key], list) and len(patch[key]) == length and all(
+                    bounded_int(v, 0, 10**6) is not None for v in patch[key])):
+                raise read.fail(f"{at}.{key}", f"expected {length} small integers")
+        _check_file(read, patch, at)
+    for n, picture in enumerate(read.items(unit.get("pictures", []), f"{where}.pictures")):
+        at = f"{where}.pictures[{n}]"
+        picture = read.mapping(picture, at)
+        for key in ("key", "title", "caption", "alt"):
+            read.text(picture.get(key), f"{at}.{key}", "")
+        for key in ("thumb_width", "thumb_height"):
+            read.integer(picture.get(key), f"{at}.{key}", optional=True)
+        read.mapping(picture.get("numbers", {}), f"{at}.numbers")
+        _check_file(read, picture, at)
+
+
+def _check_file(read: _Reader, item: dict[str, Any], where: str) -> None:
+    """The file names (relative to units/) and pixel sizes of a patch, picture or conv1 grid."""
+    for key in ("file", "thumb", "icon"):
+        if item.get(key) is not None:
+            read.text(item[key], f"{where}.{key}")
+    for key in ("width", "height"):
+        read.integer(item.get(key), f"{where}.{key}", optional=True)
 
 
 def manifest_files(manifest: dict[str, Any] | None) -> list[str]:

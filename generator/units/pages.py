@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
+from generator import safefs
 from generator.units import FOLDER, SELECTIVITY, read_manifest
 
 LAYER_TITLES = {"pool5": "pool5 channels", "fc6": "fc6 units", "fc7": "fc7 units"}
@@ -36,9 +37,12 @@ class UnitLink:
     selectivity: float
 
 
-def load(output: Path) -> dict[str, Any] | None:
-    """The units manifest with its paths checked, or None when there is none."""
-    manifest = read_manifest(output)
+def load(output: Path, warn: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The units manifest with its paths checked, or None when there is none or it cannot be
+    used (its shape, a layer name that is not a safe file name: one `warn` line)."""
+    from generator.manifest import warn_line
+
+    manifest = read_manifest(output, warn or warn_line)
     if manifest is None:
         return None
     for layer in manifest["layers"].values():
@@ -85,6 +89,7 @@ def render_units(output: Path, env: Any, common: dict[str, Any], manifest: dict[
           conv1=conv1, selectivity=SELECTIVITY, manifest=manifest)
     for name, title, layer in layers:
         units = layer["units"]
+        safefs.check_name(name, "units/manifest.json: layer name")  # it becomes a folder (load checked it too)
         write(base / name / "index.html", "unit_index.html", "../../", page="units", layer=name, title=title,
               units=units, total=layer.get("count"), names=names, selectivity=SELECTIVITY)
         for i, unit in enumerate(units):

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from generator import store
+from generator import safefs, store
 from generator.engine import recipes
 from generator.engine.decorrelated import Decorrelated
 from generator.engine.settings import JITTER_ONLY, RAW_PIXELS, Settings, settings_from
@@ -36,7 +36,7 @@ from generator.engine.terms import ChannelMatch, Direction, feature_inversion
 from generator.errors import AtlasError
 from generator.methods.common import model_mean
 from generator.nets.pathway import Pathway
-from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan, manifest_files
+from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan
 
 PATCH_SIZE = 112  # longer side of a patch crop (px)
 THUMB = 96  # thumbnails on a unit page (px)
@@ -369,7 +369,7 @@ def run_units(catalog: Any, plan: UnitsPlan, loaders: Loaders, progress: bool = 
         data = load_dataset(catalog, pathway, progress, loaders)
         manifest = _build(catalog, plan, pathway, data, outcome, progress)
         manifest["seconds"] = round(time.perf_counter() - start, 3)
-        store.write_json(manifest, Path(catalog.output) / FOLDER / MANIFEST)
+        store.write_json(manifest, Path(catalog.output) / FOLDER / MANIFEST, root=catalog.output)
         outcome.ran = True
     except Exception as exc:  # the step's own failure: the classes are built regardless
         text = str(exc).strip() or repr(exc)
@@ -382,8 +382,8 @@ def _build(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, outco
            progress: bool) -> dict[str, Any]:
     params: UnitsParams = catalog.units
     base = Path(catalog.output) / FOLDER
+    safefs.inside(catalog.output, base)  # a units/ that is a symlink out is not written through
     store.sweep_temp_files(base)  # a killed step's leftovers
-    store.remember(base, manifest_files(plan.manifest))
     n_classes = len(data.slugs)
     boxes = receptive_fields(pathway)
     width = pathway.pool5_shape[2]
@@ -457,12 +457,12 @@ def _write_patches(base: Path, layers: dict[str, Any], data: Dataset, model: str
                 patch["width"], patch["height"] = _fitted(crop.shape[2], crop.shape[1], PATCH_SIZE)
                 if not (base / name).is_file():
                     store.remember(base, [name])
-                    store.write_jpeg(crop, base / name, size=PATCH_SIZE)
+                    store.write_jpeg(crop, base / name, size=PATCH_SIZE, root=base)
                 if patch["rank"] == 0:  # the layer index shows the top patch
                     patch["icon"] = name.replace(".jpg", ".icon.jpg")
                     if not (base / patch["icon"]).is_file():
                         store.remember(base, [patch["icon"]])
-                        store.write_jpeg(crop, base / patch["icon"], size=ICON, quality=75)
+                        store.write_jpeg(crop, base / patch["icon"], size=ICON, quality=75, root=base)
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
@@ -596,9 +596,9 @@ def _solve_chunk(catalog: Any, pathway: Pathway, data: Dataset, chunk: list[_Job
             numbers["start_activation"] = starts[i]
         stem = f"{unit['layer']}/img/{unit['index']}-{job.key[:16]}-{job.variant}"
         store.remember(base, [f"{stem}.png", f"{stem}.thumb.jpg", f"{stem}.icon.jpg"])
-        width, height = store.write_png(solution.image, base / f"{stem}.png")
-        thumb_w, thumb_h = store.write_jpeg(solution.image, base / f"{stem}.thumb.jpg", size=THUMB)
-        store.write_jpeg(solution.image, base / f"{stem}.icon.jpg", size=ICON, quality=75)
+        width, height = store.write_png(solution.image, base / f"{stem}.png", root=base)
+        thumb_w, thumb_h = store.write_jpeg(solution.image, base / f"{stem}.thumb.jpg", size=THUMB, root=base)
+        store.write_jpeg(solution.image, base / f"{stem}.icon.jpg", size=ICON, quality=75, root=base)
         what = f"{unit['layer']} unit {unit['index']}"
         unit["pictures"].append({
             "key": job.variant, "content": job.key, "file": f"{stem}.png", "thumb": f"{stem}.thumb.jpg",
@@ -616,5 +616,5 @@ def _write_conv1(pathway: Pathway, base: Path, model: str) -> dict[str, Any] | N
         return None
     name = f"conv1-{store.digest([model, VERSION])[:16]}.png"
     store.remember(base, [name])
-    width, height = store.write_png(grid, base / name)
+    width, height = store.write_png(grid, base / name, root=base)
     return {"file": name, "width": width, "height": height}
