@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from generator import site
+from generator.site.imagesize import image_size
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +213,7 @@ def test_image_sizes_come_from_the_header_as_pil_reads_them(kind, tmp_path):
     picture.save(path, options[0], **options[1])
     with Image.open(path) as image:
         assert image.size == (37, 21)
-    assert site._image_size(path) == (37, 21)
+    assert image_size(path) == (37, 21)
 
 
 def test_an_image_header_claiming_a_bomb_gives_no_size(tmp_path):
@@ -223,8 +224,8 @@ def test_an_image_header_claiming_a_bomb_gives_no_size(tmp_path):
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00")
-    assert site._image_size(tmp_path / "bomb.png") == (None, None)
-    assert site._image_size(tmp_path / "broken.jpg") == (None, None)
+    assert image_size(tmp_path / "bomb.png") == (None, None)
+    assert image_size(tmp_path / "broken.jpg") == (None, None)
 
 
 def test_a_second_render_rewrites_only_the_pages_that_changed(write_fake_atlas, pages, tmp_path):
@@ -254,9 +255,9 @@ def test_a_fifo_or_a_folder_has_no_image_size(tmp_path):
 
     os.mkfifo(tmp_path / "fifo.jpg")  # opened without O_NONBLOCK, this read would wait forever
     (tmp_path / "folder.png").mkdir()
-    assert site._image_size(tmp_path / "fifo.jpg") == (None, None)
-    assert site._image_size(str(tmp_path / "folder.png")) == (None, None)
-    assert site._image_size(tmp_path / "missing.png") == (None, None)
+    assert image_size(tmp_path / "fifo.jpg") == (None, None)
+    assert image_size(str(tmp_path / "folder.png")) == (None, None)
+    assert image_size(tmp_path / "missing.png") == (None, None)
 
 
 def test_parameter_pairs_and_grid_lines():
