@@ -332,11 +332,9 @@ def complete(
 
         atlas complete scene.jpg --box 60,40,100,120 --class church --topic 2 --out church.png
     """
-    from generator.catalog import find_class
-    from generator.engine.settings import settings_from
     from generator.images import load_image
-    from generator.methods.completion import complete as complete_box
-    from generator.nets.models import class_table, load_pathway
+    from generator.methods.completion import complete_scene
+    from generator.nets.models import class_table
 
     try:
         x, y, w, h = (int(v) for v in box.split(","))
@@ -350,18 +348,11 @@ def complete(
     if topic is not None and not 1 <= topic <= k:  # before the photo, the model and the topic model
         raise UsageError(f"--topic {topic}: the topics are numbered 1 to {k} (topics.k in the catalog)")
     scene = load_image(image, cat.model.input_size)  # a missing / non-image / bomb photo: BadImage
-    pathway = load_pathway(cat.model, cat.device)
-    class_index = None
-    if class_ is not None:
-        try:
-            class_index = find_class(class_table(cat.model), class_)
-        except LookupError as exc:
-            raise UsageError(f"--class: {exc.args[0]}") from None
-    topic_mask = None if topic is None else _topic_mask(cat, pathway, class_index, topic)
     try:
-        result = complete_box(pathway, scene, (x, y, w, h), class_index=class_index, topic_mask=topic_mask,
-                              settings=settings_from(cat.engine), seed=cat.seed)
-    except ValueError as exc:  # a box outside the image, an engine setting it cannot use
+        result = complete_scene(cat, scene, (x, y, w, h), class_, topic)
+    except LookupError as exc:
+        raise UsageError(f"--class: {exc.args[0]}") from None
+    except ValueError as exc:  # a box outside the image, a topic the class lacks, an engine setting it cannot use
         raise UsageError(str(exc)) from None
     _save_image(result.image, out, image_format)
     name = class_table(cat.model)[result.class_index][1]
@@ -390,25 +381,3 @@ def _save_image(image, out: Path, image_format: str) -> None:
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format=image_format)
     atomic_write(out, buffer.getvalue())
-
-
-def _topic_mask(cat, pathway, class_index: int, topic: int):
-    """m7 of topic `topic` of a class (numbered from 1, as the site shows them), from NMF on the
-    fc7 of its catalog images."""
-    from generator.images import class_images
-    from generator.methods.topics import topic_masks_for
-    from generator.nets.features import extract
-    from generator.nets.models import class_table
-
-    params = cat.methods["topics"]
-    class_id = class_table(cat.model)[class_index][0]
-    loaded = class_images(cat.images, class_id, params["images"], cat.seed, pathway.input_size)
-    if len(loaded.images) < params["k"]:
-        raise UsageError(f"--topic: {params['k']} topics need at least {params['k']} images of {class_id}, "
-                         f"it has {len(loaded.images)} usable ones (lower topics.k in the catalog)")
-    fc7 = extract(pathway, loaded.images, progress=False).fc7
-    model = topic_masks_for(pathway, fc7, k=params["k"], threshold=params["threshold"],
-                            min_fraction=params["min_fraction"], keep_fraction=params["keep_fraction"], seed=cat.seed)
-    if not 1 <= topic <= len(model.masks):
-        raise UsageError(f"--topic {topic}: the class has topics 1..{len(model.masks)}")
-    return model.masks[topic - 1]

@@ -113,9 +113,10 @@ def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
     """`--topic 1` is the site's "Topic 1" (meta topic 0); 0 and k + 1 are refused with the range."""
     import types
 
-    from generator import cli, images
+    from generator import images
     from generator.catalog import load_catalog
     from generator.methods import topics
+    from generator.methods.completion import topic_mask
     from generator.nets import features
 
     masks = torch.eye(3)
@@ -124,8 +125,8 @@ def test_complete_topic_is_numbered_from_one_like_the_site(monkeypatch):
     monkeypatch.setattr(topics, "topic_masks_for", lambda *a, **k: types.SimpleNamespace(masks=masks))
     cat = load_catalog(REPO / "catalog.yaml")
     pathway = types.SimpleNamespace(input_size=8)
-    assert torch.equal(cli._topic_mask(cat, pathway, 0, 1), masks[0])
-    assert torch.equal(cli._topic_mask(cat, pathway, 0, 3), masks[2])
+    assert torch.equal(topic_mask(cat, pathway, 0, 1), masks[0])
+    assert torch.equal(topic_mask(cat, pathway, 0, 3), masks[2])
     for wrong in (0, 4):
-        with pytest.raises(cli.UsageError, match=r"topics 1\.\.3"):
-            cli._topic_mask(cat, pathway, 0, wrong)
+        with pytest.raises(ValueError, match=r"topics 1\.\.3"):
+            topic_mask(cat, pathway, 0, wrong)

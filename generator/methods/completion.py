@@ -4,12 +4,12 @@ Inside the box we optimize E_class for a class (by default the scene's own top-1
 paper's "hay" in a grassland) while every pixel outside stays fixed, with the patch prior so
 the new content looks like natural patches. A topic's m7 mask (topics.py) picks the style of
 the inserted object. This is an application, not a per-class atlas method: `atlas complete`
-calls `complete` on one image.
+calls `complete_scene` on one image.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from generator.engine.settings import RAW_PIXELS, Settings, settings_from
 from generator.engine.solve import solve
 from generator.methods.common import class_problem
 from generator.nets.pathway import Pathway
+
+if TYPE_CHECKING:
+    from generator.catalog import Catalog
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
@@ -132,3 +135,38 @@ def complete(
         diverged=solution.diverged,
         box=box,
     )
+
+
+def topic_mask(catalog: Catalog, pathway: Pathway, class_index: int, topic: int) -> Tensor:
+    """m7 of topic `topic` of a class (numbered from 1, as the site shows them), from NMF on the
+    fc7 of its catalog images; ValueError for a topic the class does not have."""
+    from generator.images import class_images
+    from generator.methods import topics
+    from generator.nets import features
+    from generator.nets.models import class_table
+
+    params = catalog.methods["topics"]
+    class_id = class_table(catalog.model)[class_index][0]
+    loaded = class_images(catalog.images, class_id, params["images"], catalog.seed, pathway.input_size)
+    fc7 = features.extract(pathway, loaded.images, progress=False).fc7
+    model = topics.topic_masks_for(pathway, fc7, k=params["k"], threshold=params["threshold"],
+                                   min_fraction=params["min_fraction"], keep_fraction=params["keep_fraction"],
+                                   seed=catalog.seed)
+    if not 1 <= topic <= len(model.masks):
+        raise ValueError(f"--topic {topic}: the class has topics 1..{len(model.masks)}")
+    return model.masks[topic - 1]
+
+
+def complete_scene(catalog: Catalog, scene: Tensor, box: Box, class_name: str | None = None,
+                   topic: int | None = None) -> Completion:
+    """`atlas complete`: the catalog's model paints `class_name` (default: the scene's top-1) into
+    `box` of `scene`, in the style of its topic `topic` (from 1) when given. LookupError for an
+    unknown class; ValueError for a box outside the scene or a topic the class lacks."""
+    from generator.catalog import find_class
+    from generator.nets.models import class_table, load_pathway
+
+    pathway = load_pathway(catalog.model, catalog.device)
+    class_index = None if class_name is None else find_class(class_table(catalog.model), class_name)
+    mask = None if topic is None or class_index is None else topic_mask(catalog, pathway, class_index, topic)
+    return complete(pathway, scene, box, class_index=class_index, topic_mask=mask,
+                    settings=settings_from(catalog.engine), seed=catalog.seed)
