@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, pstdev
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from generator import safefs
 from generator.errors import AtlasError
@@ -140,6 +140,15 @@ def _number(value: Any) -> float | None:
 
 # --------------------------------------------------------------------------- 4.1 location
 
+def _with_number(manifests: list[Manifest], name: str, number: str) -> Iterator[tuple[Manifest, MethodRecord, float]]:
+    """(manifest, method `name`'s record, its `number`) for each class whose run recorded the number."""
+    for manifest in manifests:
+        method = _method(manifest, name)
+        value = _number(method.numbers.get(number)) if method else None
+        if method is not None and value is not None:
+            yield manifest, method, value
+
+
 def window_on_layout(meta: Meta, cells: set[tuple[int, int]]) -> bool:
     """A window lies on the planted parts when at least half of its pool5 cells are parts
     (False for a picture without a usable window)."""
@@ -152,11 +161,8 @@ def window_on_layout(meta: Meta, cells: set[tuple[int, int]]) -> bool:
 def location_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[dict[str, Any]]:
     hits: dict[str, float] = {}
     spread: dict[str, float] = {}
-    for manifest in manifests:
-        class_id, method = manifest.class_.id, _method(manifest, "location")
-        heterogeneity = _number(method.numbers.get("heterogeneity")) if method else None
-        if method is None or heterogeneity is None:
-            continue
+    for manifest, method, heterogeneity in _with_number(manifests, "location", "heterogeneity"):
+        class_id = manifest.class_.id
         spread[class_id] = heterogeneity
         strongest = method.numbers.get("strongest")
         if truth is not None and class_id in truth.layouts and isinstance(strongest, list) and strongest:
@@ -184,12 +190,8 @@ def topic_claims(manifests: list[Manifest], truth: Truth | None = None) -> list[
     nmi: dict[str, float] = {}
     distinct: dict[str, float] = {}
     matched: dict[str, float] = {}
-    for manifest in manifests:
-        class_id, method = manifest.class_.id, _method(manifest, "topics")
-        distinctness = _number(method.numbers.get("distinctness")) if method else None
-        if method is None or distinctness is None:
-            continue
-        numbers = method.numbers
+    for manifest, method, distinctness in _with_number(manifests, "topics", "distinctness"):
+        class_id, numbers = manifest.class_.id, method.numbers
         distinct[class_id] = distinctness
         if _number(numbers.get("picture_match")) is not None:
             matched[class_id] = float(numbers["picture_match"])
