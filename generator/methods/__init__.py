@@ -330,6 +330,7 @@ class Stat:
     label: str  # the noun after a count ("style"), or the label before a number ("het.")
     title: str = ""  # the pill's tooltip
     number: str = ""  # the method's `numbers` field shown; "": how many pictures the method made
+    help: str = ""  # what the number says, for the index's introduction ("counts the class's fc7 topics")
 
 
 @dataclass(frozen=True)
@@ -386,7 +387,8 @@ METHODS: tuple[MethodSpec, ...] = (
                   "windows (monastery vs terrier) (truth-free proxy)."),
         ),
         uses_prior=_prior_switch,
-        stats=(Stat("heterogeneity", "het.", "heterogeneity of the location grid", number="heterogeneity"),),
+        stats=(Stat("heterogeneity", "het.", "heterogeneity of the location grid", number="heterogeneity",
+                    help="is how much the pictures of its location grid differ (mean fc7 distance)"),),
     ),
     MethodSpec(
         name="topics", title="Topic styles (m7)", version=4, params=TopicsParams,
@@ -400,7 +402,7 @@ METHODS: tuple[MethodSpec, ...] = (
                   "like that topic's images."),
         ),
         uses_prior=_prior_switch,
-        stats=(Stat("styles", "style"),),
+        stats=(Stat("styles", "style", help="counts its fc7 topics"),),
     ),
     MethodSpec(
         name="ensemble", title="Dropout ensemble ({dropout_code})", version=6, params=EnsembleParams,
