@@ -138,20 +138,20 @@ def default_cache_dir() -> Path:
 
 
 def _load(root: Path) -> DemoWorld:
-    meta = json.loads((root / "meta.json").read_text())
+    info = json.loads((root / "meta.json").read_text())
     truth = json.loads((root / "truth.json").read_text())
     return DemoWorld(
         root=root,
         image_root=root / "world",
         heldout_root=root / "heldout",
         weights=root / "model.pt",
-        class_ids=meta["class_ids"],
-        class_names=meta["class_names"],
-        input_size=meta["input_size"],
-        mean=tuple(meta["mean"]),
-        std=tuple(meta["std"]),
-        accuracy=meta["accuracy"],
-        train_seconds=meta["train_seconds"],
+        class_ids=info["class_ids"],
+        class_names=info["class_names"],
+        input_size=info["input_size"],
+        mean=tuple(info["mean"]),
+        std=tuple(info["std"]),
+        accuracy=info["accuracy"],
+        train_seconds=info["train_seconds"],
         catalog_path=root / "catalog.yaml",
         styles=truth["styles"],
         style_names=truth["style_names"],
@@ -191,12 +191,12 @@ def create(root: Path, seed: int = 0, config: TrainConfig = TrainConfig(), progr
             "grid": {"pool5": GRID, "cell_pixels": CELL},
         }
         (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
-        meta = {
+        info = {
             "version": DEMO_VERSION, "seed": seed, "class_ids": [c.id for c in CLASSES],
             "class_names": [c.name for c in CLASSES], "input_size": IMAGE_SIZE,
             "mean": mean, "std": std, "accuracy": held_out, "train_seconds": round(seconds, 2),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "meta.json").write_text(json.dumps(info, indent=1))
         # the catalog names final paths, so it is written from a world that points at `root`
         world = _load(tmp)
         world.root, world.image_root, world.weights = root, root / "world", root / "model.pt"

@@ -56,7 +56,7 @@ def _describe(kind: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
 
 
-def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
+def _check_value(name: str, value: Any, kind: Any, bounds: Mapping[str, Any]) -> Any:
     """`value` converted to `kind` (int -> float allowed), or ParamError."""
     options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
     if value is None:
@@ -78,7 +78,7 @@ def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> A
         if not math.isfinite(value):
             raise ParamError(name, f"must be a finite number, got {value}")
     if kind in (int, float):
-        low, above, high = meta.get("at_least"), meta.get("above"), meta.get("at_most")
+        low, above, high = bounds.get("at_least"), bounds.get("above"), bounds.get("at_most")
         if low is not None and value < low:
             raise ParamError(name, f"must be at least {low}, got {value}")
         if above is not None and value <= above:
