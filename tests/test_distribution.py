@@ -1,10 +1,13 @@
 """The feature-distribution term (VITAL's sorted per-channel matching): zero on its own reference,
 larger for noise, lowered by solve, and per problem in a batch."""
+import pytest
 import torch
 
 from generator.engine.settings import Settings
 from generator.engine.solve import Problem, solve
 from generator.engine.terms import FeatureDistribution, Step, quantiles, reference_distribution, sliced_distance
+from generator.methods import method_module
+from generator.methods.common import distribution_layers
 from generator.methods.layers import layer_features
 from generator.nets.pathway import Activations
 
@@ -76,3 +79,38 @@ def test_solve_lowers_the_distance_to_a_set_of_photos(tiny_alexnet, smooth_image
     after = solve(pathway, [Problem([term], init=start)], settings, progress=False)[0]
     _, initial = distances(pathway, [term], start[None])
     assert after.numbers["distribution"] < 0.5 * float(initial)
+
+
+# ---------------------------------------------------------------------------------------------
+# The methods with a reference set
+
+
+@pytest.mark.parametrize("method", ["classviz", "location", "topics", "ensemble"])
+def test_a_method_holds_its_pictures_to_their_references_when_asked(tiny_context, method):
+    ctx = tiny_context(n=10)
+    run = method_module(method).run
+    small = {"topics": {"k": 2, "images": 10}, "ensemble": {"masks": 2, "inits": 1}}.get(method, {})
+    off = run(ctx, small)
+    on = run(ctx, {**small, "distribution": 50.0, "distribution_layers": "conv1,pool5"})
+    changed = [p.key for p, q in zip(off.pictures, on.pictures) if not torch.equal(p.image, q.image)]
+    assert changed and all("feature distribution" in p.caption for p in on.pictures if p.key in changed)
+    if method == "classviz":
+        assert changed == ["prior"]  # the baseline stays L2 + TV
+
+
+def test_topic_pictures_record_their_distance_to_their_own_and_the_other_topics(tiny_context):
+    ctx = tiny_context(n=10)
+    params = {"k": 2, "images": 10, "distribution_layers": "conv1,pool5"}
+    off = method_module("topics").run(ctx, params)
+    on = method_module("topics").run(ctx, {**params, "distribution": 50.0})
+    assert off.numbers["distribution_layers"] == ["features.1", "pool5"]
+    for before, after in zip(off.pictures, on.pictures):
+        assert {"distribution_own", "distribution_others"} <= set(after.numbers)
+        assert after.numbers["distribution_own"] < before.numbers["distribution_own"]  # the term pulls it there
+
+
+def test_distribution_layers_by_name_or_module(tiny_alexnet):
+    pathway = tiny_alexnet(size=64)
+    assert distribution_layers(pathway, "conv1, conv9, pool5, fc6, features.4") == ["features.1", "pool5", "fc6", "features.4"]
+    with pytest.raises(ValueError, match="neither"):
+        distribution_layers(pathway, "layer9")
