@@ -13,6 +13,10 @@ of the class's own images:
 - ensemble: mean distance between pictures from different masks (same init) over that between
   pictures from different inits (same mask), in the judge's space (cosine) and in low-passed
   pixels (RMS of 8x8-block means); > 1 means the masks, not the inits, make the variety.
+Naturalness: per kind of picture, the kernel inception distance (KID, unbiased; Binkowski et al.
+2018) between the pictures and the photos of their classes in the judge's pooled features, beside
+its floor, the class photos against other photos of the same classes (each class's even- against
+its odd-numbered photos).
 Also the classviz colour ratio (prior / baseline colour distance to the class photos) the
 build measured, and the scale to read it on: the same distances measured on the thumbnails, beside
 each class photo's distance to the class's other photos (a real photo's own distance: a picture
@@ -205,6 +209,37 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
     }
 
 
+def kid(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Unbiased kernel inception distance (Binkowski et al. 2018): MMD^2 between the rows of x and
+    y with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3, the diagonal left out of the
+    within-set means, so a set against another sample of its own distribution is 0 in expectation
+    (and may fall below it) at any size. None with fewer than 2 rows on a side."""
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        return None
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    d = x.shape[1]
+    kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    within_x = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    within_y = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    return float(within_x + within_y - 2 * kxy.mean())
+
+
+def naturalness(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | None:
+    """KID of each kind of picture to the photos of the classes that have it, and the floor:
+    photos against other photos of the same classes (even- vs odd-numbered)."""
+    photos = {c.id: reader.read([c.image_file(i) for i in range(len(c.manifest.images))]).features for c in classes}
+    floor = kid(np.concatenate([f[0::2] for f in photos.values()]), np.concatenate([f[1::2] for f in photos.values()]))
+    if floor is None:
+        return None
+    kinds: dict[str, float | None] = {}
+    for kind in sorted({k for c in classes for k in c.kinds if not k.startswith("photos")}, key=sort_key):
+        having = [c for c in classes if c.kinds.get(kind)]
+        pictures = reader.read([p.file for c in having for p in c.kinds[kind]]).features
+        kinds[kind] = kid(pictures, np.concatenate([photos[c.id] for c in having]))
+    return {"photos_floor": floor, "kinds": kinds}
+
+
 def low_passed(path: Path, block: int = LOW_PASS) -> np.ndarray:
     array = np.asarray(open_rgb(path), dtype=np.float32) / 255
     h, w = (array.shape[0] // block) * block, (array.shape[1] // block) * block
@@ -298,6 +333,7 @@ def measure(folder: Path, judge: judge_module.Judge | None = None, among: list[s
         "ensemble": ensemble_metric(classes, reader),
         "colour": colour_ratio(classes),
         "photo_colour": photo_colour(classes),
+        "kid": naturalness(classes, reader),
     }
 
 
@@ -313,6 +349,11 @@ def report(result: dict[str, Any]) -> None:
               f"chance {t['chance']:.2f}")
         print(f"  a class's topic pictures differ by {t['pictures_spread']:.2f} (mean pairwise cosine distance, same "
               f"space); each topic's top photo by {t['top_photos_spread']:.2f}")
+    if result.get("kid"):
+        k = result["kid"]
+        print(f"KID to the class photos (judge pool; photos vs other photos of their classes: {k['photos_floor']:.4f})")
+        for kind, value in k["kinds"].items():
+            print(f"  {kind:<30} {'-' if value is None else f'{value:.4f}'}")
     if result["ensemble"]:
         e = result["ensemble"]
         print(f"ensemble ({e['classes']} classes): across masks / across inits = {e['judge_ratio_mean']:.2f} in the "
@@ -345,7 +386,28 @@ def compare(results: list[dict[str, Any]]) -> list[str]:
     width = max(20, *(len(name) for name in names))
     lines = [f"{'top-1 among classes / top-5 among 1000 (n)':<44}" + "".join(f"{n:>{width + 2}}" for n in names)]
     lines += [f"{kind:<44}" + "".join(f"{found.get(kind, '-'):>{width + 2}}" for found in cells) for kind in kinds]
+    lines += [f"{title:<44}" + "".join(f"{cell(r):>{width + 2}}" for r in results) for title, cell in SIDE_BY_SIDE]
+    for kind in kinds:
+        lines.append(f"{'KID ' + kind:<44}" + "".join(
+            f"{_number((r.get('kid') or {}).get('kinds', {}).get(kind)):>{width + 2}}" for r in results))
     return lines
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _topics(field: str) -> Callable[[dict[str, Any]], str]:
+    return lambda r: _number((r.get("topics") or {}).get(field), 2)
+
+
+SIDE_BY_SIDE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("topic pictures' spread", _topics("pictures_spread")),
+    ("topics' top photos' spread", _topics("top_photos_spread")),
+    ("topic pictures nearest own topic", _topics("pictures_nearest_own_topic")),
+    ("real photos nearest own topic", _topics("real_photos_reference")),
+    ("KID floor: photos vs other photos", lambda r: _number((r.get("kid") or {}).get("photos_floor"))),
+)
 
 
 def main() -> None:

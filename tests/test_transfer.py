@@ -203,3 +203,22 @@ def test_photo_colour_puts_the_pictures_beside_a_real_photos_own_distance(tmp_pa
     assert mixed is not None and mixed["photo_pooled"] > 0.1
     assert mixed["prior_per_photo"] < mixed["baseline_per_photo"]
     assert mixed["prior_pooled"] == pytest.approx(mixed["photo_pooled"], rel=0.2)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    generator = np.random.default_rng(0)
+    a, b = generator.normal(size=(200, 16)), generator.normal(size=(200, 16))
+    same = transfer.kid(a, b)
+    assert abs(same) < 0.05
+    assert transfer.kid(a, a[:100]) == pytest.approx(transfer.kid(a[:100], a), abs=1e-12)  # symmetric
+    shifted = [transfer.kid(a, b + shift) for shift in (0.5, 1.0, 2.0)]
+    assert shifted[0] > 5 * abs(same) and shifted[0] < shifted[1] < shifted[2]
+    assert transfer.kid(a[:1], b) is None  # the unbiased estimate needs two rows a side
+
+
+def test_kid_is_unbiased_at_small_sizes():
+    generator = np.random.default_rng(1)
+    values = [transfer.kid(generator.normal(size=(5, 8)), generator.normal(size=(5, 8))) for _ in range(400)]
+    biased = [float(((x @ x.T / 8 + 1) ** 3).mean() + ((y @ y.T / 8 + 1) ** 3).mean() - 2 * ((x @ y.T / 8 + 1) ** 3).mean())
+              for x, y in ((generator.normal(size=(5, 8)), generator.normal(size=(5, 8))) for _ in range(400))]
+    assert abs(np.mean(values)) < 0.1 * np.mean(biased)  # the diagonal left out: no small-sample offset

@@ -155,7 +155,7 @@ def solve(
     if any(not p.terms for p in problems):
         raise ValueError("solve: every problem needs at least one term")
     groups, places = _groups(problems, pathway)
-    capture = _Capture(pathway, {g.layer for g in groups if g.layer})
+    capture = _Capture(pathway, set().union(*(g.captures() for g in groups)))
     rng = torch.Generator().manual_seed(settings.jitter_seed)
 
     def images_of(params: Tensor) -> Tensor:

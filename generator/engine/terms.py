@@ -6,6 +6,7 @@ problems of a batch (`Term.key`) and evaluates each group once per step (`Term.g
 batch of problems with different term sets still shares one forward/backward pass. After the
 last step each group reports its own numbers per problem (`Group.report`: a class score's
 score and probability, a feature match's error), which `solve` puts in `Solution.numbers`.
+A group that reads named modules says which (`Group.captures`); the engine hooks them.
 
 Images are in [0, 1]. Regularizers are *means* over pixels, so a weight means the same thing
 at 64 px and at 224 px. Where a term runs at every step of every problem its gradient is
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ class Group:
         self.weights: Tensor | float = (
             weights[0] if len(set(weights)) == 1 else torch.tensor(weights, device=device)
         )
+
+    def captures(self) -> set[str]:
+        """The named modules whose outputs this group reads (the engine hooks them)."""
+        return {self.layer} if self.layer else set()
 
     def before_step(self, step: int, iterations: int, images: Tensor) -> None:
         """Called without grad before each forward pass (the prior re-matches here)."""
@@ -202,6 +208,95 @@ class Direction(Term):
 
     def key(self) -> Hashable:
         return (type(self), self.layer)
+
+
+def channel_values(features: Tensor) -> Tensor:
+    """(B, C, ...) activations as (B, C, positions); a vector layer (B, C) has one position."""
+    return features.reshape(features.shape[0], features.shape[1], -1)
+
+
+def quantiles(ordered: Tensor, count: int) -> Tensor:
+    """Sorted values (..., M) resampled to `count` (..., count): the value at each quantile
+    (i + 0.5) / count, linearly interpolated, so sets of different sizes compare value by value."""
+    if ordered.shape[-1] == count:
+        return ordered
+    flat = ordered.reshape(-1, 1, ordered.shape[-1])
+    return F.interpolate(flat, size=count, mode="linear", align_corners=False).reshape(*ordered.shape[:-1], count)
+
+
+def reference_distribution(reference: Tensor) -> Tensor:
+    """Each channel's values over all reference images and positions, sorted and resampled to one
+    image's count of positions: (N, C, ...) -> (C, positions), the target of a sliced match."""
+    values = channel_values(reference)
+    pooled = values.transpose(0, 1).reshape(values.shape[1], -1)
+    return quantiles(pooled.sort(dim=1).values, values.shape[2])
+
+
+def sliced_distance(features: Tensor, target: Tensor, moments: float = 0.0) -> Tensor:
+    """Per sample, the 1-D Wasserstein-2 distance between each channel's activations and its
+    target distribution (VITAL's sorted matching): mean over channels and quantiles of
+    (sort(x) - target)^2, plus `moments` x the squared gaps of the per-channel mean and std,
+    over the target's mean square, so that one weight fits every layer and net.
+    features (B, C, ...); target (B, C, Q) sorted, resampled to the features' positions."""
+    values = channel_values(features).sort(dim=2).values
+    target = quantiles(target, values.shape[2])
+    distance = (values - target).pow(2).mean((1, 2))
+    if moments:
+        mean_gap = (values.mean(2) - target.mean(2)).pow(2)
+        std_gap = (values.std(2, correction=0) - target.std(2, correction=0)).pow(2)
+        distance = distance + moments * (mean_gap + std_gap).mean(1)
+    return distance / target.pow(2).mean((1, 2)).clamp_min(1e-12)
+
+
+class _FeatureDistributionGroup(Group):
+    def __init__(self, terms: Sequence[FeatureDistribution], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.names = list(terms[0].layer_weights)
+        self.moments = terms[0].moments
+        self.layer_weights = torch.tensor([[t.layer_weights[n] for n in self.names] for t in terms], device=device)
+        self.targets = {n: torch.stack([reference_distribution(t.reference[n].detach().float()) for t in terms]).to(device)
+                        for n in self.names}
+
+    def captures(self) -> set[str]:
+        return {n for n in self.names if n not in OUTPUTS}
+
+    def distances(self, step: Step) -> Tensor:
+        """(rows, layers) sliced distances of the group's problems."""
+        return torch.stack([sliced_distance(pick(step.layer(n), self.rows), self.targets[n], self.moments)
+                            for n in self.names], 1)
+
+    def __call__(self, step: Step) -> Tensor:
+        return self.weights * (self.distances(step) * self.layer_weights).sum(1)
+
+    def report(self, step: Step) -> dict[str, Tensor]:
+        """The layer-weighted mean sliced distance to the problem's reference set."""
+        total = self.layer_weights.sum(1).clamp_min(1e-12)
+        return {"distribution": (self.distances(step) * self.layer_weights).sum(1) / total}
+
+
+@dataclass
+class FeatureDistribution(Term):
+    """Hold the *distribution* of the image's features to a reference set's (VITAL, arXiv
+    2503.22399): at each layer, each channel's sorted activations against the sorted values of
+    the reference images' same channel (sliced Wasserstein), optionally with their per-channel
+    mean and std. A feature match asks for one image's map; this asks only for its statistics, so
+    the picture may put the reference's parts, colours and textures anywhere. `reference` maps a
+    layer (pool5 / fc6 / fc7 / fc8 or a module name, as FeatureMatch) to the reference images'
+    activations (N, C, ...) there; `layers` weights them (None: 1 each). A gated level is read
+    under the problem's gates: trunk layers and pool5 are never gated."""
+
+    reference: Mapping[str, Tensor]
+    layers: Mapping[str, float] | None = None
+    moments: float = 0.0
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _FeatureDistributionGroup
+
+    @property
+    def layer_weights(self) -> dict[str, float]:
+        return dict(self.layers) if self.layers is not None else {name: 1.0 for name in self.reference}
+
+    def key(self) -> Hashable:
+        return (type(self), tuple(self.layer_weights), self.moments)
 
 
 # --------------------------------------------------------------------------------------------

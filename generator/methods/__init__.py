@@ -141,13 +141,26 @@ class PriorParams:
 
 
 @dataclass(frozen=True)
-class ClassvizParams:
+class DistributionParams:
+    """VITAL's feature-distribution prior (terms.FeatureDistribution), for the methods with a
+    reference set: each picture's sorted per-channel features held to its reference images'
+    (classviz: the class images, the prior picture only; location: the images scoring highest
+    through the window; topics: the topic's retrieved images; ensemble: the member's favourites).
+    docs/tuning.md#feature-distribution"""
+
+    distribution: float = param(0.0, at_least=0, help="weight of the feature-distribution term (0: off)")
+    distribution_layers: str = param("pool5", help="comma list of its layers: pool5, fc6, fc7, conv1..conv5 (an "
+                                     "fc net's), or module names such as features.7")
+
+
+@dataclass(frozen=True)
+class ClassvizParams(DistributionParams):
     iterations: int | None = param(None, at_least=1, at_most=100_000, help="None: the engine default")
     prior_weight: float | None = param(None, at_least=0, help="None: the engine default")
 
 
 @dataclass(frozen=True)
-class LocationParams:
+class LocationParams(DistributionParams):
     window: int | None = param(None, at_least=1, at_most=64, help="k: the window is k x k pool5 positions "
                                "(None: location.auto_window, 2 on a 6x6 pool5, 3 on 7x7)")
     stride: int | None = param(None, at_least=1, at_most=64, help="step between windows (None: auto, a 3x3 grid)")
@@ -155,7 +168,7 @@ class LocationParams:
 
 
 @dataclass(frozen=True)
-class TopicsParams:
+class TopicsParams(DistributionParams):
     k: int = param(5, at_least=1, at_most=100, help="topics (authors: 5)")
     images: int = param(50, at_least=1, at_most=100_000, help="class images factorized (authors: 50)")
     threshold: float = param(1.0, at_least=0, help="tau on the basis (authors: 1.0)")
@@ -177,7 +190,7 @@ class TopicsParams:
 
 
 @dataclass(frozen=True)
-class EnsembleParams:
+class EnsembleParams(DistributionParams):
     masks: int = param(3, at_least=1, at_most=100, help="mask pairs (m6, m7) sampled (authors: 2)")
     inits: int = param(3, at_least=1, at_most=100, help="random inits per mask pair (authors: 2)")
     keep: float = param(0.5, above=0, at_most=1, help="fraction of units each mask keeps")

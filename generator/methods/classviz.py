@@ -11,7 +11,15 @@ import torch
 
 from generator.engine.solve import solve
 from generator.methods import ClassContext, ClassvizParams, MethodResult, Picture, spec
-from generator.methods.common import class_prior, class_problem, engine_settings, nearest_exemplars
+from generator.methods.common import (
+    class_prior,
+    class_problem,
+    distribution_layers,
+    distribution_term,
+    engine_settings,
+    nearest_exemplars,
+    with_distribution,
+)
 from generator.methods.metrics import colour_distance, colour_distance_per_photo
 from generator.records import Meta
 
@@ -24,18 +32,23 @@ def run(ctx: ClassContext, values: ClassvizParams | Mapping[str, Any] = Classviz
     params: ClassvizParams = SPEC.typed(values)
     settings = engine_settings(ctx, asdict(params))
     database = class_prior(ctx)
+    references = ctx.images[: ctx.prior.images]
+    layers = distribution_layers(ctx.pathway, params.distribution_layers)
+    held = (distribution_term(ctx.pathway, references, params.distribution, layers)
+            if params.distribution > 0 else None)  # the prior picture only: the baseline stays the paper's
     problems = [
         class_problem(ctx.pathway, settings, ctx.class_index, seed=ctx.seed, label="baseline"),
-        class_problem(ctx.pathway, settings, ctx.class_index, database=database, seed=ctx.seed, label="prior"),
+        with_distribution(class_problem(ctx.pathway, settings, ctx.class_index, database=database, seed=ctx.seed,
+                                        label="prior"), held),
     ]
     baseline, prior = solve(ctx.pathway, problems, settings, progress=ctx.progress)
-    references = ctx.images[: ctx.prior.images]
     exemplars = nearest_exemplars(ctx, torch.stack([baseline.image, prior.image]))
     pictures = []
     numbers: dict[str, Any] = {}
     for solution, nearest, what in (
         (baseline, exemplars[0], "L2 + TV regularizers only (baseline [10])"),
-        (prior, exemplars[1], f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"),
+        (prior, exemplars[1], f"L2 + TV + the patch prior from {len(references)} {ctx.class_name} images"
+         + (f" + their {', '.join(layers)} feature distribution (weight {params.distribution:g})" if held else "")),
     ):
         colour = colour_distance(solution.image, references)
         picture_numbers = {"prob": solution.numbers["prob"], "score": solution.numbers["score"], "colour_distance": colour,

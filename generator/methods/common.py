@@ -12,7 +12,15 @@ from torch import Tensor
 from generator.engine import recipes
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem
-from generator.engine.terms import ClassScore, ClosedActivity, FeatureMatch, Term
+from generator.engine.terms import (
+    ClassScore,
+    ClosedActivity,
+    FeatureDistribution,
+    FeatureMatch,
+    Term,
+    reference_distribution,
+    sliced_distance,
+)
 from generator.methods import ClassContext
 from generator.nets.pathway import MASKS, Activations, Pathway
 from generator.records import ImageRef, refs
@@ -112,6 +120,59 @@ def inversion_problem(pathway: Pathway, settings: Settings, target: Tensor, *, l
     terms: list[Term] = [settings.feature_weight * FeatureMatch(target, layer),
                          *recipes.regularizers(settings, model_mean(pathway))]
     return Problem(terms + recipes.prior(database, settings), **fields)
+
+
+def distribution_layers(pathway: Pathway, text: str) -> list[str]:
+    """The layer keys of a comma list for the feature-distribution term: the names
+    `layers.feature_layers` gives (conv1 ... conv5 of an fc net, pool5, [fc6,] fc7, fc8; a name
+    this net lacks is skipped, as the caricatures skip theirs) or a module of the pathway
+    ("features.7")."""
+    from generator.methods.layers import feature_layers
+
+    named = feature_layers(pathway)
+    keys = []
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        if name in named:
+            keys.append(named[name])
+        elif not (name.startswith("conv") or name in ("fc6", "fc7", "fc8", "pool5")):
+            try:
+                pathway.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"distribution_layers: {name!r} is neither a layer name nor a module of this net") from None
+            keys.append(name)
+    return list(dict.fromkeys(keys))
+
+
+def distribution_term(pathway: Pathway, references: Tensor, weight: float, layers: list[str]) -> FeatureDistribution:
+    """The feature-distribution term (terms.FeatureDistribution) that holds a picture to the
+    features of `references` (N, 3, S, S) at `layers`, each layer weighted 1."""
+    from generator.methods.layers import layer_features
+
+    return FeatureDistribution(layer_features(pathway, references, layers), weight=weight)
+
+
+def with_distribution(problem: Problem, term: FeatureDistribution | None) -> Problem:
+    """The problem with the term added (unchanged when there is none)."""
+    if term is not None:
+        problem.terms = [*problem.terms, term]
+    return problem
+
+
+@torch.no_grad()
+def distribution_distances(pathway: Pathway, pictures: Tensor, references: list[Tensor], layers: list[str]) -> Tensor:
+    """(pictures, reference sets): each picture's sliced feature-distribution distance to each
+    set's (terms.sliced_distance, the mean over `layers`): how far a picture's statistics are
+    from its own reference images' and from the others'."""
+    from generator.methods.layers import layer_features
+
+    found = layer_features(pathway, pictures, layers)
+    sets = [layer_features(pathway, images, layers) for images in references]
+    table = torch.zeros(len(pictures), len(references))
+    for key in layers:
+        for j, reference in enumerate(sets):
+            target = reference_distribution(reference[key].float())
+            table[:, j] += sliced_distance(found[key].float(), target.expand(len(pictures), *target.shape))
+    return table / max(len(layers), 1)
 
 
 @torch.no_grad()

@@ -35,9 +35,12 @@ from generator.methods.common import (
     class_problem,
     coarse_mean,
     cosine_distances,
+    distribution_layers,
+    distribution_term,
     fc7_of,
     mean_pairwise,
     nearest_exemplars,
+    with_distribution,
 )
 from generator.nets.pathway import Pathway, as_gates
 from generator.records import Cell, refs
@@ -141,25 +144,24 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
     settings = settings_from(ctx.engine)
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
-    if params.init == "member":
+    if params.init == "member" or params.distribution > 0:
         favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images)
                       for member in members]
+    layers = distribution_layers(pathway, params.distribution_layers)
+    held = [distribution_term(pathway, ctx.images[f], params.distribution, layers) for f in favourites] \
+        if params.distribution > 0 else [None] * len(members)
+    seeded = params.init == "member"
     problems = []
     for cell in cells:
         member = members[cell["mask"]]
         init = None
-        if favourites:
+        if seeded:
             init = coarse_mean(ctx.images[favourites[cell["mask"]]], FACET_SIDE, settings.init_std, seed=cell["init_seed"])
-        problems.append(
-            class_problem(
-                pathway, settings, ctx.class_index,
-                database=prior,
-                gates=as_gates(member),
-                seed=cell["init_seed"],
-                init=init,
-                label=f"mask {cell['mask']} init {cell['init']}",
-            )
-        )
+        problems.append(with_distribution(
+            class_problem(pathway, settings, ctx.class_index, database=prior, gates=as_gates(member),
+                          seed=cell["init_seed"], init=init, label=f"mask {cell['mask']} init {cell['init']}"),
+            held[cell["mask"]],
+        ))
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     images = torch.stack([s.image for s in solutions])
@@ -173,13 +175,15 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
                 f"{ctx.class_name} through dropout member {c['mask'] + 1} (random {keep:.0%} of {masked}), "
                 f"random init {c['init'] + 1}" + (", patch prior" if prior is not None else "")
                 + (f"; started from the blurred mean of the {len(favourites[c['mask']])} class images this member "
-                   "favours most over the full net (under init 1)" if favourites else "")
+                   "favours most over the full net (under init 1)" if seeded else "")
+                + (f"; its feature distribution held to those images' (weight {params.distribution:g})"
+                   if params.distribution > 0 else "")
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.numbers["score"], "prob": s.numbers["prob"]},
             meta=Cell(row=c["mask"], column=c["init"], row_seed=c["mask_seed"], column_seed=c["init_seed"],
                       diverged=s.diverged, exemplars=nearest, notes={"keep": keep},
-                      starts=refs(favourites[c["mask"]]) if favourites and c["init"] == 0 else ()),
+                      starts=refs(favourites[c["mask"]]) if seeded and c["init"] == 0 else ()),
         )
         for c, s, nearest in zip(cells, solutions, exemplars)
     ]

@@ -23,8 +23,11 @@ from generator.methods.common import (
     class_database,
     class_problem,
     cosine_distances,
+    distribution_layers,
+    distribution_term,
     fc7_of,
     mean_pairwise,
+    with_distribution,
 )
 from generator.nets.pathway import Pathway
 from generator.records import ImageRef, Window, refs
@@ -116,23 +119,26 @@ def run(ctx: ClassContext, values: LocationParams | Mapping[str, Any] = Location
     prior = class_database(ctx, params.prior)
     settings = settings_from(ctx.engine)
     masks = [window_mask(pathway.pool5_shape, w.top, w.left, w.size, value) for w in windows]
+    found = window_exemplars(ctx, masks)
+    layers = distribution_layers(pathway, params.distribution_layers)
     # One init for every window, so differences between the pictures come from the mask alone.
     problems = [
-        class_problem(
-            pathway, settings, ctx.class_index,
-            database=prior,
-            gates={"pool5": mask},
-            seed=ctx.seed,
-            label=f"window r{w.row} c{w.col}",
+        with_distribution(
+            class_problem(pathway, settings, ctx.class_index, database=prior, gates={"pool5": mask}, seed=ctx.seed,
+                          label=f"window r{w.row} c{w.col}"),
+            distribution_term(pathway, ctx.images[[r.image for r in exemplars]], params.distribution, layers)
+            if params.distribution > 0 else None,
         )
-        for w, mask in zip(windows, masks)
+        for w, mask, exemplars in zip(windows, masks, found)
     ]
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
     pictures = []
     grid = "x".join(str(n) for n in pathway.pool5_shape[1:])
     prior_note = ", patch prior" if prior is not None else ""
-    for w, solution, exemplars in zip(windows, solutions, window_exemplars(ctx, masks)):
+    if params.distribution > 0:
+        prior_note += f", feature distribution of its top images (weight {params.distribution:g})"
+    for w, solution, exemplars in zip(windows, solutions, found):
         span = f"pool5 rows {w.top}-{w.top + w.size - 1}, cols {w.left}-{w.left + w.size - 1}"
         pictures.append(
             Picture(

@@ -30,10 +30,14 @@ from generator.methods.common import (
     closed_weights,
     coarse_mean,
     cosine_distances,
+    distribution_distances,
+    distribution_layers,
+    distribution_term,
     fc7_of,
     fit_nmf,
     patch_database,
     split_signs,
+    with_distribution,
 )
 from generator.nets.pathway import Pathway
 from generator.records import Topic, refs
@@ -150,6 +154,12 @@ def nearest_topics(picture_fc7: Tensor, topic_fc7: Tensor) -> list[int]:
     return distances.argmin(1).tolist()
 
 
+def others_mean(table: Tensor, k: int) -> float:
+    """Mean of row k of a (pictures, topics) table over the other topics (0 with one topic)."""
+    others = torch.cat([table[k, :k], table[k, k + 1:]])
+    return float(others.mean()) if len(others) else 0.0
+
+
 FORBID_FC_HEAD = 2.5  # the hierarchy's forbid; docs/tuning.md#topic-codes-that-forbid
 
 
@@ -179,6 +189,7 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
     shown = [torch.argsort(topics.loadings[k], descending=True)[: params.retrieved] for k in range(len(topics.masks))]
     forbid = topic_forbid(pathway, params.forbid)
     closed = closed_weights(forbid, ("m7",), ctx.features, ctx.class_index)
+    layers = distribution_layers(pathway, params.distribution_layers)
     problems = []
     for k, mask in enumerate(topics.masks):
         database = prior
@@ -192,13 +203,15 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
         if params.direction > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
+        if params.distribution > 0:
+            with_distribution(problem, distribution_term(pathway, ctx.images[shown[k]], params.distribution, layers))
         problems.append(problem)
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
-    nearest = nearest_topics(
-        fc7_of(pathway, torch.stack([s.image for s in solutions])),
-        torch.stack([ctx.features.fc7[order].mean(0) for order in shown]),
-    )
+    drawn = torch.stack([s.image for s in solutions])
+    nearest = nearest_topics(fc7_of(pathway, drawn), torch.stack([ctx.features.fc7[order].mean(0) for order in shown]))
+    # each picture's feature statistics against its own topic's images and the other topics'
+    apart = distribution_distances(pathway, drawn, [ctx.images[order] for order in shown], layers)
     pictures = []
     for k, solution in enumerate(solutions):
         order = shown[k]
@@ -217,12 +230,15 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                     + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
                     + (f", pushed along its images' fc7 direction (weight {params.direction:g})"
                        if params.direction > 0 else "")
+                    + (f", its {', '.join(layers)} feature distribution held to its retrieved images' (weight "
+                       f"{params.distribution:g})" if params.distribution > 0 else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
                        "either half passes the cutoff" if topics.signed else "")
                 ),
                 alt=f"Visualization of one style (topic {k + 1}) of {ctx.class_name}",
                 numbers={"score": solution.numbers["score"], "prob": solution.numbers["prob"], "units": units,
-                         "nearest_topic": nearest[k] + 1},
+                         "nearest_topic": nearest[k] + 1, "distribution_own": float(apart[k, k]),
+                         "distribution_others": others_mean(apart, k)},
                 meta=Topic(topic=k, units=units, retrieved=retrieved, diverged=solution.diverged,
                            notes={"rule": topics.rule[k], "cutoff": topics.cutoff[k]}),
             )
@@ -236,6 +252,9 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
         "forbid": forbid,
         # does each picture show its topic? (fraction nearest to its own topic's images; chance 1/K)
         "picture_match": sum(n == k for k, n in enumerate(nearest)) / max(len(nearest), 1),
+        # the pictures' feature statistics nearer their own topic's images than the others' (chance 1/K)
+        "distribution_match": float((apart.argmin(1) == torch.arange(len(apart))).float().mean()),
+        "distribution_layers": layers,
     }
     if topics.signed:  # only then: the records of post-ReLU nets stay as they were
         numbers["nmf_input"] = "[relu(fc7), relu(-fc7)]: fc7 is signed"

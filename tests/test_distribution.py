@@ -1,0 +1,116 @@
+"""The feature-distribution term (VITAL's sorted per-channel matching): zero on its own reference,
+larger for noise, lowered by solve, and per problem in a batch."""
+import pytest
+import torch
+
+from generator.engine.settings import Settings
+from generator.engine.solve import Problem, solve
+from generator.engine.terms import FeatureDistribution, Step, quantiles, reference_distribution, sliced_distance
+from generator.methods import method_module
+from generator.methods.common import distribution_layers
+from generator.methods.layers import layer_features
+from generator.nets.pathway import Activations
+
+LAYERS = ["features.1", "pool5"]  # a hooked trunk module (conv1's ReLU) and a pathway level
+
+
+def features_of(pathway, images):
+    return layer_features(pathway, images, LAYERS)
+
+
+def step_for(pathway, images) -> Step:
+    found = features_of(pathway, images)
+    acts = Activations(pool5=found["pool5"], fc6=None, fc7=torch.zeros(len(images), 1), fc8=torch.zeros(len(images), 1))
+    return Step(0, 1, images, acts, {"features.1": found["features.1"]})
+
+
+def distances(pathway, terms, images):
+    group = terms[0].group(terms, None, pathway)
+    step = step_for(pathway, images)
+    return group(step), group.report(step)["distribution"]
+
+
+def test_quantiles_resample_a_sorted_set_by_value():
+    ordered = torch.arange(8.0)
+    assert torch.equal(quantiles(ordered, 8), ordered)
+    assert torch.allclose(quantiles(ordered, 4), torch.tensor([0.5, 2.5, 4.5, 6.5]))  # each pair's middle
+
+
+def test_sliced_distance_ignores_where_the_values_sit():
+    features = torch.rand(1, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    shuffled = features.flatten(2)[:, :, torch.randperm(25)].view(1, 4, 5, 5)
+    target = reference_distribution(features)[None]
+    assert float(sliced_distance(shuffled, target)) < 1e-12  # a distribution, not a map
+    assert float(sliced_distance(features * 2, target)) > 0.1
+    assert float(sliced_distance(features * 2, target, moments=1.0)) > float(sliced_distance(features * 2, target))
+
+
+def test_the_reference_itself_is_at_zero_and_noise_is_far(tiny_alexnet, smooth_images):
+    pathway = tiny_alexnet(size=64)
+    photo = smooth_images(1, size=64, seed=1)
+    noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    term = FeatureDistribution(features_of(pathway, photo))
+    _, own = distances(pathway, [term], photo)
+    _, far = distances(pathway, [term], noise)
+    assert float(own) < 1e-10
+    assert float(far) > 0.05
+
+
+def test_batched_problems_keep_their_own_references(tiny_alexnet, smooth_images):
+    pathway = tiny_alexnet(size=64)
+    a, b = smooth_images(1, size=64, seed=1), torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    terms = [FeatureDistribution(features_of(pathway, a), {"pool5": 2.0, "features.1": 1.0}),
+             FeatureDistribution(features_of(pathway, b), {"pool5": 2.0, "features.1": 1.0}, weight=3.0)]
+    energy, report = distances(pathway, terms, torch.cat([a, b]))
+    assert float(report.abs().max()) < 1e-10  # each image at its own reference
+    _, crossed = distances(pathway, terms, torch.cat([b, a]))
+    assert float(crossed.min()) > 0.05  # and far from the other's
+    alone, _ = distances(pathway, terms[1:], a)
+    # the same problem alone: energy = weight 3 x (2 + 1) x the layer-weighted mean it reports
+    assert torch.allclose(alone, 3.0 * 3.0 * crossed[1:])
+
+
+def test_solve_lowers_the_distance_to_a_set_of_photos(tiny_alexnet, smooth_images):
+    pathway = tiny_alexnet(size=64)
+    photos = smooth_images(4, size=64, seed=3)
+    term = 10.0 * FeatureDistribution(features_of(pathway, photos), {"features.1": 1.0, "pool5": 1.0})
+    settings = Settings(iterations=40, lr=0.05, param="pixels", l2=0.0, tv=0.0, jitter=0)
+    start = torch.full((3, 64, 64), 0.5)
+    after = solve(pathway, [Problem([term], init=start)], settings, progress=False)[0]
+    _, initial = distances(pathway, [term], start[None])
+    assert after.numbers["distribution"] < 0.5 * float(initial)
+
+
+# ---------------------------------------------------------------------------------------------
+# The methods with a reference set
+
+
+@pytest.mark.parametrize("method", ["classviz", "location", "topics", "ensemble"])
+def test_a_method_holds_its_pictures_to_their_references_when_asked(tiny_context, method):
+    ctx = tiny_context(n=10)
+    run = method_module(method).run
+    small = {"topics": {"k": 2, "images": 10}, "ensemble": {"masks": 2, "inits": 1}}.get(method, {})
+    off = run(ctx, small)
+    on = run(ctx, {**small, "distribution": 50.0, "distribution_layers": "conv1,pool5"})
+    changed = [p.key for p, q in zip(off.pictures, on.pictures) if not torch.equal(p.image, q.image)]
+    assert changed and all("feature distribution" in p.caption for p in on.pictures if p.key in changed)
+    if method == "classviz":
+        assert changed == ["prior"]  # the baseline stays L2 + TV
+
+
+def test_topic_pictures_record_their_distance_to_their_own_and_the_other_topics(tiny_context):
+    ctx = tiny_context(n=10)
+    params = {"k": 2, "images": 10, "distribution_layers": "conv1,pool5"}
+    off = method_module("topics").run(ctx, params)
+    on = method_module("topics").run(ctx, {**params, "distribution": 50.0})
+    assert off.numbers["distribution_layers"] == ["features.1", "pool5"]
+    for before, after in zip(off.pictures, on.pictures):
+        assert {"distribution_own", "distribution_others"} <= set(after.numbers)
+        assert after.numbers["distribution_own"] < before.numbers["distribution_own"]  # the term pulls it there
+
+
+def test_distribution_layers_by_name_or_module(tiny_alexnet):
+    pathway = tiny_alexnet(size=64)
+    assert distribution_layers(pathway, "conv1, conv9, pool5, fc6, features.4") == ["features.1", "pool5", "fc6", "features.4"]
+    with pytest.raises(ValueError, match="neither"):
+        distribution_layers(pathway, "layer9")
