@@ -2,6 +2,7 @@
 no fc6): the methods read which levels the net has instead of assuming AlexNet's."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import helpers
 from generator.catalog import ModelSpec
 from generator.engine.settings import settings_from
-from generator.methods import ClassContext, classviz, completion, ensemble, hierarchy, inversion, location, topics
+from generator.methods import ClassContext, PriorParams, classviz, completion, ensemble, hierarchy, inversion, location, topics
 from generator.nets.models import load_pathway
 from generator.nets.pathway import as_gates
 
@@ -45,7 +46,8 @@ def test_a_pooled_window_mask_shows_the_net_the_windows_own_mean(ctx):
 
 @pytest.mark.slow
 def test_every_method_runs_on_a_pooled_net(ctx):
-    viz = classviz.run(ctx, {"prior_images": 4, "patch": 5, "stride": 4, "max_patches": 1000})
+    small_prior = dataclasses.replace(ctx, prior=PriorParams(images=4, patch=5, stride=4, max_patches=1000))
+    viz = classviz.run(small_prior, {})  # the patch database's size is the class's (catalog `prior:`)
     assert [p.key for p in viz.pictures] == ["baseline", "prior"]
 
     grid = location.run(ctx, {})
