@@ -88,13 +88,16 @@ def member_masks(pathway: Pathway, at: str, keep: float, seed: int) -> dict[str,
 
 
 @torch.no_grad()
-def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member: dict[str, Tensor], k: int) -> list[int]:
-    """The k class images (given by their pool5) whose class score the member raises most over the
-    full net's: what this sub-network sees in the class that the ensemble as a whole weighs less."""
+def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member: dict[str, Tensor], k: int,
+                      context: Tensor | None = None) -> list[int]:
+    """The k class images (given by their pool5, and the context a class-token ViT's head needs)
+    whose class score the member raises most over the full net's: what this sub-network sees in
+    the class that the ensemble as a whole weighs less."""
     device = pathway.mean.device
     pool5 = pool5.to(device)
-    full = pathway.head(pool5).fc8[:, class_index]
-    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}).fc8[:, class_index]
+    context = None if context is None else context.to(device)
+    full = pathway.head(pool5, None, context).fc8[:, class_index]
+    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}, context).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
 
 
@@ -142,8 +145,8 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
     if params.init == "member":
-        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images)
-                      for member in members]
+        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images,
+                                        ctx.features.context) for member in members]
     problems = []
     for cell in cells:
         member = members[cell["mask"]]

@@ -1,5 +1,6 @@
-"""ModelSpec -> Pathway: torchvision AlexNet/VGG and globally pooled CNNs (ResNet, MobileNet,
-EfficientNet, ConvNeXt, RegNet) by name with their weights, or a user's factory.
+"""ModelSpec -> Pathway: torchvision AlexNet/VGG, globally pooled CNNs (ResNet, MobileNet,
+EfficientNet, ConvNeXt, RegNet) and vision transformers (ViT, Swin, MaxViT) by name with their
+weights, any timm model as `timm:<name>` (timm_models.py), or a user's factory.
 
 Weights are only ever read with `torch.load(..., weights_only=True)`: a checkpoint is data,
 never code. Every way loading can fail that a user can fix (no network for the download, a
@@ -28,6 +29,7 @@ from generator.errors import ModelError
 from generator.modelspec import ModelSpec, is_weights_path
 from generator.nets.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
 from generator.nets.pathway import Pathway, PathwayError
+from generator.nets.transformers import pathway_for, random_head, torchvision_kwargs
 
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -68,7 +70,7 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
     """Build the model, load its weights, split it into a Pathway on `device`."""
     model = build_model(spec)
     try:
-        pathway = Pathway(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
+        pathway = pathway_for(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
     except PathwayError as exc:
         raise ModelError(f"model {spec.name}: {exc}") from None
     if spec.labels is not None and pathway.num_classes != len(spec.labels):
@@ -82,6 +84,10 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """The nn.Module with its weights (random init when spec.weights is None)."""
+    if spec.name.startswith("timm:"):
+        from generator.nets import timm_models
+
+        return timm_models.build(spec)
     if ":" in spec.name:
         model = _from_factory(spec)
         if spec.weights is not None:
@@ -99,8 +105,10 @@ def _from_torchvision(spec: ModelSpec) -> nn.Module:
         raise ModelError(f"unknown model {spec.name!r}; use a name of the families {supported_families()}, "
                          "or file.py:factory")
     kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    kwargs |= torchvision_kwargs(spec.name, spec.input_size, spec.weights)
     model = torchvision.models.get_model(spec.name, weights=None, **kwargs)
     if spec.weights is None:
+        random_head(model)
         return model
     if is_weights_path(spec.weights):
         load_weights_file(model, Path(spec.weights))

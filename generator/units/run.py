@@ -50,7 +50,14 @@ ICON = 56  # the layer index's thumbnails (px, JPEG q75, ~2 KB): small, so its f
 def receptive_fields(pathway: Pathway) -> Tensor:
     """(H, W, 4) int boxes [top, left, bottom, right) in input pixels of each pool5 position,
     clipped to the image: computed from the layers' kernels and strides where the trunk is a
-    plain stack of convs and pools, else measured by backpropagating from each position."""
+    plain stack of convs and pools, else measured by backpropagating from each position. A
+    transformer's token gets its own cell and its neighbours (transformers.token_fields: its
+    gradient reaches the whole image)."""
+    from generator.nets.transformers import token_fields
+
+    boxes = token_fields(pathway)
+    if boxes is not None:
+        return boxes
     boxes = _analytic_fields(pathway)
     return boxes if boxes is not None else _gradient_fields(pathway)
 
