@@ -69,6 +69,10 @@ class Split(nn.Module):
         super().__init__()
         self.model = model
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalized images -> pool5, as `pathway.features` is for the CNNs."""
+        return self.stem(x)[0]
+
     def stem(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalized images -> (pool5 (B, C, H, W), the context the head needs or None)."""
         raise NotImplementedError
