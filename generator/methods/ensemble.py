@@ -39,6 +39,7 @@ from generator.methods.common import (
     mean_pairwise,
     nearest_exemplars,
 )
+from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway, as_gates
 from generator.records import Cell, refs
 
@@ -167,7 +168,7 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
 
     images = torch.stack([s.image for s in solutions])
     exemplars = nearest_exemplars(ctx, images)
-    masked = "fc6 and fc7" if pathway.has_fc6 else "the pooled vector (fc7)"
+    masked = pathway_words(pathway)["dropped"]  # "fc6 and fc7", "the pooled vector (fc7)", "the class token (fc7)"
     pictures = [
         Picture(
             key=f"mask{c['mask']}-init{c['init']}",

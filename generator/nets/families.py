@@ -138,6 +138,12 @@ def words_key(model: Mapping[str, Any]) -> bool | str:
     return CLASS_TOKEN if family == "vit" else POOLED_TOKEN if family == "swin" else False
 
 
+def pathway_words(pathway: Any) -> dict[str, str]:
+    """The LEVEL_WORDS of a loaded net (a Pathway: its fc6, and what a transformer's fc7 is), for
+    the texts a method writes into its results."""
+    return LEVEL_WORDS[True if pathway.has_fc6 else getattr(pathway, "tokens", None) or False]
+
+
 def in_words(text: str, words: bool | str) -> str:
     """A registry text with its level {placeholders} in the words of LEVEL_WORDS[words] (True:
     a net with fc6, False: a pooled net without, or a transformer's CLASS_TOKEN / POOLED_TOKEN)."""
