@@ -158,7 +158,7 @@ class TimmViT(Split):
 
     family = "tokens"
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.prefix = int(model.num_prefix_tokens)
         self.tokens = CLASS_TOKEN if getattr(model, "global_pool", "token") == "token" else POOLED_TOKEN
@@ -190,7 +190,7 @@ class TimmModel(Split):
     """Any other timm model: pool5 = forward_features (a map; NHWC turned to NCHW), then
     forward_head(pre_logits=True) (fc7), then its classifier (fc8)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
         self.tokens = POOLED_TOKEN if _is_transformer(model) else None
@@ -211,7 +211,7 @@ class TimmModel(Split):
         return _classifier(self.model)
 
 
-def _classifier(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def _classifier(model: Any) -> list[tuple[str, nn.Module]]:
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
         raise PathwayError(f"{type(model).__name__}'s classifier (get_classifier()) is {type(head).__name__}, not one "

@@ -25,7 +25,7 @@ same for every closed token, so a closed token carries no trace of the image.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +61,7 @@ class Split(nn.Module):
     """How one architecture is cut at pool5 (holds the model, so the pathway's parameters,
     device moves and digest include it)."""
 
+    model: Any  # the whole model (nn.Module's typing would make every attribute Tensor | Module)
     family = "pooled"  # Pathway.family: "pooled" (the head averages pool5) or "tokens" (it attends to it)
     tokens: str | None = POOLED_TOKEN  # what fc7 is made of; None: a CNN (a timm ResNet)
     roles: dict[str, str] = {}  # pool5, fc7 in words (the pathway adds fc6 / fc8)
@@ -90,9 +91,9 @@ class TorchvisionViT(Split):
     family = "tokens"
     tokens = CLASS_TOKEN
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
-        self.side = model.image_size // model.patch_size
+        self.side = int(model.image_size // model.patch_size)
         self.layers = model.encoder.layers
         hidden = model.hidden_dim
         self.roles = {
@@ -119,7 +120,7 @@ class TorchvisionViT(Split):
 
 
 class TorchvisionSwin(Split):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.roles = {"pool5": "the last stage's tokens after the final LayerNorm, as their grid (768x7x7 for swin_t; signed)",
                       "fc7": "their global average (signed, no dropout)"}
@@ -136,7 +137,7 @@ class TorchvisionSwin(Split):
 
 
 class TorchvisionMaxViT(Split):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.roles = {"pool5": "the last block's map (512x7x7 for maxvit_t; signed)",
                       "fc7": "classifier.3 + Tanh, the hidden layer (fc6 = the average after classifier.2, LayerNorm)"}
@@ -203,8 +204,12 @@ class SplitPathway(Pathway):
         }
         self._check_reproduces(model)
 
+    @property
+    def split(self) -> Split:
+        return cast(Split, self.features)
+
     def stem(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.features.stem(self.normalize(images))  # type: ignore[operator]
+        return self.split.stem(self.normalize(images))
 
     def trunk(self, images: Tensor) -> Tensor:
         return self.stem(images)[0]
@@ -213,7 +218,7 @@ class SplitPathway(Pathway):
         raise IndexError(f"{self.architecture} has no conv trunk to index: its levels are {', '.join(self.levels)}")
 
     def pool(self, pool5: Tensor, context: Tensor | None = None) -> Tensor:
-        pooled = self.features.finish(pool5, context)  # type: ignore[operator]
+        pooled = self.split.finish(pool5, context)
         for layer in self.head_pre:
             pooled = layer(pooled)
         return torch.flatten(pooled, 1)
@@ -258,7 +263,7 @@ def random_head(model: nn.Module) -> None:
         linears[-1].reset_parameters()
 
 
-def torchvision_kwargs(name: str, input_size: int, weights: str | None) -> dict[str, object]:
+def torchvision_kwargs(name: str, input_size: int, weights: str | None) -> dict[str, Any]:
     """What torchvision's ViT and MaxViT builders need to know of the input size: a ViT builds its
     position embedding for one size, a MaxViT its partitions. Named weights trained at another
     size are refused here, with the size to set, instead of as a shape mismatch."""
