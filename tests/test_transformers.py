@@ -57,6 +57,21 @@ def test_a_window_opens_exactly_its_patch_tokens_entering_the_last_block(ctx):
     assert (opened - shut).abs().max() > 1e-3  # the window reaches the class token
 
 
+def test_a_pool5_cell_is_the_patch_at_its_place_in_the_image():
+    """In a one-block ViT the tokens entering the last block are the patch embeddings: changing
+    the pixels of the patch in row 1, column 2 changes pool5 at (1, 2) and nowhere else."""
+    torch.manual_seed(0)
+    pathway = pathway_for(helpers.tiny_vit_model(4, depth=1), (0.5,) * 3, (0.5,) * 3, SIZE)
+    image = torch.rand(1, 3, SIZE, SIZE)
+    changed = image.clone()
+    changed[..., 8:16, 16:24] = torch.rand(3, 8, 8)  # the patch at row 1, column 2 (8 px patches)
+    with torch.no_grad():
+        moved = (pathway.trunk(changed) - pathway.trunk(image)).abs().sum(1)[0] > 1e-6
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[1, 2] = True
+    assert torch.equal(moved, expected)
+
+
 def test_only_the_windows_tokens_reach_the_class_token(ctx):
     """Change a token outside the window: fc7 stays; change one inside: fc7 moves. The class
     token entering the last block comes back as the stem's context."""
