@@ -31,7 +31,6 @@ from generator.methods.common import class_problem
 from generator.nets.transformers import pathway_for
 
 
-
 def profiles(patch: int) -> dict[str, dict[str, Any]]:
     return {"jitter-only": dict(RAW_PIXELS), "defaults": {}, "stronger": {"jitter": patch, "scale": 0.1, "rotate": 15.0}}
 

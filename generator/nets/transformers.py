@@ -120,10 +120,8 @@ class TorchvisionViT(Split):
 
 
 class TorchvisionSwin(Split):
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.roles = {"pool5": "the last stage's tokens after the final LayerNorm, as their grid (768x7x7 for swin_t; signed)",
-                      "fc7": "their global average (signed, no dropout)"}
+    roles = {"pool5": "the last stage's tokens after the final LayerNorm, as their grid (768x7x7 for swin_t; signed)",
+             "fc7": "their global average (signed, no dropout)"}
 
     def stem(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         model = self.model
@@ -137,10 +135,8 @@ class TorchvisionSwin(Split):
 
 
 class TorchvisionMaxViT(Split):
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.roles = {"pool5": "the last block's map (512x7x7 for maxvit_t; signed)",
-                      "fc7": "classifier.3 + Tanh, the hidden layer (fc6 = the average after classifier.2, LayerNorm)"}
+    roles = {"pool5": "the last block's map (512x7x7 for maxvit_t; signed)",
+             "fc7": "classifier.3 + Tanh, the hidden layer (fc6 = the average after classifier.2, LayerNorm)"}
 
     def stem(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         x = self.model.stem(x)
