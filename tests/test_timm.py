@@ -14,7 +14,7 @@ from generator.errors import CatalogError, ModelError
 from generator.methods import classviz, ensemble, hierarchy, location, topics
 from generator.nets.families import CLASS_TOKEN
 from generator.nets.models import load_pathway
-from generator.nets.transformers import SplitPathway
+from generator.nets.split import SplitPathway
 
 timm = pytest.importorskip("timm")
 

@@ -15,7 +15,8 @@ from generator.errors import ModelError, PathwayError
 from generator.methods import ClassContext, classviz, ensemble, hierarchy, inversion, location, mean, topics
 from generator.nets.families import CLASS_TOKEN, LEVEL_WORDS, POOLED_TOKEN, in_words, words_key
 from generator.nets.models import load_pathway
-from generator.nets.transformers import SplitPathway, pathway_for, token_fields
+from generator.nets.split import SplitPathway, token_fields
+from generator.nets.transformers import pathway_for
 
 SIZE = 32
 FAST_ENGINE = {"iterations": 3, "lr": 0.05, "prior_weight": 1.0, "rematch_every": 2}

@@ -87,13 +87,15 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.name.startswith("timm:"):
         from generator.nets import timm_models
 
-        return timm_models.build(spec)
-    if ":" in spec.name:
-        model = _from_factory(spec)
-        if spec.weights is not None:
-            load_weights_file(model, Path(spec.weights))
-        return model
-    return _from_torchvision(spec)
+        model = timm_models.build(spec)  # random init, or timm's hub weights for DEFAULT
+        hub = spec.weights == timm_models.HUB_WEIGHTS
+    elif ":" in spec.name:
+        model, hub = _from_factory(spec), False
+    else:
+        return _from_torchvision(spec)
+    if spec.weights is not None and not hub:
+        load_weights_file(model, Path(spec.weights))
+    return model
 
 
 def _from_torchvision(spec: ModelSpec) -> nn.Module:
@@ -211,9 +213,12 @@ def _import_factory(target: str, factory_name: str) -> Callable[..., nn.Module]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a file, read with weights_only=True (also unwraps {"state_dict": ...})."""
+    """A state_dict from a file, read with weights_only=True (also unwraps {"state_dict": ...}),
+    or from a .safetensors file (the format of timm's and Hugging Face's hubs)."""
     if not path.is_file():
         raise ModelError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -231,6 +236,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelError(f"reading {path} needs the safetensors package (it comes with timm): pip install safetensors") from None
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
 
 
 def load_weights_file(model: nn.Module, path: Path) -> None:

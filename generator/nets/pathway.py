@@ -18,8 +18,8 @@ as in the authors' code. Two families of networks:
 
 `pathway.levels` / `pathway.gate_shapes` / `pathway.has_fc6` say which exist; `pathway.roles`
 says, as data, which module plays each part (for the site's methods page). Vision transformers
-and timm models are split at pool5 by `generator/nets/transformers.py` (a subclass that only
-says how to reach pool5 and how to pool it); a class-token ViT's head also needs the class token
+and timm models are cut at pool5 by `generator/nets/split.py` (a subclass that only says how to
+reach pool5 and how to pool it: transformers.py, timm_models.py); a class-token ViT's head also needs the class token
 entering its last block, which `stem` returns as the `context` and `head` takes back.
 Masks are passed as `gates`, named by the level they gate: `pathway(x, gates={"pool5": m5,
 "fc7": m7})` (`MASKS` maps the paper's names to the levels). A gate is either per sample (first

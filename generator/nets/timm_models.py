@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -20,7 +19,8 @@ from torch import Tensor, nn
 
 from generator.errors import ModelError, PathwayError
 from generator.modelspec import ModelSpec, is_weights_path
-from generator.nets.transformers import CLASS_TOKEN, POOLED_TOKEN, Split, needs_context, to_grid, to_tokens
+from generator.nets.families import CLASS_TOKEN, POOLED_TOKEN
+from generator.nets.split import Split, needs_context, to_grid, to_tokens
 
 PREFIX = "timm:"
 INSTALL = "pip install -e '.[timm]'"
@@ -67,7 +67,8 @@ def pretrained_stats(name: str) -> tuple[int, tuple[float, ...], tuple[float, ..
 
 
 def build(spec: ModelSpec) -> nn.Module:
-    """The timm model of `spec` with its weights (random init when spec.weights is None)."""
+    """The timm model of `spec`: random init, or timm's pretrained weights for `DEFAULT` (a local
+    weights file is models.build_model's to load, as for every other model)."""
     timm = require_timm()
     name = check_name(spec.name)
     from timm.models import get_pretrained_cfg
@@ -87,27 +88,7 @@ def build(spec: ModelSpec) -> nn.Module:
         raise
     except Exception as exc:
         raise ModelError(f"timm.create_model({name!r}) failed: {type(exc).__name__}: {exc}") from None
-    if spec.weights is not None and not hub:
-        load_file(model, Path(spec.weights))
     return model
-
-
-def load_file(model: nn.Module, path: Path) -> None:
-    """A local weights file: .safetensors (the hub's format), else a torch state_dict."""
-    from generator.nets.models import _load_state, load_weights_file
-
-    if path.suffix != ".safetensors":
-        load_weights_file(model, path)
-        return
-    if not path.is_file():
-        raise ModelError(f"weights file {path} not found")
-    from safetensors.torch import load_file as read_safetensors
-
-    try:
-        state = read_safetensors(str(path))
-    except Exception as exc:
-        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
-    _load_state(model, state, str(path))
 
 
 def _is_network_error(exc: BaseException) -> bool:

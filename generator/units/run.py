@@ -54,7 +54,7 @@ def receptive_fields(pathway: Pathway) -> Tensor:
     plain stack of convs and pools, else measured by backpropagating from each position. A
     transformer's token gets its own cell and its neighbours (transformers.token_fields: its
     gradient reaches the whole image)."""
-    from generator.nets.transformers import token_fields
+    from generator.nets.split import token_fields
 
     boxes = token_fields(pathway)
     if boxes is not None:
