@@ -116,8 +116,8 @@ LEVEL_WORDS: dict[bool | str, dict[str, str]] = {
 
 def has_fc6(model: Mapping[str, Any]) -> bool:
     """Whether a built atlas's net has fc6, from its manifest's model record: the levels the build
-    recorded, else its torchvision name (AlexNet, VGG and MobileNet v3 have one; the other pooled
-    families do not), else the paper's AlexNet layout."""
+    recorded, else its torchvision name (AlexNet, VGG, MobileNet v3 and MaxViT have one; the other
+    pooled families, ViT, Swin and timm's do not), else the paper's AlexNet layout."""
     levels = model.get("levels")
     if isinstance(levels, list):
         return "fc6" in levels

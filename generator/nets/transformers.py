@@ -21,7 +21,10 @@ plays which part (also in `families.FAMILY_ROLES`, for the methods page):
   `forward_head(pre_logits=True)` (fc7) then its classifier (fc8).
 
 Closing a token multiplies it by 0; the block's LayerNorm turns a zero token into its bias, the
-same for every closed token, so a closed token carries no trace of the image.
+same for every closed token, so a closed token carries no trace of the image. A window is opened
+with 1 (location.open_value): attention does not average the grid, and LayerNorm undoes a scale.
+Transformers keep the engine's CNN defaults: under them a random-init ViT's pictures show no
+patch grid, and stronger transforms remove nothing more (benchmarks/studies/vit_engine.py).
 """
 from __future__ import annotations
 
