@@ -11,6 +11,7 @@ generator/nets/transformers.py). timm is an optional extra: `pip install -e '.[t
 from __future__ import annotations
 
 import contextlib
+import difflib
 import socket
 from typing import Any, Iterator
 
@@ -46,9 +47,9 @@ def check_name(name: str) -> str:
     timm = require_timm()
     model = timm_name(name)
     if not model or not timm.is_model(model):
-        close = timm.list_models(f"*{model.split('.')[0][:12]}*")[:5] if model else []
-        hint = f"; similar: {', '.join(close)}" if close else ""
-        raise ModelError(f"timm has no model {model!r}{hint} (timm.list_models() lists them)")
+        close = difflib.get_close_matches(model.split(".")[0], timm.list_models(), n=3) if model else []
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ModelError(f"timm has no model {model!r}{hint}; timm.list_models() lists them")
     return model
 
 
