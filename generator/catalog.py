@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from generator.classtable import class_table
-from generator.errors import CatalogError
+from generator.errors import CatalogError, ModelError
 from generator.methods import METHOD_NAMES, ParamError, PriorParams, method_defaults, param_names, parse_params, spec
 from generator.modelspec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, is_weights_path
-from generator.nets.families import TORCHVISION_MODELS, TORCHVISION_WEIGHTS, supported_families
+from generator.nets.families import TIMM_PREFIX, TORCHVISION_MODELS, TORCHVISION_WEIGHTS, supported_families
 from generator.store import unsafe_output
 from generator.units import UnitsParams
 
@@ -361,7 +361,15 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
     spec = check.mapping(raw, "model", ("name", "weights", "num_classes", "labels", "input_size", "mean", "std"),
                          required=("name",))
     name = check.typed(spec["name"], "model.name", str, "a model name or file.py:factory")
-    if ":" in name:
+    own: tuple[int, tuple[float, ...], tuple[float, ...]] | None = None  # a timm model's input size, mean, std
+    if name.startswith(TIMM_PREFIX):
+        from generator.nets import timm_models  # timm itself, only for timm names
+
+        try:
+            own = timm_models.pretrained_stats(name)
+        except ModelError as exc:
+            raise check.fail("model.name", str(exc)) from None
+    elif ":" in name:
         target, factory = name.rsplit(":", 1)
         if not factory.isidentifier():
             raise check.fail("model.name", f"{factory!r} is not a function name (expected path/file.py:factory or package.module:factory)")
@@ -387,6 +395,10 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
             if not file.is_file():
                 raise check.fail("model.weights", f"weights file {file} not found")
             weights = str(file)
+        elif name.startswith(TIMM_PREFIX):
+            if weights != "DEFAULT":
+                raise check.fail("model.weights", f"unknown weights {weights!r} for {name}: use DEFAULT (timm's pretrained "
+                                 "weights, downloaded from its hub) or the path of a local weights file")
         elif ":" in name:
             raise check.fail("model.weights", f"{weights!r} is a torchvision weights name, but {name} is a factory; "
                              "pass the path of a state_dict file")
@@ -414,11 +426,11 @@ def _parse_model(check: _Checker, raw: Any, base: Path) -> ModelSpec:
             raise check.fail("model.labels", f"duplicate labels: {', '.join(dupes)}")
         if num_classes is not None and num_classes != len(labels):
             raise check.fail("model.labels", f"{len(labels)} labels but num_classes is {num_classes}")
-    input_size = check.typed(spec.get("input_size", 224), "model.input_size", int, "an integer")
+    input_size = check.typed(spec.get("input_size", own[0] if own else 224), "model.input_size", int, "an integer")
     if not 32 <= input_size <= MAX_INPUT_SIZE:
         raise check.fail("model.input_size", f"must be from 32 to {MAX_INPUT_SIZE}, got {input_size}")
     stats = {}
-    for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+    for key, default in (("mean", own[1] if own else IMAGENET_MEAN), ("std", own[2] if own else IMAGENET_STD)):
         value = spec.get(key, list(default))
         where = f"model.{key}"
         if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(

@@ -27,7 +27,8 @@ app = typer.Typer(
 
 # Options shared by the commands that read a catalog.
 CatalogPath = Annotated[Path, typer.Option("--catalog", help="Catalog file (see README: Catalog reference).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="alexnet, vgg16, ..., path/net.py:factory or package.module:factory.")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", help="alexnet, vgg16, resnet50, vit_b_16, ..., timm:<name>, path/net.py:factory or package.module:factory.")]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Weights name (IMAGENET1K_V1) or a local state_dict file.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", help="Output classes of the model: comma list, .txt/.tsv file, or 'imagenette'.")]

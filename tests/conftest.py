@@ -68,6 +68,12 @@ def tiny_alexnet():
 
 
 @pytest.fixture(scope="session")
+def tiny_vit():
+    """helpers.tiny_vit(size=32, patch=8, num_classes=4, seed=0) -> Pathway of a random 2-block ViT."""
+    return helpers.tiny_vit
+
+
+@pytest.fixture(scope="session")
 def smooth_images():
     """helpers.smooth_images(n, size=32, seed=0) -> (n, 3, size, size) in [0, 1]."""
     return helpers.smooth_images

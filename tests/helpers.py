@@ -48,6 +48,39 @@ def tiny_alexnet(size: int = 96, num_classes: int = 4, seed: int = 0, dropout: b
     return Pathway(net, input_size=size)
 
 
+def tiny_vit_model(num_classes: int = 4, image_size: int = 32, patch_size: int = 8, width: int = 32,
+                   depth: int = 2) -> nn.Module:
+    """A random torchvision VisionTransformer, tiny: 8 px patches of 32 px images (a 4x4 token
+    grid), width 32, 2 blocks, with a random head (torchvision zero-inits it: every class score
+    would be 0)."""
+    from torchvision.models import VisionTransformer
+
+    net = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth, num_heads=2,
+                            hidden_dim=width, mlp_dim=2 * width, num_classes=num_classes)
+    nn.init.normal_(net.heads.head.weight, std=0.2)
+    return net
+
+
+def tiny_vit(size: int = 32, patch: int = 8, num_classes: int = 4, seed: int = 0) -> Pathway:
+    """tiny_vit_model's pathway: pool5 = the 32 x (size/patch)^2 patch tokens entering block 2."""
+    from generator.nets.transformers import pathway_for
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = tiny_vit_model(num_classes, size, patch)
+    return pathway_for(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), size)
+
+
+# A model file for builds: `tiny_vit.py:build` (tests/ is on sys.path while pytest runs).
+TINY_VIT = """
+from helpers import tiny_vit_model
+
+
+def build(num_classes=3):
+    return tiny_vit_model(num_classes)
+"""
+
+
 def smooth_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Natural-ish images: upsampled noise (smooth, correlated), in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)

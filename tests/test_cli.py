@@ -72,7 +72,7 @@ def test_default_catalog_offline_build_stops_quickly_with_a_clear_message(tmp_pa
 @pytest.mark.parametrize("args, expected", [
     (["list", "--classes", "chruch"], "classes[0]: unknown ImageNet class 'chruch' (did you mean 'church'?) (set by --classes)"),
     (["list", "--device", "gpu"], "device: unknown device 'gpu'"),
-    (["list", "--model", "vit_b_16"], "model.name: torchvision's vit_b_16 cannot be split"),
+    (["list", "--model", "googlenet"], "model.name: torchvision's googlenet cannot be split"),
     (["list", "--catalog", "/nonexistent/catalog.yaml"], "catalog file not found"),
     (["build", "--shard", "2/2"], "--shard '2/2': need 0 <= i < n"),
     (["build", "--only", "classviz,topcis"], "--only: unknown method 'topcis'"),

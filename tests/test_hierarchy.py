@@ -171,6 +171,9 @@ def test_closed_weights_scale_with_the_class_and_cover_only_fixed_layers():
     assert common.closed_weights(2.0, ("m5", "m6", "m7"), features, 0) == pytest.approx({"pool5": 40.0, "fc6": 10.0, "fc7": 5.0})
     no_fc6 = Activations(pool5=features.pool5, fc6=None, fc7=features.fc7, fc8=features.fc8)
     assert common.closed_weights(2.0, ("m5", "m7"), no_fc6, 0) == pytest.approx({"pool5": 40.0, "fc7": 5.0})
+    # a signed fc7 (a ViT's class token after its LayerNorm) averages 0: its scale is its mean magnitude
+    signed = Activations(pool5=features.pool5, fc6=None, fc7=torch.tensor([[4.0, -4.0]] * 4), fc8=features.fc8)
+    assert common.closed_weights(2.0, ("m7",), signed, 0) == pytest.approx({"pool5": 0.0, "fc7": 5.0})
 
 
 def test_typical_and_distinct_starts_typical_then_spreads():

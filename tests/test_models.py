@@ -126,11 +126,12 @@ def test_pooled_family_names_are_supported_and_listed():
               "convnext_large", "regnet_x_400mf", "regnet_y_128gf"]
     assert all(name in TORCHVISION_MODELS for name in wanted)
     assert set(TORCHVISION_MODELS) <= set(torchvision_model_names())  # every listed name exists in torchvision
-    assert model_family("mobilenet_v3_large") == "mobilenet" and model_family("vit_b_16") is None
+    assert model_family("mobilenet_v3_large") == "mobilenet" and model_family("googlenet") is None
+    assert model_family("vit_b_16") == "vit" and model_family("swin_v2_t") == "swin" and model_family("timm:resnet50") == "timm"
     assert MODEL_FAMILIES["alexnet"] == ("alexnet",)
     from generator.nets.families import FAMILY_ROLES
 
-    assert set(FAMILY_ROLES) == set(MODEL_FAMILIES)  # the methods page's table covers every family
+    assert set(FAMILY_ROLES) == {*MODEL_FAMILIES, "timm"}  # the methods page's table covers every family
     assert all(set(roles) == {"pool5", "fc6", "fc7", "fc8"} for roles in FAMILY_ROLES.values())
     assert FAMILY_ROLES["resnet"]["fc6"] == "none" and FAMILY_ROLES["alexnet"]["fc6"].startswith("fc6")
 

@@ -430,10 +430,13 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
 
 
 def _levels(ctx: ClassContext | None, old: Manifest | None) -> dict[str, Any]:
-    """{"levels": the net's pathway levels} (the site words its texts by them: a net without fc6
-    has no m6), from the loaded net, else as the last build recorded them."""
-    levels = list(ctx.pathway.levels) if ctx is not None else old.model.get("levels") if old else None
-    return {"levels": levels} if levels else {}
+    """{"levels": the net's pathway levels, "tokens": what a transformer's fc7 is} (the site words
+    its texts by them: a net without fc6 has no m6, a ViT's fc7 is its class token), from the
+    loaded net, else as the last build recorded them."""
+    if ctx is None:
+        return {key: old.model[key] for key in ("levels", "tokens") if old and old.model.get(key)}
+    tokens = getattr(ctx.pathway, "tokens", None)
+    return {"levels": list(ctx.pathway.levels), **({"tokens": tokens} if tokens else {})}
 
 
 def _context(catalog: Catalog, entry: ClassEntry, loaded, model_digest: str, progress: bool) -> ClassContext:

@@ -436,7 +436,7 @@ METHODS: tuple[MethodSpec, ...] = (
         uses_prior=_prior_switch,
     ),
     MethodSpec(
-        name="hierarchy", title="Hierarchical codes (m5-7)", version=6, params=HierarchyParams,
+        name="hierarchy", title="Hierarchical codes (m5-7)", version=7, params=HierarchyParams,
         summary="Class visualization constrained by a real image's on/off code at more and more layers "
         "({code_layers}): the units the image has on carry the class score, the units it has off are "
         "kept quiet.",

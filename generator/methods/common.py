@@ -92,13 +92,15 @@ def closed_weights(
     `masks` (m5, m6, m7), so that a closed level firing at the class images' mean activity costs
     `forbid` times their mean class score (0 for the levels the code leaves open). Normalized twice
     because nets differ by orders of magnitude: the demo net's class scores average 20-60 and its
-    activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1. None when forbid is 0."""
+    activities 0.3-3, the shared alexnet-slim's 2-4 and 0.1. The activity is the mean magnitude: the
+    same as the mean after a ReLU, and a scale for a signed level too (a class token or pooled vector
+    after a LayerNorm averages ~0, which would make the weight ~1e6). None when forbid is 0."""
     if not forbid:
         return None
     score = max(float(features.fc8[:, class_index].mean()), 1e-6)
     activity = {"m5": features.pool5, "m6": features.fc6, "m7": features.fc7}
     return {
-        MASKS[name]: forbid * score / max(float(values.mean()), 1e-6) if name in masks else 0.0
+        MASKS[name]: forbid * score / max(float(values.abs().mean()), 1e-6) if name in masks else 0.0
         for name, values in activity.items() if values is not None
     }
 

@@ -42,6 +42,7 @@ from generator.methods.common import (
     nearest_exemplars,
     with_distribution,
 )
+from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway, as_gates
 from generator.records import Cell, refs
 
@@ -91,13 +92,16 @@ def member_masks(pathway: Pathway, at: str, keep: float, seed: int) -> dict[str,
 
 
 @torch.no_grad()
-def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member: dict[str, Tensor], k: int) -> list[int]:
-    """The k class images (given by their pool5) whose class score the member raises most over the
-    full net's: what this sub-network sees in the class that the ensemble as a whole weighs less."""
+def member_favourites(pathway: Pathway, pool5: Tensor, class_index: int, member: dict[str, Tensor], k: int,
+                      context: Tensor | None = None) -> list[int]:
+    """The k class images (given by their pool5, and the context a class-token ViT's head needs)
+    whose class score the member raises most over the full net's: what this sub-network sees in
+    the class that the ensemble as a whole weighs less."""
     device = pathway.mean.device
     pool5 = pool5.to(device)
-    full = pathway.head(pool5).fc8[:, class_index]
-    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}).fc8[:, class_index]
+    context = None if context is None else context.to(device)
+    full = pathway.head(pool5, None, context).fc8[:, class_index]
+    masked = pathway.head(pool5, {level: mask.to(device) for level, mask in as_gates(member).items()}, context).fc8[:, class_index]
     return (masked - full).topk(min(k, len(pool5))).indices.sort().values.tolist()
 
 
@@ -145,8 +149,8 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
     if params.init == "member" or params.distribution > 0:
-        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images)
-                      for member in members]
+        favourites = [member_favourites(pathway, ctx.features.pool5, ctx.class_index, member, params.member_images,
+                                        ctx.features.context) for member in members]
     layers = distribution_layers(pathway, params.distribution_layers)
     held = [distribution_term(pathway, ctx.images[f], params.distribution, layers) for f in favourites] \
         if params.distribution > 0 else [None] * len(members)
@@ -166,7 +170,7 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
 
     images = torch.stack([s.image for s in solutions])
     exemplars = nearest_exemplars(ctx, images)
-    masked = "fc6 and fc7" if pathway.has_fc6 else "the pooled vector (fc7)"
+    masked = pathway_words(pathway)["dropped"]  # "fc6 and fc7", "the pooled vector (fc7)", "the class token (fc7)"
     pictures = [
         Picture(
             key=f"mask{c['mask']}-init{c['init']}",

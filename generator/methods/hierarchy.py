@@ -23,6 +23,7 @@ from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, HierarchyParams, MethodResult, Picture, spec
 from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
+from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway, as_gates
 from generator.records import Step
 
@@ -34,8 +35,16 @@ LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m6-7", ("m6", "m7")),
     ("m5-7", ("m5", "m6", "m7")),
 )
-NO_FC6 = ("{m6-7} is left out: this network has no fc6 (a globally pooled net: its last feature map "
-          "plays pool5 and the pooled vector fc7), so the code has two levels, {m7} then {m5-7}")
+NO_FC6 = ("{{m6-7}} is left out: this network has no fc6 ({why}), so the code has two levels, {{m7}} then {{m5-7}}")
+WHY_NO_FC6 = {False: "a globally pooled net: its last feature map plays pool5 and the pooled vector fc7",
+              "tokens": "a transformer: pool5 is {pool5_name}, fc7 {fc7_name}"}
+
+
+def no_fc6_note(pathway: Pathway) -> str:
+    """Why the code of a net without fc6 has two levels, in the words of its levels."""
+    words = pathway_words(pathway)
+    why = WHY_NO_FC6["tokens" if getattr(pathway, "tokens", None) else False].format_map(words)
+    return NO_FC6.format(why=why)
 
 
 def levels_of(pathway: Pathway) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -196,7 +205,7 @@ def run(ctx: ClassContext, values: HierarchyParams | Mapping[str, Any] = Hierarc
     numbers["images"] = chosen
     numbers["levels"] = [level for level, _ in levels]
     if not pathway.has_fc6:
-        numbers["levels_note"] = NO_FC6
+        numbers["levels_note"] = no_fc6_note(pathway)
     numbers["init"] = params.init
     numbers["forbid"] = params.forbid
     numbers["pixel_metric"] = "||I0 - I|| / ||I0|| in [0, 1] RGB"

@@ -4,7 +4,9 @@
 An AlexNet/VGG-style trunk's conv layers are the outputs of its ReLUs (what Mahendran &
 Vedaldi invert); a VGG has more than five, so there each block's last ReLU (the one before a
 max-pool) stands for the block. A globally pooled net keeps only the pathway's levels
-(pool5 = its last map, [fc6,] fc7, fc8). The keys are what `FeatureMatch(target, layer)` and
+(pool5 = its last map, [fc6,] fc7, fc8), and so does a vision transformer: it has no conv1 ...
+conv5 to invert (its trunk is a patch embedding and a stack of attention blocks), so pre-images
+and caricatures start at pool5, the patch tokens entering its last block. The keys are what `FeatureMatch(target, layer)` and
 `Direction(vector, layer)` take: a pathway level or a module name such as "features.4".
 """
 from __future__ import annotations

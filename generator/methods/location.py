@@ -100,9 +100,10 @@ def window_exemplars(ctx: ClassContext, masks: list[Tensor], k: int = EXEMPLARS)
     """For each window, the k class images that score highest for the class through that window
     alone: the real images that solve the same problem as the window's picture (meta "exemplars")."""
     pool5 = ctx.features.pool5.to(ctx.pathway.mean.device)
+    context = None if ctx.features.context is None else ctx.features.context.to(pool5.device)
     found = []
     for mask in masks:
-        scores = ctx.pathway.head(pool5, {"pool5": mask.to(pool5.device)}).fc8[:, ctx.class_index].cpu()
+        scores = ctx.pathway.head(pool5, {"pool5": mask.to(pool5.device)}, context).fc8[:, ctx.class_index].cpu()
         top = torch.argsort(scores, descending=True)[:k]
         found.append(refs(top.tolist(), score=scores[top].tolist()))
     return found

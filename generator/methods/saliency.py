@@ -67,9 +67,9 @@ def grad_cam(pathway: Pathway, image: Tensor, class_index: int) -> Tensor:
     device = pathway.mean.device
     size = image.shape[-1]
     with torch.no_grad():
-        maps = pathway.trunk(image.to(device).float().unsqueeze(0))
+        maps, context = pathway.stem(image.to(device).float().unsqueeze(0))
     maps = maps.detach().requires_grad_(True)
-    score = pathway.head(maps).fc8[0, class_index]
+    score = pathway.head(maps, None, context).fc8[0, class_index]
     (grads,) = torch.autograd.grad(score, maps)
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * maps).sum(1, keepdim=True)).detach()

@@ -1,4 +1,5 @@
-"""pool5 / fc6 (None for nets without one) / fc7 / fc8 of a class's images, computed once and cached on disk.
+"""pool5 / fc6 (None for nets without one) / fc7 / fc8 of a class's images (and the context a
+class-token transformer's head needs beside pool5), computed once and cached on disk.
 
 Topics (NMF on fc7), hierarchy codes and retrieval all start from the same activations of the
 same images, so a rebuild that only changes a method parameter should not pay for the forward
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from generator import store
 from generator.nets.pathway import Activations, Pathway
 
-_FIELDS = ("pool5", "fc6", "fc7", "fc8")
+_FIELDS = ("pool5", "fc6", "fc7", "fc8", "context")
 _digests: "weakref.WeakKeyDictionary[Pathway, str]" = weakref.WeakKeyDictionary()
 
 
@@ -61,7 +62,7 @@ def extract(pathway: Pathway, images: Tensor, batch_size: int = 32, cache_dir: s
         acts = pathway(images[start : start + batch_size].to(device))
         for name in _FIELDS:
             value = getattr(acts, name)
-            parts[name].append(None if value is None else value.cpu())  # fc6 is None for nets without one
+            parts[name].append(None if value is None else value.cpu())  # fc6 / context: None for nets without one
     result = Activations(**{name: None if parts[name][0] is None else torch.cat(parts[name]) for name in _FIELDS})
     if cache_file is not None:
         _write_cache(cache_file, result)
@@ -72,7 +73,7 @@ def _read_cache(path: Path) -> Activations | None:
     """The cached activations, or None when the file is unreadable (then it is recomputed)."""
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
-        return Activations(**{name: data[name] for name in _FIELDS})
+        return Activations(**{name: data.get(name) for name in _FIELDS})
     except Exception:
         return None
 

@@ -1,5 +1,6 @@
-"""ModelSpec -> Pathway: torchvision AlexNet/VGG and globally pooled CNNs (ResNet, MobileNet,
-EfficientNet, ConvNeXt, RegNet) by name with their weights, or a user's factory.
+"""ModelSpec -> Pathway: torchvision AlexNet/VGG, globally pooled CNNs (ResNet, MobileNet,
+EfficientNet, ConvNeXt, RegNet) and vision transformers (ViT, Swin, MaxViT) by name with their
+weights, any timm model as `timm:<name>` (timm_models.py), or a user's factory.
 
 Weights are only ever read with `torch.load(..., weights_only=True)`: a checkpoint is data,
 never code. Every way loading can fail that a user can fix (no network for the download, a
@@ -29,6 +30,7 @@ from generator.modelspec import ModelSpec, is_weights_path
 from generator.nets.families import FAMILY_ROLES, MODEL_FAMILIES, TORCHVISION_MODELS, model_family, supported_families  # noqa: F401  (re-exported)
 from generator.nets.fold import channels_last_on_cpu, fold_batchnorm
 from generator.nets.pathway import Pathway, PathwayError
+from generator.nets.transformers import pathway_for, random_head, torchvision_kwargs
 
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -69,7 +71,7 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
     """Build the model, load its weights, fold its batch norms (fold.py), split it into a Pathway on `device`."""
     model = fold_batchnorm(build_model(spec).eval())
     try:
-        pathway = Pathway(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
+        pathway = pathway_for(model, mean=spec.mean, std=spec.std, input_size=spec.input_size)
     except PathwayError as exc:
         raise ModelError(f"model {spec.name}: {exc}") from None
     if spec.labels is not None and pathway.num_classes != len(spec.labels):
@@ -83,12 +85,18 @@ def load_pathway(spec: ModelSpec, device: str | torch.device = "cpu") -> Pathway
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """The nn.Module with its weights (random init when spec.weights is None)."""
-    if ":" in spec.name:
-        model = _from_factory(spec)
-        if spec.weights is not None:
-            load_weights_file(model, Path(spec.weights))
-        return model
-    return _from_torchvision(spec)
+    if spec.name.startswith("timm:"):
+        from generator.nets import timm_models
+
+        model = timm_models.build(spec)  # random init, or timm's hub weights for DEFAULT
+        hub = spec.weights == timm_models.HUB_WEIGHTS
+    elif ":" in spec.name:
+        model, hub = _from_factory(spec), False
+    else:
+        return _from_torchvision(spec)
+    if spec.weights is not None and not hub:
+        load_weights_file(model, Path(spec.weights))
+    return model
 
 
 def _from_torchvision(spec: ModelSpec) -> nn.Module:
@@ -100,8 +108,10 @@ def _from_torchvision(spec: ModelSpec) -> nn.Module:
         raise ModelError(f"unknown model {spec.name!r}; use a name of the families {supported_families()}, "
                          "or file.py:factory")
     kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    kwargs |= torchvision_kwargs(spec.name, spec.input_size, spec.weights)
     model = torchvision.models.get_model(spec.name, weights=None, **kwargs)
     if spec.weights is None:
+        random_head(model)
         return model
     if is_weights_path(spec.weights):
         load_weights_file(model, Path(spec.weights))
@@ -204,9 +214,12 @@ def _import_factory(target: str, factory_name: str) -> Callable[..., nn.Module]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a file, read with weights_only=True (also unwraps {"state_dict": ...})."""
+    """A state_dict from a file, read with weights_only=True (also unwraps {"state_dict": ...}),
+    or from a .safetensors file (the format of timm's and Hugging Face's hubs)."""
     if not path.is_file():
         raise ModelError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
@@ -224,6 +237,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelError(f"reading {path} needs the safetensors package (it comes with timm): pip install safetensors") from None
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise ModelError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
 
 
 def load_weights_file(model: nn.Module, path: Path) -> None:

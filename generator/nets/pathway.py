@@ -17,7 +17,10 @@ as in the authors' code. Two families of networks:
       fc6 = m6 * avgpool(m5 * pool5),  fc7 = m7 * act(W7 fc6),  fc8 = W8 fc7.
 
 `pathway.levels` / `pathway.gate_shapes` / `pathway.has_fc6` say which exist; `pathway.roles`
-says, as data, which module plays each part (for the site's methods page).
+says, as data, which module plays each part (for the site's methods page). Vision transformers
+and timm models are cut at pool5 by `generator/nets/split.py` (a subclass that only says how to
+reach pool5 and how to pool it: transformers.py, timm_models.py); a class-token ViT's head also needs the class token
+entering its last block, which `stem` returns as the `context` and `head` takes back.
 Masks are passed as `gates`, named by the level they gate: `pathway(x, gates={"pool5": m5,
 "fc7": m7})` (`MASKS` maps the paper's names to the levels). A gate is either per sample (first
 dim = batch) or broadcast (no batch dim).
@@ -39,7 +42,8 @@ NEEDS = (
     "(pool5 -> fc6 -> fc7 -> fc8), or a globally pooled CNN: a conv trunk (`features`, or ResNet/RegNet's "
     "layers before `avgpool`), global average pooling, and a classifier of one Linear layer (or two with "
     "an activation between) as in torchvision's resnet*, wide_resnet*, resnext*, regnet_*, mobilenet_v2/v3, "
-    "efficientnet_b*, convnext_*"
+    "efficientnet_b*, convnext_*; or a vision transformer (vit_*, swin_*, swin_v2_*, maxvit_t; any timm model as "
+    "timm:<name>)"
 )
 # What the last map holds per torchvision class (the roles table's wording; "?" for other models).
 LAST_MAP = {
@@ -58,7 +62,7 @@ def as_gates(masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {MASKS[name]: mask for name, mask in masks.items()}
 
 
-_HEAD_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU)
+_HEAD_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Tanh)
 _PRE_POOL_OK = (nn.Dropout, nn.Flatten, nn.LayerNorm, nn.Identity)
 
 
@@ -71,6 +75,9 @@ class Activations:
     # each gated level's values before its gate: a gate only gates, so a closed unit's value cannot
     # reach fc8 but nothing stops the image from driving it (terms.ClosedActivity charges for that)
     ungated: dict[str, Tensor] = field(default_factory=dict)
+    # what the head needs beside pool5 (`Pathway.stem`): a class-token transformer's prefix tokens
+    # entering its last block (B, P, C); None for the CNNs and the pooled transformers
+    context: Tensor | None = None
 
 
 def _find_classifier_layers(classifier: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
@@ -193,16 +200,9 @@ class Pathway(nn.Module):
                 + "; topics and the m7 code live here",
                 "fc8": f"{self._names['fc8']} (logits)",
             }
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        with torch.no_grad():
-            probe = self.trunk(torch.zeros(1, 3, input_size, input_size))
+        probe = self._freeze(mean, std)
         if probe.dim() != 4:
             raise PathwayError(f"{self.architecture}'s trunk gives shape {tuple(probe.shape)}, not a (C, H, W) map; {NEEDS}")
-        self.pool5_shape: tuple[int, int, int] = tuple(probe.shape[1:])  # type: ignore[assignment]
         if self.family == "fc" and probe[0].numel() != self.fc6.in_features:  # type: ignore[union-attr]
             raise PathwayError(
                 f"pool5 has {probe[0].numel()} values {self.pool5_shape} but fc6 expects "
@@ -214,6 +214,19 @@ class Pathway(nn.Module):
                                f"classifier expects {first.in_features}; {NEEDS}")  # type: ignore[union-attr]
         if self.family == "pooled":
             self._check_reproduces(model)
+
+    def _freeze(self, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+        """Normalization buffers, eval mode and frozen parameters; sets `pool5_shape` from the
+        trunk's output on one black image, which it returns."""
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            probe = self.trunk(torch.zeros(1, 3, self.input_size, self.input_size))
+        self.pool5_shape: tuple[int, int, int] = tuple(probe.shape[1:])  # type: ignore[assignment]
+        return probe
 
     def _init_pooled_head(self, named: list[tuple[str, nn.Module]]) -> None:
         """Split a pooled net's classifier: [pre layers] Linear [activation, dropout] [Linear]."""
@@ -330,13 +343,28 @@ class Pathway(nn.Module):
                 return x
         raise IndexError(f"features has {len(self.features)} layers, asked for {index}")
 
-    def forward(self, images: Tensor, gates: Mapping[str, Tensor] | None = None) -> Activations:
-        return self.head(self.trunk(images), gates)
+    def stem(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """pool5 of [0,1] images and the context the head needs beside it (None here; a
+        class-token transformer's class token entering its last block)."""
+        return self.trunk(images), None
 
-    def head(self, pool5: Tensor, gates: Mapping[str, Tensor] | None = None) -> Activations:
-        """fc6, fc7, fc8 from pool5, each level named in `gates` multiplied by its gate (pool5 is
-        returned ungated). A gate multiplies the values, so it gates both them and their gradient,
-        as the authors' masks do."""
+    def forward(self, images: Tensor, gates: Mapping[str, Tensor] | None = None) -> Activations:
+        pool5, context = self.stem(images)
+        return self.head(pool5, gates, context)
+
+    def pool(self, pool5: Tensor, context: Tensor | None = None) -> Tensor:
+        """A pooled net's (gated) pool5 -> the vector its classifier starts from: the global
+        average, then the layers before the classifier's first Linear (ConvNeXt's LayerNorm2d)."""
+        pooled = self.avgpool(pool5)
+        for layer in self.head_pre:
+            pooled = layer(pooled)
+        return torch.flatten(pooled, 1)
+
+    def head(self, pool5: Tensor, gates: Mapping[str, Tensor] | None = None,
+             context: Tensor | None = None) -> Activations:
+        """fc6, fc7, fc8 from pool5 (and the stem's `context`, for the nets that need it), each
+        level named in `gates` multiplied by its gate (pool5 is returned ungated). A gate
+        multiplies the values, so it gates both them and their gradient, as the authors' masks do."""
         gates = gates or {}
         unknown = sorted(set(gates) - set(self.gate_shapes))
         if unknown:
@@ -357,13 +385,10 @@ class Pathway(nn.Module):
             fc6 = gate("fc6", F.relu(self.fc6(torch.flatten(x, 1))))  # type: ignore[misc]
             fc7 = gate("fc7", F.relu(self.fc7(fc6)))
         else:
-            pooled = self.avgpool(x)
-            for layer in self.head_pre:
-                pooled = layer(pooled)
-            pooled = torch.flatten(pooled, 1)
+            pooled = self.pool(x, context)
             if self.has_fc6:
                 fc6 = gate("fc6", pooled)
                 fc7 = gate("fc7", self.hidden_activation(self.fc7(fc6)))  # type: ignore[misc]
             else:
                 fc6, fc7 = None, gate("fc7", pooled)
-        return Activations(pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), ungated=ungated)
+        return Activations(pool5=pool5, fc6=fc6, fc7=fc7, fc8=self.fc8(fc7), ungated=ungated, context=context)

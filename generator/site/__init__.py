@@ -31,7 +31,7 @@ from generator import store
 from generator.errors import SiteError
 from generator.manifest import Manifest, class_manifests
 from generator.methods import METHODS, REGISTRY
-from generator.nets.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family
+from generator.nets.families import FAMILY_ROLES, LEVEL_WORDS, has_fc6, in_words, model_family, words_key
 from generator.site.server import make_server, serve
 from generator.site.views import ClassPage, _claims_view, _inversion_view, _pages, format_number, grid_lines, label, load_classes, pairs
 from generator.site.writer import PageWriter
@@ -131,7 +131,7 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
     model = classes[0].model
     common = {"classes": classes, "stats": [declared for spec in METHODS for declared in spec.stats],
               "model": model, "families": FAMILY_ROLES, "family": model_family(model.get("name")),
-              "fc6": has_fc6(model), "words": LEVEL_WORDS[has_fc6(model)]}
+              "fc6": has_fc6(model), "words_key": words_key(model), "words": LEVEL_WORDS[words_key(model)]}
     units_manifest, unit_links = _units(output, warn)
     common["has_units"] = units_manifest is not None
 
@@ -148,7 +148,7 @@ def render(output: Path, templates: Path | None = None, warn: Callable[[str], No
         write(output / "index.html", "index.html", "", page="index", page_size=INDEX_PAGE,
               index_script=f"{INDEX_SCRIPT}?v={version}")
         write(output / "methods.html", "methods.html", "", page="methods",
-              methods=[replace(spec, title=in_words(spec.title, common["fc6"]), summary=in_words(spec.summary, common["fc6"]))
+              methods=[replace(spec, title=in_words(spec.title, common["words_key"]), summary=in_words(spec.summary, common["words_key"]))
                        for spec in METHODS])
         write(output / "claims.html", "claims.html", "", page="claims",
               claims=_claims_view(claims, names), inversion=_inversion_view(inversion))

@@ -25,7 +25,7 @@ from generator import safefs
 from generator.errors import AtlasError
 from generator.manifest import Manifest, ManifestError, MethodRecord, _Reader, bounded_int, class_manifests, finite
 from generator.methods import METHODS, REGISTRY
-from generator.nets.families import has_fc6, in_words
+from generator.nets.families import has_fc6, in_words, words_key
 from generator.records import Meta, Step, Window
 
 NMI_THRESHOLD = 0.7
@@ -416,13 +416,14 @@ def claims_of(manifests: list[Manifest], truth: Truth | Mapping[str, int] | None
     counts = [len(m.images) for m in manifests]
     per_class = (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}") if counts else ""
     images = f"{sum(counts)} images, {per_class} per class" if counts else "no images"
-    fc6 = all(has_fc6(m.model) for m in manifests)  # the statements name the levels the net has
+    keys = {words_key(m.model) for m in manifests}  # the statements name the levels the net has
+    words = keys.pop() if len(keys) == 1 else all(has_fc6(m.model) for m in manifests)
     claims = [claim for spec in METHODS if spec.claims for claim in MEASURES[spec.name](manifests, truth)]
     return {
         "model": ", ".join(models),
         "images": images,
         "classes": len(manifests),
-        "claims": [{**c, "statement": in_words(c["statement"], fc6), "metric": in_words(c["metric"], fc6)}
+        "claims": [{**c, "statement": in_words(c["statement"], words), "metric": in_words(c["metric"], words)}
                    for c in claims],
     }
 

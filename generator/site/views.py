@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from generator.manifest import Manifest, MethodRecord, PictureRecord, class_manifests, finite
 from generator.methods import METHOD_NAMES, REGISTRY, Layout
-from generator.nets.families import has_fc6, in_words
+from generator.nets.families import in_words, words_key
 from generator.records import Cell, ImageRef, Meta, Query, Step, Topic, Window
 from generator.site.imagesize import image_size
 
@@ -224,7 +224,7 @@ def _topic_rows_layout(pictures: list[Picture], images: list[OwnImage]) -> dict[
                         "retrieved": _own_images(topic.retrieved, by_index, "loading")} for topic, picture in placed]}
 
 
-def _table_layout(layout: Layout, pictures: list[Picture], fc6: bool) -> dict[str, Any]:
+def _table_layout(layout: Layout, pictures: list[Picture], words: bool | str) -> dict[str, Any]:
     """A rows x columns table (ensemble: masks x inits) with the seed of each row and column."""
     placed = [(p.meta, p) for p in pictures if isinstance(p.meta, Cell)]
     if not placed or len(placed) < len(pictures):
@@ -236,7 +236,7 @@ def _table_layout(layout: Layout, pictures: list[Picture], fc6: bool) -> dict[st
     for cell, _ in placed:
         seeds["row"][cell.row] = cell.row_seed
         seeds["column"][cell.column] = cell.column_seed
-    return {"note": in_words(layout.note, fc6),
+    return {"note": in_words(layout.note, words),
             "columns": [(layout.column_title.format(c + 1), seeds["column"].get(c)) for c in columns],
             "rows": [(layout.row_title.format(r + 1), seeds["row"].get(r), [cells.get((r, c)) for c in columns])
                      for r in rows]}
@@ -302,8 +302,8 @@ def _attach_exemplars(pictures: list[Picture], images: list[OwnImage], title: st
         picture.starts = _own_images(picture.meta.starts, by_index)
 
 
-def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Path, fc6: bool) -> Section:
-    """One method's section; `fc6`: whether the net has fc6 (texts name the levels it has)."""
+def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Path, words: bool | str) -> Section:
+    """One method's section; `words`: the net's families.words_key (texts name the levels it has)."""
     pictures = [p for p in (_picture(raw, folder) for raw in record.pictures) if p is not None]
     spec = REGISTRY.get(name)
     if spec is not None and spec.layout.exemplars:
@@ -318,7 +318,7 @@ def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Pa
         elif kind == "topic-rows":
             layout = _topic_rows_layout(pictures, images)
         elif kind == "table":
-            layout = _table_layout(spec.layout, pictures, fc6)
+            layout = _table_layout(spec.layout, pictures, words)
         elif kind == "strips":
             layout = _strips_layout(spec.layout, record, pictures, images)
         elif kind == "neighbours":
@@ -326,8 +326,8 @@ def _section(name: str, record: MethodRecord, images: list[OwnImage], folder: Pa
         if layout:
             layout["kind"] = kind
     headline = {k: v for k, v in record.numbers.items() if isinstance(v, (int, float))}
-    return Section(name=name, title=in_words(spec.title, fc6) if spec else label(name).capitalize(),
-                   summary=in_words(spec.summary, fc6) if spec else "", record=record, pictures=pictures,
+    return Section(name=name, title=in_words(spec.title, words) if spec else label(name).capitalize(),
+                   summary=in_words(spec.summary, words) if spec else "", record=record, pictures=pictures,
                    headline=headline, layout=layout)
 
 
@@ -341,7 +341,7 @@ def _class_page(manifest: Manifest, folder: Path) -> ClassPage:
             images.append(OwnImage(image.index, image.name, src, width, height))
     methods = manifest.methods
     names = [m for m in METHOD_NAMES if m in methods] + sorted(m for m in methods if m not in REGISTRY)
-    sections = [_section(name, methods[name], images, folder, has_fc6(manifest.model)) for name in names]
+    sections = [_section(name, methods[name], images, folder, words_key(manifest.model)) for name in names]
     cards = [p for s in sections if s.name in REGISTRY for p in s.pictures if p.key == REGISTRY[s.name].card]
     card = next(iter(cards), None) or next((p for s in sections for p in s.pictures), None)
     return ClassPage(slug=folder.name, id=info.id, name=info.name, index=info.index, model=dict(manifest.model),

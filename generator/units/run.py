@@ -35,6 +35,7 @@ from generator.engine.solve import Problem, initial_image, solve
 from generator.engine.terms import ChannelMatch, Direction, feature_inversion
 from generator.errors import AtlasError
 from generator.methods.common import model_mean
+from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway
 from generator.units import FOLDER, LAYERS, MANIFEST, SELECTIVITY, VERSION, UnitsParams, UnitsPlan
 
@@ -50,7 +51,14 @@ ICON = 56  # the layer index's thumbnails (px, JPEG q75, ~2 KB): small, so its f
 def receptive_fields(pathway: Pathway) -> Tensor:
     """(H, W, 4) int boxes [top, left, bottom, right) in input pixels of each pool5 position,
     clipped to the image: computed from the layers' kernels and strides where the trunk is a
-    plain stack of convs and pools, else measured by backpropagating from each position."""
+    plain stack of convs and pools, else measured by backpropagating from each position. A
+    transformer's token gets its own cell and its neighbours (transformers.token_fields: its
+    gradient reaches the whole image)."""
+    from generator.nets.split import token_fields
+
+    boxes = token_fields(pathway)
+    if boxes is not None:
+        return boxes
     boxes = _analytic_fields(pathway)
     return boxes if boxes is not None else _gradient_fields(pathway)
 
@@ -389,8 +397,10 @@ def _build(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, outco
     width = pathway.pool5_shape[2]
     layers: dict[str, Any] = {}
     per_class: dict[str, dict[str, list[int]]] = {slug: {} for slug in data.slugs}
-    absent = {} if pathway.has_fc6 else {
-        "fc6": "this net pools its last map straight into the classifier, so it has no fc6 (its pooled vector plays fc7)"}
+    absent = {} if pathway.has_fc6 else {"fc6": (
+        f"this net's head has no hidden layer, so it has no fc6 ({pathway_words(pathway)['fc7_name']} plays fc7)"
+        if getattr(pathway, "tokens", None) else
+        "this net pools its last map straight into the classifier, so it has no fc6 (its pooled vector plays fc7)")}
     for layer in [name for name in LAYERS if name in data.values]:
         values = data.values[layer]
         means = class_means(values, data.owners, n_classes)
