@@ -149,6 +149,7 @@ def test_pooled_pathway_equals_the_plain_model(name):
 
 @pytest.mark.slow
 def test_shared_mobilenet_v2_pathway_equals_the_plain_model_and_classifies(shared):
+    """The loaded pathway (batch norm folded, channels-last) gives the torchvision model's logits."""
     from generator.catalog import IMAGENETTE_WNIDS, ImageSpec, ModelSpec
     from generator.images import class_images
     from generator.nets.models import imagenet_classes, load_pathway
@@ -167,7 +168,8 @@ def test_shared_mobilenet_v2_pathway_equals_the_plain_model_and_classifies(share
         expected = plain(pathway.normalize(x))
         for gates in ({}, all_ones(pathway, len(x))):
             fc8 = pathway(x, gates).fc8
-            assert (fc8 - expected).abs().max().item() < 1e-5
+            # batch norm is folded into the convolutions on load: the same logits up to float rounding
+            assert (fc8 - expected).abs().max().item() < 1e-5 * expected.abs().max().item()
     top5 = (fc8.topk(5, dim=1).indices == labels[:, None]).any(1).float().mean().item()
     assert top5 >= 0.6, top5  # the card: 88.8% top-5 among 1000 on Imagenette val
     assert pathway.pool5_shape == (1280, 7, 7) and pathway.fc7_dim == 1280 and pathway.fc6 is None
