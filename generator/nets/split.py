@@ -5,6 +5,7 @@ and the levels are Pathway's; `stem` also returns the context a class-token ViT'
 beside pool5 (its class token entering the last block)."""
 from __future__ import annotations
 
+import abc
 from typing import Any, Sequence, cast
 
 import torch
@@ -37,9 +38,9 @@ def needs_context(architecture: str, context: Tensor | None) -> Tensor:
     return context
 
 
-class Split(nn.Module):
+class Split(nn.Module, abc.ABC):
     """How one architecture is cut at pool5 (holds the model, so the pathway's parameters,
-    device moves and digest include it)."""
+    device moves and digest include it). Each family implements the three cuts below."""
 
     model: Any  # the whole model (nn.Module's typing would make every attribute Tensor | Module)
     family = "pooled"  # Pathway.family: "pooled" (the head averages pool5) or "tokens" (it attends to it)
@@ -54,17 +55,20 @@ class Split(nn.Module):
         """Normalized images -> pool5, as `pathway.features` is for the CNNs."""
         return self.stem(x)[0]
 
+    @abc.abstractmethod
     def stem(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalized images -> (pool5 (B, C, H, W), the context the head needs or None)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def finish(self, pool5: Tensor, context: Tensor | None) -> Tensor:
         """(Gated) pool5 -> the vector the classifier's named layers start from."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def classifier(self) -> list[tuple[str, nn.Module]]:
         """The classifier's named layers after `finish`: [pre] Linear [act, dropout] [Linear]."""
-        raise NotImplementedError
+        ...
 
 
 class SplitPathway(Pathway):
