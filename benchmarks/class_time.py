@@ -26,9 +26,9 @@ from generator.methods import ClassContext, method_module
 CATALOG = REPO / "catalogs" / "shared-alexnet-slim.yaml"
 
 
-def load_shared_catalog() -> Catalog:
+def load_shared_catalog(path: str | None = None) -> Catalog:
     require_shared()
-    return load_catalog(CATALOG, {"device": "cpu"})
+    return load_catalog(REPO / path if path else CATALOG, {"device": "cpu"})
 
 
 def class_context(catalog: Catalog, wnid: str) -> ClassContext:
@@ -58,10 +58,12 @@ def method_params(catalog: Catalog, ctx: ClassContext, name: str, iterations: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--class", dest="wnid", default="n01440764")
+    parser.add_argument("--catalog", default=None, help="a catalog path relative to the repository "
+                        "(default catalogs/shared-alexnet-slim.yaml)")
     parser.add_argument("--methods", default="all", help="comma list, or all the catalog enables")
     parser.add_argument("--iterations", type=int, default=None, help="cut every solve to N steps (quick look)")
     args = parser.parse_args()
-    catalog = load_shared_catalog()
+    catalog = load_shared_catalog(args.catalog)
     start = time.perf_counter()
     ctx = class_context(catalog, args.wnid)
     setup = time.perf_counter() - start

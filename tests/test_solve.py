@@ -237,3 +237,48 @@ def test_the_engine_knows_no_method():
         for name in ("generator.methods", "hierarchy", "topic", "ensemble", "location", "classviz", "completion",
                      "m5", "m6", "m7", "closed_activity="):
             assert name not in source, f"{module.name} mentions {name}"
+
+
+def input_sides(pathway, problems, settings) -> list[int]:
+    """The side of the image the net saw at each grad-enabled forward of a solve."""
+    sides: list[int] = []
+    handle = pathway.register_forward_pre_hook(
+        lambda module, inputs: sides.append(inputs[0].shape[-1]) if torch.is_grad_enabled() else None)
+    try:
+        solve(pathway, problems, settings, progress=False)
+    finally:
+        handle.remove()
+    return sides
+
+
+@pytest.fixture(scope="module")
+def pooled():
+    """A globally pooled net (random-init resnet18 at 96 px), which takes any input size."""
+    from generator.catalog import ModelSpec
+    from generator.nets.models import load_pathway
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return load_pathway(ModelSpec("resnet18", num_classes=4, input_size=SIZE))
+
+
+def test_coarse_steps_show_the_net_a_smaller_image_first(pooled, pathway):
+    settings = quick(iterations=10, coarse_size=64, coarse_until=0.6)
+    assert input_sides(pooled, [Problem(class_terms(1), seed=0)], settings) == [64] * 6 + [SIZE] * 4
+    # a gated pool5 window or a map to match needs the full input's map size: no coarse steps
+    gated = Problem(class_terms(1), gates={"pool5": window(pooled, 0, 0, 2)}, seed=0)
+    target = pooled.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)))[0]
+    for problems in ([gated], [Problem(class_terms(1), seed=0), Problem([FeatureMatch(target)], seed=1)]):
+        assert input_sides(pooled, problems, settings) == [SIZE] * 10
+    # an fc head on a flattened pool5 takes only its own size: the engine keeps to it
+    assert input_sides(pathway, [Problem(class_terms(1), seed=0)], settings) == [SIZE] * 10
+    with pytest.raises(SettingsError):
+        Settings(coarse_until=1.5)
+
+
+def test_coarse_steps_still_reach_the_class(pooled):
+    full, coarse = (solve(pooled, [Problem(class_terms(1), seed=0)], quick(iterations=30, **extra), progress=False)[0]
+                    for extra in ({}, {"coarse_size": 64, "coarse_until": 0.5}))
+    start = solve(pooled, [Problem(class_terms(1), seed=0)], quick(iterations=1, lr=1e-9), progress=False)[0]
+    gained = full.numbers["score"] - start.numbers["score"]
+    assert coarse.numbers["score"] - start.numbers["score"] > 0.5 * gained > 0

@@ -45,6 +45,11 @@ class Settings:
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
     octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
+    # coarse to fine in the network's input: the first `coarse_until` of the steps show the net the
+    # image resized to `coarse_size` px (0: never), a quarter of the cost at half the side; only
+    # where no problem gates or matches a map of the full input's size (docs/speed.md#coarse-steps)
+    coarse_size: int = 0
+    coarse_until: float = 0.0
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation
@@ -76,6 +81,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
+        if self.coarse_size < 0 or not 0 <= self.coarse_until <= 1:
+            raise SettingsError(f"engine: coarse_size must be >= 0 and coarse_until in [0, 1], got "
+                                f"{self.coarse_size!r} and {self.coarse_until!r}")
         for name in ("init_std", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -162,6 +163,7 @@ def solve(
         images = param.image(params)
         return images if free is None else free * images + (1 - free) * init
 
+    coarse = coarse_steps(settings, pathway, groups, gates)
     params = param.init(init).requires_grad_(True)
     opt = optimizer([params], schedule(0))
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -175,6 +177,8 @@ def solve(
             seen = images
             for transform in transforms:
                 seen = transform(seen, rng)
+            if index < coarse:
+                seen = F.interpolate(seen, size=settings.coarse_size, mode="bilinear", antialias=True, align_corners=False)
             acts = pathway(seen, gates)
             step = Step(index, settings.iterations, images, acts, capture.outputs, gates)
             per_sample = images.new_zeros(batch)
@@ -207,6 +211,23 @@ def solve(
             return _solutions(problems, step, history, ~active, groups, places)
     finally:
         capture.close()
+
+
+def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group], gates: Mapping[str, Tensor]) -> int:
+    """How many first steps the net sees the image at `coarse_size`: none where that is not
+    smaller than the input, where a problem gates a map (a pool5 window) or matches one, or where
+    the net takes only its own input size (an fc head on a flattened map, a ViT's position grid)."""
+    if not 0 < settings.coarse_size < pathway.input_size or not settings.coarse_until:
+        return 0
+    if any(group.full_size for group in groups) or any(gate.dim() > 2 for gate in gates.values()):
+        return 0
+    probe = torch.zeros(1, 3, settings.coarse_size, settings.coarse_size, device=pathway.mean.device)
+    try:
+        with torch.no_grad():
+            pathway(probe)
+    except (RuntimeError, AssertionError, ValueError):
+        return 0
+    return int(settings.coarse_until * settings.iterations)
 
 
 def _solutions(problems: Sequence[Problem], step: Step, history: list[Tensor], diverged: Tensor,

@@ -57,6 +57,7 @@ class Group:
     """The terms of one kind across a batch, evaluated together. Subclasses set what they need."""
 
     layer: str | None = None  # a named module whose output the group reads (Step.layers)
+    full_size: ClassVar[bool] = False  # reads a map whose size must be the full input's (no coarse steps)
 
     def __init__(self, terms: Sequence[Term], rows: Tensor | None, device: torch.device) -> None:
         self.rows = rows
@@ -155,6 +156,8 @@ def feature_error(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class _FeatureMatchGroup(Group):
+    full_size = True  # a target map of the full input's size
+
     def __init__(self, terms: Sequence[FeatureMatch], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
         self.name = terms[0].layer
@@ -297,6 +300,65 @@ class FeatureDistribution(Term):
 
     def key(self) -> Hashable:
         return (type(self), tuple(self.layer_weights), self.moments)
+
+
+def styles(features: Tensor) -> Tensor:
+    """(B, C, ...) activations -> (B, D): a map's channel Gram matrix over its positions (its style,
+    wherever things are), a vector layer's values as they are."""
+    values = channel_values(features)
+    if values.shape[2] == 1:
+        return values.flatten(1)
+    return (values @ values.transpose(1, 2) / values.shape[2]).flatten(1)
+
+
+def style_vectors(features: Tensor, centre: Tensor | None = None) -> Tensor:
+    """Unit style vectors (`styles`), measured from `centre` (a (D,) style) where given."""
+    values = styles(features)
+    return F.normalize(values if centre is None else values - centre, dim=1, eps=1e-12)
+
+
+class _DiversityGroup(Group):
+    def __init__(self, terms: Sequence[Diversity], rows: Tensor | None, device: torch.device) -> None:
+        super().__init__(terms, rows, device)
+        self.name = terms[0].layer
+        self.layer = None if self.name in OUTPUTS else self.name
+        centre = terms[0].centre
+        self.centre = None if centre is None else centre.detach().float().flatten().to(device)
+
+    def similarities(self, step: Step) -> Tensor:
+        """(rows,) each problem's mean cosine similarity to the other problems of its set."""
+        vectors = style_vectors(pick(step.layer(self.name), self.rows), self.centre)
+        count = vectors.shape[0]
+        if count < 2:
+            return vectors.new_zeros(count)
+        cosines = vectors @ vectors.T
+        return (cosines.sum(1) - cosines.diagonal()) / (count - 1)
+
+    def __call__(self, step: Step) -> Tensor:
+        return self.weights * self.similarities(step)
+
+    def report(self, step: Step) -> dict[str, Tensor]:
+        return {"similarity": self.similarities(step)}
+
+
+@dataclass
+class Diversity(Term):
+    """Set a group of problems apart (Lucid's diversity objective, Olah et al. 2017): each
+    problem's energy is the mean cosine similarity of its `layer` style (`styles`: a map's Gram
+    matrix, a vector's values) to the other problems' with the same `among` id, measured from
+    `centre` where given (e.g. the class images' mean style, so that what the pictures share with
+    the class does not count). The only term that couples problems: the pictures of one set (a
+    class's topics) are pushed to differ while each keeps its own data terms. A set of one costs
+    nothing."""
+
+    layer: str
+    among: Hashable = 0
+    centre: Tensor | None = None
+    weight: float = 1.0
+    group_class: ClassVar[type[Group]] = _DiversityGroup
+
+    def key(self) -> Hashable:
+        return (type(self), self.layer, self.among)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,6 +532,8 @@ class AlphaNorm(Term):
 
 
 class _ChannelMatchGroup(Group):
+    full_size = True
+
     def __init__(self, terms: Sequence[ChannelMatch], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
         self.layer = terms[0].before or None  # the engine captures this module's output

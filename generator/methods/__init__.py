@@ -187,6 +187,11 @@ class TopicsParams(DistributionParams):
     # globally pooled net (mobilenet-v2) it silences the picture
     forbid: float | None = param(None, at_least=0, help="cost of activity on the fc7 units the topic closes "
                                  "(0: only gate; None: 2.5 on a net with fc6 and fc7, 0 on a globally pooled net)")
+    # the class's topic pictures pushed apart (terms.Diversity): docs/tuning.md#diversity
+    diversity: float = param(0.0, at_least=0, help="weight of the push that sets the class's topic pictures apart "
+                             "(mean cosine similarity of their diversity_layer styles; 0: off)")
+    diversity_layer: str = param("pool5", help="the layer whose style (Gram matrix) the pictures differ in: a "
+                                 "layer name or a module name such as features.7")
 
 
 @dataclass(frozen=True)

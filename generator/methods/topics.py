@@ -22,7 +22,7 @@ from torch import Tensor
 
 from generator.engine.settings import settings_from
 from generator.engine.solve import solve
-from generator.engine.terms import Direction
+from generator.engine.terms import Direction, Diversity, styles
 from generator.methods import ClassContext, MethodResult, Picture, TopicsParams, spec
 from generator.methods.common import (
     class_database,
@@ -39,6 +39,7 @@ from generator.methods.common import (
     split_signs,
     with_distribution,
 )
+from generator.methods.layers import layer_features
 from generator.nets.pathway import Pathway
 from generator.records import Topic, refs
 
@@ -190,6 +191,10 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
     forbid = topic_forbid(pathway, params.forbid)
     closed = closed_weights(forbid, ("m7",), ctx.features, ctx.class_index)
     layers = distribution_layers(pathway, params.distribution_layers)
+    apart_layer = distribution_layers(pathway, params.diversity_layer)[0]
+    # the pictures differ from one another in what sets them apart from the class, not in what they share with it
+    class_style = styles(layer_features(pathway, ctx.images[:used], [apart_layer])[apart_layer]).mean(0) \
+        if params.diversity > 0 else None
     problems = []
     for k, mask in enumerate(topics.masks):
         database = prior
@@ -205,6 +210,9 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
         if params.distribution > 0:
             with_distribution(problem, distribution_term(pathway, ctx.images[shown[k]], params.distribution, layers))
+        if params.diversity > 0:
+            problem.terms = [*problem.terms, Diversity(apart_layer, among=ctx.class_id, centre=class_style,
+                                                       weight=params.diversity)]
         problems.append(problem)
     solutions = solve(pathway, problems, settings, progress=ctx.progress)
 
@@ -232,6 +240,8 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                        if params.direction > 0 else "")
                     + (f", its {', '.join(layers)} feature distribution held to its retrieved images' (weight "
                        f"{params.distribution:g})" if params.distribution > 0 else "")
+                    + (f", set apart from the class's other topic pictures in its {apart_layer} style (weight "
+                       f"{params.diversity:g})" if params.diversity > 0 else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
                        "either half passes the cutoff" if topics.signed else "")
                 ),
