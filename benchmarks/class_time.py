@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+import yaml
 
 from benchmarks.common import REPO, bare_rate, print_table, require_shared, write_json
 from generator.catalog import Catalog, load_catalog
@@ -62,8 +63,13 @@ def main() -> None:
                         "(default catalogs/shared-alexnet-slim.yaml)")
     parser.add_argument("--methods", default="all", help="comma list, or all the catalog enables")
     parser.add_argument("--iterations", type=int, default=None, help="cut every solve to N steps (quick look)")
+    parser.add_argument("--engine", default="", help="engine settings over the catalog's, e.g. "
+                        "coarse_size=112,coarse_until=0.6")
     args = parser.parse_args()
     catalog = load_shared_catalog(args.catalog)
+    for item in filter(None, args.engine.split(",")):
+        key, _, value = item.partition("=")
+        catalog.engine[key.strip()] = yaml.safe_load(value)
     start = time.perf_counter()
     ctx = class_context(catalog, args.wnid)
     setup = time.perf_counter() - start

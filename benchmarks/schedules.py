@@ -28,7 +28,8 @@ from benchmarks import judge as judge_module
 from benchmarks.common import OUT, REPO, require_shared, write_json
 from benchmarks.transfer import compare, measure
 
-SPEED = re.compile(r"speed: ([\d.]+) image-iterations per second, ([\d.]+) s per class")
+SPEED = re.compile(r"speed: ([\d.]+) image-iterations per second(?: \(([\d.]+) in full-size images\))?, "
+                   r"([\d.]+) s per class")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -53,6 +54,10 @@ def variant_catalog(catalog: Path, overrides: dict[str, Any], output: Path) -> d
         value = (raw.get(section) or {}).get(key)
         if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
             raw[section][key] = str((base / value).resolve())
+    name = (raw.get("model") or {}).get("name")
+    if isinstance(name, str) and ".py:" in name and not Path(name).is_absolute():  # a model file beside the catalog
+        path, _, factory = name.partition(":")
+        raw["model"]["name"] = f"{(base / path).resolve()}:{factory}"
     for dotted, value in overrides.items():
         *path, last = dotted.split(".")
         node = raw
@@ -81,8 +86,10 @@ def build(name: str, raw: dict[str, Any], classes: list[str], only: str | None, 
     found = SPEED.findall(log.read_text()) if log.exists() else []
     if not found:
         return {}
-    rate, per_class = map(float, found[-1])
-    return {"image_its_per_s": rate, "s_per_class": per_class, "image_its_per_class": rate * per_class}
+    rate, full, per_class = found[-1]
+    rate_full = float(full or rate)
+    return {"image_its_per_s": float(rate), "s_per_class": float(per_class),
+            "image_its_per_class": float(rate) * float(per_class), "full_size_per_class": rate_full * float(per_class)}
 
 
 def main() -> None:
@@ -107,10 +114,11 @@ def main() -> None:
         speed = build(name, raw, classes, args.only, args.threads)
         result = measure(Path(raw["output"]), judge) | {"variant": name, "overrides": overrides, "speed": speed}
         results.append(result)
-    print(f"{'variant':<16} {'image-its / class':>17} {'s / class':>10}  overrides")
+    print(f"{'variant':<16} {'image-its / class':>17} {'full-size':>10} {'s / class':>10}  overrides")
     for r in results:
         s = r["speed"]
         print(f"{r['variant']:<16} {s.get('image_its_per_class', float('nan')):>17.0f} "
+              f"{s.get('full_size_per_class', float('nan')):>10.0f} "
               f"{s.get('s_per_class', float('nan')):>10.1f}  {json.dumps(r['overrides'])}")
     print()
     print("\n".join(compare(results)))

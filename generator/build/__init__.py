@@ -99,6 +99,7 @@ class BuildReport:
     units: Any = None  # the unit atlas step: units_run.UnitsOutcome when it ran or failed
     units_planned: str | None = None  # why the unit step is (or would be) run; None: fresh or not selected
     iterations: int = 0  # image-iterations (one image through the net's forward and backward) the classes ran
+    full_size: float = 0.0  # the same in full-size images (a coarse step's image at half the side: a quarter)
     class_seconds: list[float] = field(default_factory=list)  # wall seconds of each class that ran a method
 
     @property
@@ -136,7 +137,8 @@ class BuildReport:
         if not self.class_seconds:
             return []
         seconds = sum(self.class_seconds)
-        return [f"speed: {self.iterations / seconds:.1f} image-iterations per second, "
+        full = f" ({self.full_size / seconds:.1f} in full-size images)" if self.full_size < 0.999 * self.iterations else ""
+        return [f"speed: {self.iterations / seconds:.1f} image-iterations per second{full}, "
                 f"{seconds / len(self.class_seconds):.1f} s per class ({len(self.class_seconds)} classes)"]
 
     def _units_lines(self) -> list[str]:
@@ -156,6 +158,7 @@ class BuildReport:
         self.seconds.update({(outcome.class_id, m): s for m, s in outcome.seconds.items()})
         if outcome.wall_s:
             self.iterations += outcome.iterations
+            self.full_size += outcome.full_size
             self.class_seconds.append(outcome.wall_s)
 
 
@@ -336,6 +339,7 @@ class ClassOutcome:
     images_skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     iterations: int = 0  # image-iterations its methods ran
+    full_size: float = 0.0  # the same in full-size images
     wall_s: float = 0.0  # seconds from loading its images to its last method; 0 when no method ran
 
 
@@ -412,6 +416,7 @@ def run_class(catalog: Catalog, plan: ClassPlan, model_digest: str, progress: bo
     if counter is not None:
         counter.close()
         outcome.iterations, outcome.wall_s = counter.images, time.perf_counter() - start
+        outcome.full_size = counter.full_size
     manifest = Manifest(
         schema=SCHEMA,
         class_=ClassRecord(id=entry.id, name=entry.name, index=entry.index, slug=entry.slug),

@@ -46,8 +46,9 @@ class Settings:
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
     octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
     # coarse to fine in the network's input: the first `coarse_until` of the steps show the net the
-    # image resized to `coarse_size` px (0: never), a quarter of the cost at half the side; only
-    # where no problem gates or matches a map of the full input's size (docs/speed.md#coarse-steps)
+    # image resized to `coarse_size` px (0: never), a quarter of the cost at half the side, a gated
+    # map's gate averaged down with it; not where a problem matches a map of the full input's size
+    # (docs/speed.md#coarse-steps)
     coarse_size: int = 0
     coarse_until: float = 0.0
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)

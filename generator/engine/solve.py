@@ -163,7 +163,7 @@ def solve(
         images = param.image(params)
         return images if free is None else free * images + (1 - free) * init
 
-    coarse = coarse_steps(settings, pathway, groups, gates)
+    coarse, coarse_gates = coarse_steps(settings, pathway, groups, gates)
     params = param.init(init).requires_grad_(True)
     opt = optimizer([params], schedule(0))
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -177,10 +177,12 @@ def solve(
             seen = images
             for transform in transforms:
                 seen = transform(seen, rng)
+            seen_gates = gates
             if index < coarse:
                 seen = F.interpolate(seen, size=settings.coarse_size, mode="bilinear", antialias=True, align_corners=False)
-            acts = pathway(seen, gates)
-            step = Step(index, settings.iterations, images, acts, capture.outputs, gates)
+                seen_gates = coarse_gates
+            acts = pathway(seen, seen_gates)
+            step = Step(index, settings.iterations, images, acts, capture.outputs, seen_gates)
             per_sample = images.new_zeros(batch)
             for group in groups:
                 value = group(step)
@@ -213,21 +215,25 @@ def solve(
         capture.close()
 
 
-def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group], gates: Mapping[str, Tensor]) -> int:
-    """How many first steps the net sees the image at `coarse_size`: none where that is not
-    smaller than the input, where a problem gates a map (a pool5 window) or matches one, or where
-    the net takes only its own input size (an fc head on a flattened map, a ViT's position grid)."""
+def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group],
+                 gates: Mapping[str, Tensor]) -> tuple[int, dict[str, Tensor]]:
+    """How many first steps the net sees the image at `coarse_size`, and the gates it sees them
+    under: a gated map's gate (a pool5 window) averaged down to that map's coarse size. None where
+    `coarse_size` is not smaller than the input, where a problem matches a map of the full size, or
+    where the net takes only its own input size (an fc head on a flattened map, a ViT's grid)."""
     if not 0 < settings.coarse_size < pathway.input_size or not settings.coarse_until:
-        return 0
-    if any(group.full_size for group in groups) or any(gate.dim() > 2 for gate in gates.values()):
-        return 0
+        return 0, dict(gates)
+    if any(group.full_size for group in groups):
+        return 0, dict(gates)
     probe = torch.zeros(1, 3, settings.coarse_size, settings.coarse_size, device=pathway.mean.device)
     try:
         with torch.no_grad():
-            pathway(probe)
+            acts = pathway(probe)
     except (RuntimeError, AssertionError, ValueError):
-        return 0
-    return int(settings.coarse_until * settings.iterations)
+        return 0, dict(gates)
+    coarse_gates = {level: F.adaptive_avg_pool2d(gate, getattr(acts, level).shape[2:]) if gate.dim() == 4 else gate
+                    for level, gate in gates.items()}
+    return int(settings.coarse_until * settings.iterations), coarse_gates
 
 
 def _solutions(problems: Sequence[Problem], step: Step, history: list[Tensor], diverged: Tensor,

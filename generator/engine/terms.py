@@ -347,9 +347,8 @@ class Diversity(Term):
     problem's energy is the mean cosine similarity of its `layer` style (`styles`: a map's Gram
     matrix, a vector's values) to the other problems' with the same `among` id, measured from
     `centre` where given (e.g. the class images' mean style, so that what the pictures share with
-    the class does not count). The only term that couples problems: the pictures of one set (a
-    class's topics) are pushed to differ while each keeps its own data terms. A set of one costs
-    nothing."""
+    the class does not count). The only term that couples problems: the pictures of one set are
+    pushed to differ while each keeps its own data terms. A set of one costs nothing."""
 
     layer: str
     among: Hashable = 0
