@@ -118,3 +118,21 @@ def test_hierarchy_claim_compares_the_levels_a_net_has():
     manifests = [Manifest.from_json(manifest("a", 0.6, 0.5)), Manifest.from_json(manifest("b", 0.7, 0.65))]
     claims = {c["id"]: c for c in hierarchy_claims(manifests)}
     assert claims["hierarchy-pixel"]["value"] == pytest.approx(0.075)
+
+
+def test_coarse_steps_reach_the_methods_and_the_ensemble_takes_them_only_when_asked(ctx):
+    sides: list[int] = []
+    handle = ctx.pathway.register_forward_pre_hook(
+        lambda module, inputs: sides.append(inputs[0].shape[-1]) if torch.is_grad_enabled() else None)
+    coarse_ctx = dataclasses.replace(ctx, engine={**ctx.engine, "coarse_size": 64, "coarse_until": 0.5})
+    try:
+        seen = {}
+        for name, run in (("topics", lambda: topics.run(coarse_ctx, {"k": 2})),
+                          ("ensemble", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1})),
+                          ("ensemble coarse", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1, "coarse": True}))):
+            sides.clear()
+            run()
+            seen[name] = sorted(set(sides))
+    finally:
+        handle.remove()
+    assert seen == {"topics": [64, SIZE], "ensemble": [SIZE], "ensemble coarse": [64, SIZE]}

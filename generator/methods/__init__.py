@@ -205,6 +205,8 @@ class EnsembleParams(DistributionParams):
     init: Literal["noise", "member"] = param("member", help="noise, or the blurred mean of the images the member favours")
     member_images: int = param(5, at_least=1, at_most=1000, help="images a member's start is the blurred mean of")
     prior: bool = param(True)
+    coarse: bool = param(False, help="take the engine's coarse steps (engine.coarse_size); off: on the shared "
+                         "mobilenet-v2 they halved how much more the masks than the inits set the members apart")
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,8 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
         for m in range(n_masks)
         for i in range(n_inits)
     ]
-    settings = settings_from(ctx.engine)
+    # the engine's coarse steps cost the members their differences: docs/speed.md#coarse-steps
+    settings = settings_from(ctx.engine, **({} if params.coarse else {"coarse_size": 0}))
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
     if params.init == "member" or params.distribution > 0:
