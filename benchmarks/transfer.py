@@ -173,7 +173,7 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
     leave-one-out real-photo reference, in the judge's pooled space centred on the class mean;
     and how far apart a class's topic pictures are (their spread), beside the spread of each
     topic's top-loading photo."""
-    hits, reference_hits, chance, spreads, photo_spreads = [], [], [], [], []
+    hits, reference_hits, chance, spreads, photo_spreads, mean_spreads = [], [], [], [], [], []
     for c in classes:
         topics = sorted(((p.picture.meta, p) for p in c.kinds.get("topic pictures", [])
                          if isinstance(p.picture.meta, Topic) and p.picture.meta.retrieved), key=lambda t: t[0].topic)
@@ -188,6 +188,7 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         hits += list(cosine_nearest(picture_features, means) == np.arange(len(pictures)))
         spreads.append(spread(picture_features))
         photo_spreads.append(spread(np.stack([f[0] for f in topic_features])))
+        mean_spreads.append(spread(means))
         for k, features in enumerate(topic_features):
             for j in range(len(features)):
                 others = np.delete(features, j, axis=0)
@@ -206,6 +207,8 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         "chance": float(np.mean(chance)),
         "pictures_spread": float(np.mean(spreads)),
         "top_photos_spread": float(np.mean(photo_spreads)),
+        # a picture stands for its topic, not one photo: the spread of the topics' mean photos beside it
+        "topic_means_spread": float(np.mean(mean_spreads)),
     }
 
 
@@ -348,7 +351,8 @@ def report(result: dict[str, Any]) -> None:
               f"retrieved images (judge pool, class-centred); real photos {t['real_photos_reference']:.2f}; "
               f"chance {t['chance']:.2f}")
         print(f"  a class's topic pictures differ by {t['pictures_spread']:.2f} (mean pairwise cosine distance, same "
-              f"space); each topic's top photo by {t['top_photos_spread']:.2f}")
+              f"space); each topic's top photo by {t['top_photos_spread']:.2f}, the means of the topics' retrieved "
+              f"photos by {t.get('topic_means_spread', float('nan')):.2f}")
     if result.get("kid"):
         k = result["kid"]
         print(f"KID to the class photos (judge pool; photos vs other photos of their classes: {k['photos_floor']:.4f})")
@@ -404,6 +408,7 @@ def _topics(field: str) -> Callable[[dict[str, Any]], str]:
 SIDE_BY_SIDE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("topic pictures' spread", _topics("pictures_spread")),
     ("topics' top photos' spread", _topics("top_photos_spread")),
+    ("topics' mean photos' spread", _topics("topic_means_spread")),
     ("topic pictures nearest own topic", _topics("pictures_nearest_own_topic")),
     ("real photos nearest own topic", _topics("real_photos_reference")),
     ("KID floor: photos vs other photos", lambda r: _number((r.get("kid") or {}).get("photos_floor"))),
