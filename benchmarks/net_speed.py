@@ -1,7 +1,7 @@
 """The network's own pass: forward + backward to the input, per family, eager against folded.
 
     python -m benchmarks.net_speed [--threads 1,2] [--batch 8] [--size 224] [--steps 3]
-                                   [--families alexnet,vgg16,...] [--channels-last] [--compile]
+                                   [--families alexnet,vgg16,...] [--channels-last] [--compile] [--bf16]
 
 For AlexNet, VGG16, ResNet-50, MobileNet-v2, EfficientNet-B0 and ConvNeXt-T at random init
 (speed does not depend on the weights), as the engine runs them (a Pathway, parameters frozen,
@@ -12,7 +12,8 @@ torch.utils.flop_counter.FlopCounterMode for one forward + backward; the peak is
 cores x GHz x fp32 FLOPs per cycle from lscpu's flags (printed). The variants' steps are
 interleaved and the median taken, so a load that comes and goes hits each alike; on a shared
 machine only the ratios of one run mean anything. `--channels-last` and `--compile` add the
-folded model in channels-last memory and under torch.compile (compile time printed apart).
+folded model in channels-last memory and under torch.compile (compile time printed apart); `--bf16`
+the folded channels-last model with its forward under CPU bf16 autocast.
 Writes benchmarks/out/net_speed.json.
 """
 from __future__ import annotations
@@ -63,13 +64,16 @@ def pathways(name: str, size: int) -> tuple[Pathway, Pathway]:
     return Pathway(model, input_size=size), Pathway(folded, input_size=size)
 
 
-def fwd_bwd(pathway: Any, images: Tensor) -> Step:
-    """One forward + backward of a class score to the input, as a solve step runs the net."""
+def fwd_bwd(pathway: Any, images: Tensor, bf16: bool = False) -> Step:
+    """One forward + backward of a class score to the input, as a solve step runs the net (the
+    forward under bf16 autocast with `bf16`)."""
     targets = (torch.arange(images.shape[0]) % getattr(pathway, "num_classes", 1000)).to(images.device)
 
     def step() -> None:
         images.grad = None
-        pathway(images).fc8.gather(1, targets[:, None]).sum().backward()
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+            scores = pathway(images).fc8.gather(1, targets[:, None]).sum()
+        scores.float().backward()
     return step
 
 
@@ -105,6 +109,10 @@ def variants(name: str, args: argparse.Namespace) -> tuple[dict[str, Step], dict
     if args.channels_last:
         last = copy.deepcopy(folded).to(memory_format=torch.channels_last)
         steps["channels_last"] = fwd_bwd(last, images.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True))
+    if args.bf16:
+        last = copy.deepcopy(folded).to(memory_format=torch.channels_last)
+        steps["bf16"] = fwd_bwd(last, images.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True),
+                                bf16=True)
     compiled_s = {}
     if args.compile:
         compiled = torch.compile(folded)
@@ -125,6 +133,8 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--channels-last", action="store_true", help="also the folded model in channels-last memory")
     parser.add_argument("--compile", action="store_true", help="also the folded model under torch.compile")
+    parser.add_argument("--bf16", action="store_true", help="also the folded channels-last model under bf16 autocast "
+                        "(AVX-512 BF16 or AMX CPUs; elsewhere emulated)")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     load_before = os.getloadavg()

@@ -2,12 +2,15 @@
 competing CPU-bound process, with OpenMP's default wait policy and with OMP_WAIT_POLICY=PASSIVE.
 
     python -m benchmarks.threads [--steps 4] [--batch 4] [--size 224] [--threads 1,2]
+    python -m benchmarks.threads --build catalogs/shared-mobilenet-v2.yaml [--only classviz,topics]
 
 Each setting runs in its own process (OpenMP reads its environment when torch loads): MobileNet-v2
 at random init with its batch norms folded (as `load_pathway` gives it), `--steps` timed forward +
 backward passes to the input after a warm-up, ms per image (median). "busy" starts
 `python -c "while True: pass"` beside it for that run only. Prints, per setting, busy / quiet
-(1.0: the competitor costs nothing). `atlas build` runs with OMP_WAIT_POLICY=PASSIVE and every
+(1.0: the competitor costs nothing). With `--build CATALOG`, the same for a whole `atlas build` of
+the catalog's first class (`--only` its methods, `--threads` each, into a fresh folder): the seconds
+per class the build reports, quiet and beside the competitor. `atlas build` runs with OMP_WAIT_POLICY=PASSIVE and every
 core unless told otherwise (generator/threads.py). Writes
 benchmarks/out/threads.json.
 """
@@ -16,9 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
+
+import yaml
 
 from benchmarks.common import print_table, write_json
 
@@ -61,15 +68,48 @@ def measure(threads: int, policy: str | None, busy: bool, args: argparse.Namespa
     return float(json.loads(done.stdout.strip().splitlines()[-1])["ms"])
 
 
+def build_seconds(catalog: str, only: str, threads: int, busy: bool) -> float:
+    """Seconds per class of an `atlas build` of the catalog's first class into a fresh folder."""
+    raw = yaml.safe_load(open(catalog))
+    first = raw["classes"][0]
+    wnid = first if isinstance(first, str) else first["id"]
+    competitor = subprocess.Popen(COMPETITOR) if busy else None
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, "-c", "from generator.cli import app; app()", "build", "--catalog", catalog,
+                       "--classes", wnid, "--only", only, "--threads", str(threads), "--output", out + "/site"]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    found = re.findall(r"([\d.]+) s per class", done.stdout)
+    if not found:
+        raise SystemExit(f"error: the build printed no speed line:\n{done.stdout[-2000:]}")
+    return float(found[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--build", default=None, help="time an atlas build of this catalog's first class instead")
+    parser.add_argument("--only", default="classviz,topics", help="with --build: the methods built")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     rows = []
+    if args.build:
+        for threads in (int(t) for t in args.threads.split(",")):
+            quiet = build_seconds(args.build, args.only, threads, False)
+            busy = build_seconds(args.build, args.only, threads, True)
+            rows.append({"threads": threads, "quiet s/class": quiet, "busy s/class": busy, "busy / quiet": busy / quiet})
+        print(f"atlas build of {args.build}'s first class ({args.only}); busy = beside `{' '.join(COMPETITOR[1:])}`")
+        print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
+        print_table(rows, list(rows[0]))
+        print(f"wrote {write_json('threads_build', {'catalog': args.build, 'only': args.only, 'rows': rows})}")
+        return
     for threads in (int(t) for t in args.threads.split(",")):
         for policy in (None, "PASSIVE"):
             quiet = measure(threads, policy, False, args)
