@@ -310,3 +310,12 @@ def test_coarse_steps_still_reach_the_class(pooled):
     # on this random net the coarse steps' gain carries over to the full size only in part (0.33 of the
     # full-size solve's gain measured); on the shared mobilenet-v2 it is a gain: docs/speed.md#coarse-steps
     assert coarse.numbers["score"] - start.numbers["score"] > 0.2 * gained > 0
+
+
+def test_the_optimizer_is_a_setting(pathway):
+    adam_run, nadam_run = (solve(pathway, [Problem(class_terms(1), seed=0)], quick(optimizer=name), progress=False)[0]
+                           for name in ("adam", "nadam"))
+    assert nadam_run.energy[-1] < nadam_run.energy[0]
+    assert not torch.equal(adam_run.image, nadam_run.image)  # NAdam's Nesterov step is another path
+    with pytest.raises(SettingsError):
+        Settings(optimizer="sgd")

@@ -13,6 +13,7 @@ from generator.engine.transforms import KNOBS
 from generator.errors import AtlasError
 
 SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("adam", "nadam")
 PARAMETERIZATIONS = ("pixels", "colour", "fourier")
 PRIOR_NORMALIZATIONS = ("image", "photos")
 
@@ -42,6 +43,7 @@ class Settings:
     iterations: int = 200
     lr: float = 0.05
     schedule: str = "cosine"  # "cosine" (to 5% of lr) | "step" (authors: 1 / 0.1 / 0.01) | "constant"
+    optimizer: str = "adam"  # "adam" | "nadam" (MACO's): docs/speed.md#coarse-steps
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
     octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
@@ -100,6 +102,8 @@ class Settings:
             raise SettingsError(f"engine.prior_stride: must be > 0 or null, got {self.prior_stride!r}")
         if self.schedule not in SCHEDULES:
             raise SettingsError(f"engine.schedule: must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"engine.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.prior_normalize not in PRIOR_NORMALIZATIONS:
             raise SettingsError(f"engine.prior_normalize: must be one of {', '.join(PRIOR_NORMALIZATIONS)}, "
                                 f"got {self.prior_normalize!r}")

@@ -70,6 +70,14 @@ def adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+def nadam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """NAdam (Adam with Nesterov momentum), MACO's optimizer."""
+    return torch.optim.NAdam(params, lr=lr)
+
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {"adam": adam, "nadam": nadam}
+
+
 def _stack(tensors: Sequence[Tensor | None], shape: tuple[int, ...], fill: float, device: torch.device) -> Tensor | None:
     """Per-problem tensors stacked, `fill` where a problem has none; None if no problem has one."""
     if all(t is None for t in tensors):
@@ -134,12 +142,12 @@ def solve(
     *,
     transforms: Sequence[Transform] | None = None,
     param: Parameterization | None = None,
-    optimizer: OptimizerFactory = adam,
+    optimizer: OptimizerFactory | None = None,
     schedule: Callable[[int], float] | None = None,
     progress: bool = True,
 ) -> list[Solution]:
     """Minimize each problem's summed terms; transforms and parameterization default to the
-    Settings' recipe (recipes.py), the learning rate to its schedule."""
+    Settings' recipe (recipes.py), the optimizer and the learning rate to its own."""
     from generator.engine import recipes
 
     settings = settings or Settings()
@@ -148,6 +156,7 @@ def solve(
     transforms = recipes.transforms(settings) if transforms is None else transforms
     param = recipes.parameterization(settings) if param is None else param
     schedule = schedule or (lambda step: lr_at(step, settings))
+    optimizer = optimizer or OPTIMIZERS[settings.optimizer]
     device, size, batch = pathway.mean.device, pathway.input_size, len(problems)
 
     init = torch.stack([initial_image(p, size, settings.init_std) for p in problems]).to(device)
