@@ -9,7 +9,7 @@ from generator.engine import terms as terms_module
 from generator.engine.patch_prior import PatchPrior
 from generator.engine.settings import RAW_PIXELS, Settings, SettingsError, settings_from
 from generator.engine.solve import Problem, solve
-from generator.engine.terms import L2, TV, ClassScore, ClosedActivity, FeatureMatch, closed_activity
+from generator.engine.terms import L2, TV, ClassScore, ClosedActivity, Direction, FeatureMatch, closed_activity
 
 SIZE = 96
 
@@ -275,6 +275,12 @@ def test_coarse_steps_show_the_net_a_smaller_image_first(pooled, pathway):
     target = pooled.trunk(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)))[0]
     problems = [Problem(class_terms(1), seed=0), Problem([FeatureMatch(target)], seed=1)]
     assert input_sides(pooled, problems, settings) == [SIZE] * 10
+    # a direction in a map (a unit at one position) is the map's size; one in a vector is not
+    at_a_position = torch.zeros(pooled.pool5_shape).flatten()
+    at_a_position[0] = 1.0
+    fc7 = pooled(torch.zeros(1, 3, SIZE, SIZE)).fc7[0]
+    assert input_sides(pooled, [Problem([Direction(at_a_position, "pool5")], seed=0)], settings) == [SIZE] * 10
+    assert input_sides(pooled, [Problem([Direction(torch.ones_like(fc7), "fc7")], seed=0)], settings) == [64] * 6 + [SIZE] * 4
     # an fc head on a flattened pool5 takes only its own size: the engine keeps to it
     assert input_sides(pathway, [Problem(class_terms(1), seed=0)], settings) == [SIZE] * 10
     with pytest.raises(SettingsError):

@@ -57,7 +57,7 @@ class Group:
     """The terms of one kind across a batch, evaluated together. Subclasses set what they need."""
 
     layer: str | None = None  # a named module whose output the group reads (Step.layers)
-    full_size: ClassVar[bool] = False  # reads a map whose size must be the full input's (no coarse steps)
+    full_size: bool = False  # reads a map whose size must be the full input's (no coarse steps)
 
     def __init__(self, terms: Sequence[Term], rows: Tensor | None, device: torch.device) -> None:
         self.rows = rows
@@ -185,11 +185,15 @@ class FeatureMatch(Term):
         return (type(self), self.layer)
 
 
+VECTORS = ("fc6", "fc7", "fc8")  # the outputs that are vectors whatever the input's size
+
+
 class _DirectionGroup(Group):
     def __init__(self, terms: Sequence[Direction], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
         self.name = terms[0].layer
         self.layer = None if self.name in OUTPUTS else self.name
+        self.full_size = self.name not in VECTORS  # a direction in a map (a unit at a position) has the map's size
         vectors = torch.stack([t.vector.detach().float().flatten() for t in terms]).to(device)
         self.directions = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
