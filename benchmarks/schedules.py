@@ -56,8 +56,8 @@ def variant_catalog(catalog: Path, overrides: dict[str, Any], output: Path) -> d
             raw[section][key] = str((base / value).resolve())
     name = (raw.get("model") or {}).get("name")
     if isinstance(name, str) and ".py:" in name and not Path(name).is_absolute():  # a model file beside the catalog
-        path, _, factory = name.partition(":")
-        raw["model"]["name"] = f"{(base / path).resolve()}:{factory}"
+        file, _, factory = name.partition(":")
+        raw["model"]["name"] = f"{(base / file).resolve()}:{factory}"
     for dotted, value in overrides.items():
         *path, last = dotted.split(".")
         node = raw

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import yaml
 
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--only", default="classviz,topics", help="with --build: the methods built")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
-    rows = []
+    rows: list[dict[str, Any]] = []
     if args.build:
         for threads in (int(t) for t in args.threads.split(",")):
             quiet = build_seconds(args.build, args.only, threads, False)
