@@ -17,9 +17,8 @@ import time
 from typing import Any
 
 import torch
-import yaml
 
-from benchmarks.common import REPO, bare_rate, print_table, require_shared, write_json
+from benchmarks.common import REPO, bare_rate, parse_overrides, print_table, require_shared, write_json
 from generator.catalog import Catalog, load_catalog
 from generator.engine.meter import IterationCounter
 from generator.methods import ClassContext, method_module
@@ -67,9 +66,7 @@ def main() -> None:
                         "coarse_size=112,coarse_until=0.6")
     args = parser.parse_args()
     catalog = load_shared_catalog(args.catalog)
-    for item in filter(None, args.engine.split(",")):
-        key, _, value = item.partition("=")
-        catalog.engine[key.strip()] = yaml.safe_load(value)
+    catalog.engine.update(parse_overrides(args.engine))
     start = time.perf_counter()
     ctx = class_context(catalog, args.wnid)
     setup = time.perf_counter() - start

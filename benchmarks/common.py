@@ -32,6 +32,19 @@ IMAGENETTE_NAMES = (
 )
 
 
+def parse_overrides(text: str) -> dict[str, Any]:
+    """"a.b=1,c=x" -> {"a.b": 1, "c": "x"}: settings given on a command line, values read as YAML scalars."""
+    import yaml
+
+    overrides = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def require_shared() -> Path:
     """../shared, or exit with a clear message (benchmarks need the real model and images)."""
     if not (SHARED / "models" / "alexnet-slim-imagenette.pt").is_file():

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from benchmarks import judge as judge_module
-from benchmarks.common import OUT, REPO, require_shared, write_json
+from benchmarks.common import OUT, REPO, parse_overrides, require_shared, write_json
 from benchmarks.transfer import compare, measure
 
 SPEED = re.compile(r"speed: ([\d.]+) image-iterations per second(?: \(([\d.]+) in full-size images\))?, "
@@ -37,13 +37,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     name, _, rest = text.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise SystemExit(f"error: variant name {name!r}: letters, digits, . _ - only")
-    overrides = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: variant {name}: {item!r} is not KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return name, overrides
+    return name, parse_overrides(rest)
 
 
 def variant_catalog(catalog: Path, overrides: dict[str, Any], output: Path) -> dict[str, Any]:

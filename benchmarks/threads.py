@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -71,7 +72,7 @@ def measure(threads: int, policy: str | None, busy: bool, args: argparse.Namespa
 
 def build_seconds(catalog: str, only: str, threads: int, busy: bool) -> float:
     """Seconds per class of an `atlas build` of the catalog's first class into a fresh folder."""
-    raw = yaml.safe_load(open(catalog))
+    raw = yaml.safe_load(Path(catalog).read_text(encoding="utf-8"))
     first = raw["classes"][0]
     wnid = first if isinstance(first, str) else first["id"]
     competitor = subprocess.Popen(COMPETITOR) if busy else None
