@@ -147,8 +147,10 @@ def main() -> None:
     parser.add_argument("--methods", default="topics,ensemble,classviz")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--class", dest="wnid", default="n01440764")
+    parser.add_argument("--catalog", default=None, help="a catalog path relative to the repository "
+                        "(default catalogs/shared-alexnet-slim.yaml)")
     args = parser.parse_args()
-    catalog = load_shared_catalog()
+    catalog = load_shared_catalog(args.catalog)
     ctx = class_context(catalog, args.wnid)
     ctx.engine = {**ctx.engine, "iterations": args.iterations}
     undo = instrument()

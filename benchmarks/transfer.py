@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from benchmarks import judge as judge_module
 from benchmarks.common import load_image
@@ -162,6 +162,13 @@ def cosine_nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.argmax(p @ c.T, axis=1)
 
 
+BLURS = (2, 4)  # Gaussian radii (px of the 224 px thumbnails) of the blurred top photos' spread
+
+
+def blurred(path: Path, radius: float) -> Image.Image:
+    return open_rgb(path).filter(ImageFilter.GaussianBlur(radius))
+
+
 def spread(features: np.ndarray) -> float:
     """Mean pairwise cosine distance between rows: how different a class's topic pictures are
     from each other (0: the same picture K times)."""
@@ -174,6 +181,7 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
     and how far apart a class's topic pictures are (their spread), beside the spread of each
     topic's top-loading photo."""
     hits, reference_hits, chance, spreads, photo_spreads, mean_spreads = [], [], [], [], [], []
+    blurred_spreads: dict[int, list[float]] = {radius: [] for radius in BLURS}
     for c in classes:
         topics = sorted(((p.picture.meta, p) for p in c.kinds.get("topic pictures", [])
                          if isinstance(p.picture.meta, Topic) and p.picture.meta.retrieved), key=lambda t: t[0].topic)
@@ -189,6 +197,10 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         spreads.append(spread(picture_features))
         photo_spreads.append(spread(np.stack([f[0] for f in topic_features])))
         mean_spreads.append(spread(means))
+        # how far the measure falls for the same photos, blurred: what a picture's softness alone costs
+        tops = [c.image_file(shown[0]) for shown in retrieved]
+        for radius in BLURS:
+            blurred_spreads[radius].append(spread(reader.judge.read([blurred(f, radius) for f in tops]).features - centre))
         for k, features in enumerate(topic_features):
             for j in range(len(features)):
                 others = np.delete(features, j, axis=0)
@@ -209,6 +221,8 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         "top_photos_spread": float(np.mean(photo_spreads)),
         # a picture stands for its topic, not one photo: the spread of the topics' mean photos beside it
         "topic_means_spread": float(np.mean(mean_spreads)),
+        # the top photos' spread after a Gaussian blur of this radius (px): the measure reads softness
+        "blurred_top_photos_spread": {str(radius): float(np.mean(v)) for radius, v in blurred_spreads.items()},
     }
 
 
@@ -353,6 +367,8 @@ def report(result: dict[str, Any]) -> None:
         print(f"  a class's topic pictures differ by {t['pictures_spread']:.2f} (mean pairwise cosine distance, same "
               f"space); each topic's top photo by {t['top_photos_spread']:.2f}, the means of the topics' retrieved "
               f"photos by {t.get('topic_means_spread', float('nan')):.2f}")
+        for radius, value in t.get("blurred_top_photos_spread", {}).items():
+            print(f"  the top photos blurred (Gaussian, radius {radius} px): {value:.2f}")
     if result.get("kid"):
         k = result["kid"]
         print(f"KID to the class photos (judge pool; photos vs other photos of their classes: {k['photos_floor']:.4f})")
@@ -409,6 +425,8 @@ SIDE_BY_SIDE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("topic pictures' spread", _topics("pictures_spread")),
     ("topics' top photos' spread", _topics("top_photos_spread")),
     ("topics' mean photos' spread", _topics("topic_means_spread")),
+    *((f"top photos' spread, blurred {radius} px", lambda r, radius=radius: _number(
+        ((r.get("topics") or {}).get("blurred_top_photos_spread") or {}).get(str(radius)), 2)) for radius in BLURS),
     ("topic pictures nearest own topic", _topics("pictures_nearest_own_topic")),
     ("real photos nearest own topic", _topics("real_photos_reference")),
     ("KID floor: photos vs other photos", lambda r: _number((r.get("kid") or {}).get("photos_floor"))),

@@ -33,7 +33,10 @@ def test_parameterization_follows_the_settings():
     assert isinstance(recipes.parameterization(Settings(param="pixels")), Pixels)
     colour, fourier = (recipes.parameterization(Settings(param=p)) for p in ("colour", "fourier"))
     assert isinstance(colour, Decorrelated) and not colour.fourier
-    assert isinstance(fourier, Decorrelated) and fourier.fourier
+    assert isinstance(fourier, Decorrelated) and fourier.fourier and fourier.decay == 1.0
+    assert recipes.parameterization(Settings(fourier_decay=0.5)).decay == 0.5
+    with pytest.raises(SettingsError):
+        Settings(fourier_decay=-1.0)
 
 
 def test_no_prior_term_without_a_database_or_weight():

@@ -325,3 +325,4 @@ def test_the_optimizer_is_a_setting(pathway):
     assert not torch.equal(adam_run.image, nadam_run.image)  # NAdam's Nesterov step is another path
     with pytest.raises(SettingsError):
         Settings(optimizer="sgd")
+

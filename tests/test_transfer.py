@@ -128,6 +128,9 @@ def test_topic_metric_finds_pictures_near_their_own_topic(tmp_path: Path) -> Non
     assert right["real_photos_reference"] == 1.0 and right["chance"] == pytest.approx(1 / 3)
     # the three pictures are three hues: as far apart as the topics' top photos; one hue thrice: 0
     assert right["pictures_spread"] == pytest.approx(right["top_photos_spread"], rel=1e-4) and right["pictures_spread"] > 0.5
+    # a blur keeps a flat photo's colour: the blurred top photos spread as the photos do
+    assert right["blurred_top_photos_spread"] == pytest.approx({"2": right["top_photos_spread"],
+                                                                 "4": right["top_photos_spread"]}, rel=1e-3)
     write_class(tmp_path / "alike", TENCH, photos, {"topics": topics([0, 0, 0])})
     assert transfer.measure(tmp_path / "alike", ColourJudge())["topics"]["pictures_spread"] == pytest.approx(0.0, abs=1e-6)
 

@@ -306,6 +306,25 @@ def test_only_units_builds_no_class(units_world):
     assert not (units_world.output / "classes").exists()
 
 
+def test_the_unit_step_gets_the_threads_the_class_workers_had(units_world, monkeypatch):
+    import generator.build as build_module
+    import generator.units.run as units_run
+
+    seen: list[int] = []
+    real = units_run.run_units
+    monkeypatch.setattr(units_run, "run_units", lambda *args: seen.append(torch.get_num_threads()) or real(*args))
+    monkeypatch.setattr(build_module, "_run_all", lambda *args: iter(()))  # no class workers: only the unit step
+    monkeypatch.setattr(build_module.os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert build(units_world, workers=2, progress=False).units.ran
+        assert torch.get_num_threads() == 1  # given back after the step
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [4]  # two workers of two threads each were done: four threads for the units
+
+
 POOLED_NET = '''
 import torch
 from torch import nn

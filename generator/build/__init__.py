@@ -13,6 +13,7 @@ complete files; the next build sees the missing key and redoes only that class's
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -596,12 +597,33 @@ def build(catalog: Catalog, *, only: Iterable[str] | None = None, force: bool = 
             loaders = Loaders(pathway=lambda: _pathway(catalog, keys.model_digest),
                               class_images=lambda *args: _class_images(*args),
                               extract=lambda *args: _extract(*args))
-            report.units = run_units(catalog, units_plan, loaders, progress)
+            with _pool_threads(workers if executor is None else 1):
+                report.units = run_units(catalog, units_plan, loaders, progress)
         _publish_truth(catalog, output)
     finally:
         if lock is not None:
             lock.release()
     return report
+
+
+@contextlib.contextmanager
+def _pool_threads(workers: int) -> Iterator[None]:
+    """The unit step comes after the class workers are done: it gets the threads they had together
+    (`--workers 2 --threads 1` on two cores: two threads, not one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(max(before, workers * _worker_threads(workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _worker_threads(workers: int) -> int:
+    """Torch threads of each class worker: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _plan_units(catalog: Catalog, keys: KeyMaker, force: bool):
@@ -623,7 +645,7 @@ def _run_all(catalog: Catalog, plans: list[ClassPlan], model_digest: str, worker
                 yield run_class(catalog, plan, model_digest, progress)
                 bar.update()
             return
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = _worker_threads(workers)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
                                  initargs=(threads,)) as pool:

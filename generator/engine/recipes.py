@@ -44,4 +44,5 @@ def parameterization(settings: Settings) -> Parameterization:
     """Raw pixels (the paper's), or decorrelated colour, optionally in a Fourier basis."""
     if settings.param == "pixels":
         return Pixels()
-    return Decorrelated(fourier=settings.param == "fourier", octaves=settings.octaves, iterations=settings.iterations)
+    return Decorrelated(fourier=settings.param == "fourier", decay=settings.fourier_decay, octaves=settings.octaves,
+                        iterations=settings.iterations)

@@ -47,6 +47,9 @@ class Settings:
     init_std: float = 0.1  # std of the Gaussian random init around mid-grey
     param: str = "fourier"  # "pixels" (params.py) | "colour" | "fourier" (decorrelated.py)
     octaves: int = 1  # coarse to fine (Fourier only): the frequencies open in this many equal stages
+    # the Fourier coefficients' scale 1/frequency^decay: 1 is photos' spectrum; below 1 a step moves fine
+    # detail more against the layout; 0.5 made worse pictures (docs/tuning.md#what-the-spread-measure-reads)
+    fourier_decay: float = 1.0
     # coarse to fine in the network's input: the first `coarse_until` of the steps show the net the
     # image resized to `coarse_size` px (0: never), a quarter of the cost at half the side, a gated
     # map's gate averaged down with it; not where a problem matches a map of the full input's size
@@ -87,7 +90,7 @@ class Settings:
         if self.coarse_size < 0 or not 0 <= self.coarse_until <= 1:
             raise SettingsError(f"engine: coarse_size must be >= 0 and coarse_until in [0, 1], got "
                                 f"{self.coarse_size!r} and {self.coarse_until!r}")
-        for name in ("init_std", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
+        for name in ("fourier_decay", "init_std", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
         for knob in KNOBS:
