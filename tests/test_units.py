@@ -325,6 +325,20 @@ def test_the_unit_step_gets_the_threads_the_class_workers_had(units_world, monke
     assert seen == [4]  # two workers of two threads each were done: four threads for the units
 
 
+def test_the_unit_step_reads_its_ledger_once_per_batch_not_once_per_file(units_world, monkeypatch):
+    from generator import store
+
+    reads: list[int] = []
+    real = store.ledger
+    monkeypatch.setattr(store, "ledger", lambda folder: reads.append(1) or real(folder))
+    report = build(units_world, only=["units"], progress=False)
+    pictures = [p for layer in json.loads((units_world.output / "units" / "manifest.json").read_text())["layers"].values()
+                for unit in layer["units"] for p in unit["pictures"] + unit["patches"]]
+    # several files per picture and patch, written in a handful of batches: a read per file would be hundreds
+    assert report.units.ran and len(pictures) > 50 and len(reads) <= 10
+    assert set(store.ledger(units_world.output / "units")) >= {p["file"] for p in pictures}
+
+
 POOLED_NET = '''
 import torch
 from torch import nn
