@@ -99,3 +99,13 @@ def test_a_new_transform_is_one_knob_in_transforms_py():
     run = subprocess.run([sys.executable, "-c", NEW_TRANSFORM], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_a_setting_at_its_neutral_value_leaves_the_pictures_keys_alone():
+    from generator.engine.settings import NEUTRAL, identity
+
+    plain = dataclasses.asdict(Settings())
+    for name in NEUTRAL:
+        plain.pop(name)
+    assert identity(Settings()) == plain  # the keys an atlas built before the setting existed
+    assert identity(Settings(fourier_decay=0.5))["fourier_decay"] == 0.5  # another value is a new picture

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from generator import safefs, store
 from generator.catalog import Catalog, ClassEntry
-from generator.engine.settings import settings_from
+from generator.engine.settings import identity, settings_from
 from generator.errors import AtlasError, ModelError
 from generator.manifest import (
     SCHEMA,
@@ -215,7 +215,7 @@ class KeyMaker:
         self.model_digest = store.digest(self.model)
         # the effective settings, not just the catalog's overrides: retuned defaults in code
         # must make every optimized picture stale
-        self.engine_digest = store.digest(dataclasses.asdict(settings_from(catalog.engine)))
+        self.engine_digest = store.digest(identity(settings_from(catalog.engine)))
         self.prior_digest = store.digest({**dataclasses.asdict(catalog.prior), "format": PRIOR_FORMAT})
         self._digests: dict[str, str] = {}
 

@@ -122,6 +122,16 @@ JITTER_ONLY: dict[str, Any] = {knob.name: type(knob.default)(0) for knob in KNOB
 RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 
+# Settings added after atlases were built, at the value that draws what the engine drew without them:
+# left out of `identity`, so that adding one does not make every picture stale.
+NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0}
+
+
+def identity(settings: Settings) -> dict[str, Any]:
+    """The effective settings that decide a picture (what a build's artifact keys hash)."""
+    return {k: v for k, v in dataclasses.asdict(settings).items() if not (k in NEUTRAL and v == NEUTRAL[k])}
+
+
 def settings_from(engine: dict[str, Any] | None = None, **overrides: Any) -> Settings:
     """Settings from the catalog's `engine:` dict, then a method's overrides on top.
 
