@@ -417,16 +417,19 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _topics(field: str) -> Callable[[dict[str, Any]], str]:
-    return lambda r: _number((r.get("topics") or {}).get(field), 2)
+def _topics(field: str, key: str | None = None) -> Callable[[dict[str, Any]], str]:
+    """A topics number of a result (`key`: an entry of a mapping field), "-" where absent."""
+    def cell(r: dict[str, Any]) -> str:
+        value = (r.get("topics") or {}).get(field)
+        return _number(value.get(key) if key is not None and isinstance(value, dict) else value, 2)
+    return cell
 
 
 SIDE_BY_SIDE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("topic pictures' spread", _topics("pictures_spread")),
     ("topics' top photos' spread", _topics("top_photos_spread")),
     ("topics' mean photos' spread", _topics("topic_means_spread")),
-    *((f"top photos' spread, blurred {radius} px", lambda r, radius=radius: _number(
-        ((r.get("topics") or {}).get("blurred_top_photos_spread") or {}).get(str(radius)), 2)) for radius in BLURS),
+    *((f"top photos' spread, blurred {radius} px", _topics("blurred_top_photos_spread", str(radius))) for radius in BLURS),
     ("topic pictures nearest own topic", _topics("pictures_nearest_own_topic")),
     ("real photos nearest own topic", _topics("real_photos_reference")),
     ("KID floor: photos vs other photos", lambda r: _number((r.get("kid") or {}).get("photos_floor"))),

@@ -455,35 +455,27 @@ def _build(catalog: Any, plan: UnitsPlan, pathway: Pathway, data: Dataset, outco
 
 def _write_patches(base: Path, layers: dict[str, Any], data: Dataset, model: str) -> None:
     """The top patches as JPEG crops; names carry a digest of what they show, so an unchanged
-    crop is not rewritten. The new names go to the ledger in one append before any is written
-    (once per file, the ledger's read made the step quadratic: ~12,000 patches on mobilenet-v2)."""
-    todo: list[tuple[str, dict[str, Any], int, int]] = []  # (name, patch, size, quality)
+    crop is not rewritten. The new names go to the ledger in one append before any is written:
+    `remember` reads the whole ledger, so a call per file is quadratic (~12,000 on mobilenet-v2)."""
+    todo: list[tuple[str, Tensor, int, int]] = []  # (name, crop, size, quality)
     for layer in layers.values():
         for unit in layer["units"]:
             for patch in unit["patches"]:
-                top, left, bottom, right = _box(patch, data)
+                top, left, bottom, right = patch.get("box", [0, 0, data.images.shape[2], data.images.shape[3]])
                 key = store.digest([model, patch, VERSION])[:12]
                 name = f"{unit['layer']}/img/{unit['index']}-patch{patch['rank']}-{key}.jpg"
+                crop = _image_of(data, patch)[:, top:bottom, left:right]  # a view, not a copy
                 patch["file"] = name
-                crop = _image_of(data, patch)[:, top:bottom, left:right]  # a view: its size, as clipped
                 patch["width"], patch["height"] = _fitted(crop.shape[2], crop.shape[1], PATCH_SIZE)
                 if not (base / name).is_file():
-                    todo.append((name, patch, PATCH_SIZE, 85))
+                    todo.append((name, crop, PATCH_SIZE, 85))
                 if patch["rank"] == 0:  # the layer index shows the top patch
                     patch["icon"] = name.replace(".jpg", ".icon.jpg")
                     if not (base / patch["icon"]).is_file():
-                        todo.append((patch["icon"], patch, ICON, 75))
+                        todo.append((patch["icon"], crop, ICON, 75))
     store.remember(base, [name for name, *_ in todo])
-    for name, patch, size, quality in todo:
-        top, left, bottom, right = _box(patch, data)
-        crop = _image_of(data, patch)[:, top:bottom, left:right]
+    for name, crop, size, quality in todo:
         store.write_jpeg(crop, base / name, size=size, quality=quality, root=base)
-
-
-def _box(patch: dict[str, Any], data: Dataset) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) of a patch's crop: its receptive field, or the whole image."""
-    top, left, bottom, right = patch.get("box", [0, 0, data.images.shape[2], data.images.shape[3]])
-    return top, left, bottom, right
 
 
 def _fitted(width: int, height: int, size: int) -> tuple[int, int]:
