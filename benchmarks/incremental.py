@@ -26,8 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    import yaml
+import yaml
 
 from benchmarks.common import IMAGENETTE, OUT, print_table, require_shared, write_json
 from generator import build as build_module

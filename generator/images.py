@@ -15,7 +15,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -117,6 +117,45 @@ def count_images(spec: ImageSpec, class_id: str) -> int:
         return 0
 
 
+# Files past a class's first n in its seeded order that can still be chosen (each unreadable file
+# among the first n hands its place to the next): their contents are part of a class's images key.
+SELECTION_MARGIN = 8
+
+
+def seeded_order(count: int, class_id: str, seed: int) -> list[int]:
+    """The order in which a class's sorted files are tried: one permutation per (seed, class)."""
+    import torch
+
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(class_id.encode())) % (2**63))
+    return torch.randperm(count, generator=generator).tolist()
+
+
+def selection_key(folder: Path, class_id: str, n: int, seed: int, sha256: Callable[[Path], str]) -> dict[str, Any]:
+    """What decides a class's images without decoding any: its image files' names and sizes, and the
+    contents (`sha256`, a cached digest) of the ones its seeded order can choose. Not the files'
+    mtimes: a copied dataset is the same images."""
+    try:
+        files = image_files(folder)
+    except FileNotFoundError:
+        return {"missing": str(folder)}
+    except NotADirectoryError:
+        return {"not a folder": str(folder)}
+    sizes = []
+    for path in files:
+        try:
+            sizes.append([printable(path.name), path.stat().st_size])
+        except OSError:
+            sizes.append([printable(path.name), None])
+    reachable = seeded_order(len(files), class_id, seed)[: n + SELECTION_MARGIN]
+    contents = {}
+    for i in sorted(reachable):
+        try:
+            contents[printable(files[i].name)] = sha256(files[i])
+        except OSError as exc:  # unreadable: the build will say so; its key says what it met
+            contents[printable(files[i].name)] = f"unreadable: {exc.strerror}"
+    return {"files": sizes, "contents": contents}
+
+
 def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -> LoadedImages:
     """n images of a class, chosen deterministically by `seed` from its sorted files.
 
@@ -131,8 +170,7 @@ def class_images(spec: ImageSpec, class_id: str, n: int, seed: int, size: int) -
         raise ImageSourceError(f"class folder {folder} has no .jpg/.jpeg/.png images")
     import torch
 
-    generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(class_id.encode())) % (2**63))
-    order = torch.randperm(len(files), generator=generator).tolist()
+    order = seeded_order(len(files), class_id, seed)
     chosen: dict[int, Tensor] = {}
     skipped: list[tuple[str, str]] = []
     for i in order:

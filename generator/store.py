@@ -149,33 +149,6 @@ class FileDigests:
             pass
 
 
-def file_listing_digest(folder: Path) -> str:
-    """Digest of an image folder's listing (names, sizes, mtimes) — cheap: stats, no decoding.
-
-    A class's images are chosen from its folder deterministically (seed, per_class), so the
-    listing plus those two numbers pins the chosen files without opening any of them.
-    """
-    try:
-        entries = sorted(entry for entry in map(_listed, os.scandir(folder)) if entry is not None)
-    except FileNotFoundError:
-        return digest({"missing": str(folder)})
-    except NotADirectoryError:
-        return digest({"not a folder": str(folder)})
-    return digest(entries)
-
-
-def _listed(entry: os.DirEntry[str]) -> tuple[str, int, int] | None:
-    """(name, size, mtime) of a regular file of a listing; None for anything else, a symlink
-    loop or a file that vanished included."""
-    if entry.name.startswith("."):
-        return None
-    try:
-        st = entry.stat()
-    except OSError:
-        return None
-    return (entry.name, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
-
-
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 

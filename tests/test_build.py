@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,21 @@ def test_dry_run_names_new_images_code_version_and_missing_files(fake_methods, w
     assert why[(wnids[1], "topics")] == "version changed"
     assert why[(wnids[2], "classviz")].startswith("missing files (classviz/")
     assert (wnids[1], "classviz") not in why
+
+
+def test_copied_images_with_new_mtimes_are_the_same_images_and_new_contents_are_not(wnids, world):
+    build(world, progress=False)
+    copy = world.images.root.parent / "copied-images"
+    shutil.copytree(world.images.root, copy, copy_function=shutil.copyfile)  # new mtimes, same bytes
+    later = time.time_ns() + 10**9
+    for path in copy.rglob("*.JPEG"):
+        os.utime(path, ns=(later, later))
+    world.images.root = copy
+    assert build(world, dry_run=True, progress=False).planned == []
+    chosen = sorted((copy / wnids[1]).glob("*.JPEG"))[0]
+    Image.new("RGB", (40, 40), "blue").save(chosen)  # another picture under the same name
+    why = {(c, m): reason for c, m, reason in build(world, dry_run=True, progress=False).planned}
+    assert set(why) == {(c, m) for c, m in all_pairs(world) if c == wnids[1]} and set(why.values()) == {"images changed"}
 
 
 def test_force_and_only_select_what_runs(wnids, world):

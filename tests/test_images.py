@@ -125,3 +125,30 @@ def test_to_pil_round_trip():
     assert thumb.size == (24, 16) and thumb.mode == "RGB"
     full = np.asarray(to_pil(image), dtype=np.float32) / 255
     assert np.abs(full - image.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
+
+
+def test_the_selection_key_reads_the_files_the_seeded_order_can_choose(tmp_path):
+    import hashlib
+
+    from generator.images import SELECTION_MARGIN, seeded_order, selection_key
+
+    folder = tmp_path / "n0"
+    folder.mkdir()
+    files = [folder / f"{i:02d}.jpg" for i in range(30)]
+    for i, path in enumerate(files):
+        path.write_bytes(bytes([i]) * 100)
+    read: list[str] = []
+
+    def sha256(path):
+        read.append(path.name)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    key = selection_key(folder, "n0", 2, 0, sha256)
+    reachable = {files[i].name for i in seeded_order(30, "n0", 0)[: 2 + SELECTION_MARGIN]}
+    assert set(read) == reachable  # the first n of the order and the margin: no other file is read
+    unreachable = next(p for p in files if p.name not in reachable)
+    unreachable.write_bytes(b"x" * 100)  # same size, another content, never chosen
+    assert selection_key(folder, "n0", 2, 0, sha256) == key
+    files[seeded_order(30, "n0", 0)[0]].write_bytes(b"y" * 100)  # the first choice's content
+    assert selection_key(folder, "n0", 2, 0, sha256) != key
+    assert selection_key(tmp_path / "missing", "n0", 2, 0, sha256) != selection_key(tmp_path / "other", "n0", 2, 0, sha256)

@@ -55,15 +55,6 @@ def test_file_digest_is_cached_by_size_and_mtime(tmp_path):
     assert store.FileDigests(cache).sha256(weights) != first
 
 
-def test_file_listing_digest_sees_new_and_changed_files_only(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(b"1")
-    before = store.file_listing_digest(tmp_path)
-    assert store.file_listing_digest(tmp_path) == before
-    (tmp_path / "b.jpg").write_bytes(b"2")
-    assert store.file_listing_digest(tmp_path) != before
-    assert store.file_listing_digest(tmp_path / "missing") != store.file_listing_digest(tmp_path / "other")
-
-
 def test_png_and_jpeg_writes_are_deterministic_and_sized(tmp_path):
     image = torch.rand(3, 40, 64, generator=torch.Generator().manual_seed(0))
     assert store.write_png(image, tmp_path / "a.png") == (64, 40)

@@ -211,6 +211,7 @@ class KeyMaker:
 
     def __init__(self, catalog: Catalog, digests: store.FileDigests) -> None:
         self.catalog = catalog
+        self.digests = digests
         self.model = model_identity(catalog.model, digests)
         self.model_digest = store.digest(self.model)
         # the effective settings, not just the catalog's overrides: retuned defaults in code
@@ -228,12 +229,15 @@ class KeyMaker:
         return self._digests[key]
 
     def images_digest(self, entry: ClassEntry) -> str:
+        from generator.images import selection_key
+
         spec = self.catalog.images
         folder = _class_folder(spec, entry.id)
-        listing = store.file_listing_digest(folder) if folder is not None else "no source"
-        # The listing, not the folder's path: the same files under another mount are the same images.
+        # The files, not the folder's path: the same files under another mount are the same images.
+        files = "no source" if folder is None else selection_key(folder, entry.id, spec.per_class, self.catalog.seed,
+                                                                 self.digests.sha256)
         return store.digest({"source": spec.source, "split": spec.split, "per_class": spec.per_class,
-                             "size": self.catalog.model.input_size, "listing": listing})
+                             "size": self.catalog.model.input_size, "files": files})
 
     def inputs(self, entry: ClassEntry, method: str, params: dict, images: str) -> Inputs:
         """Every input the method's pictures depend on; the patch database's parameters only
