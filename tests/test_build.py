@@ -158,6 +158,17 @@ def test_copied_images_with_new_mtimes_are_the_same_images_and_new_contents_are_
     assert set(why) == {(c, m) for c, m in all_pairs(world) if c == wnids[1]} and set(why.values()) == {"images changed"}
 
 
+def test_a_parameter_added_unset_leaves_built_pictures_fresh(world, monkeypatch):
+    build(world, progress=False)
+    method_params = build_module.method_params
+    monkeypatch.setattr(build_module, "method_params", lambda entry, method: {**method_params(entry, method), "added": None})
+    assert build(world, dry_run=True, progress=False).planned == []
+    monkeypatch.setattr(build_module, "method_params", lambda entry, method: {**method_params(entry, method), "added": 2})
+    report = build(world, dry_run=True, progress=False)
+    assert sorted((c, m) for c, m, _ in report.planned) == sorted(all_pairs(world))
+    assert {why for _, _, why in report.planned} == {"params changed"}
+
+
 def test_force_and_only_select_what_runs(wnids, world):
     build(world, progress=False)
     assert sorted(build(world, force=True, only=["topics"], progress=False).ran) == sorted(all_pairs(world, ("topics",)))

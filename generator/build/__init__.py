@@ -243,6 +243,9 @@ class KeyMaker:
         """Every input the method's pictures depend on; the patch database's parameters only
         for a method that uses the database (the registry's `uses_prior`)."""
         method_spec = _method_spec(method)
+        # a parameter left at None is unset (the method's own choice): not in the key, so a parameter
+        # added later at None leaves built pictures fresh
+        params = {k: v for k, v in params.items() if v is not None}
         return Inputs(method=method, params=self._digest(params), version=method_spec.version,
                       model=self.model_digest,
                       class_=self._digest({"id": entry.id, "name": entry.name, "index": entry.index, "slug": entry.slug}),
