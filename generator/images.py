@@ -8,6 +8,8 @@ its reason, never fatal, so one bad file does not cost a class.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import urllib.error
@@ -15,7 +17,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -26,6 +28,8 @@ from generator.errors import BadImage, ImageSourceError
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: `atlas list` only counts files
     from torch import Tensor
+
+    from generator.store import FileDigests
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_ASPECT = 50  # a longer side over 50x the shorter one is a strip, not a photo: its resize would be huge
@@ -130,10 +134,11 @@ def seeded_order(count: int, class_id: str, seed: int) -> list[int]:
     return torch.randperm(count, generator=generator).tolist()
 
 
-def selection_key(folder: Path, class_id: str, n: int, seed: int, sha256: Callable[[Path], str]) -> dict[str, Any]:
+def selection_key(folder: Path, class_id: str, n: int, seed: int, digests: FileDigests) -> dict[str, Any]:
     """What decides a class's images without decoding any: its image files' names and sizes, and the
-    contents (`sha256`, a cached digest) of the ones its seeded order can choose. Not the files'
-    mtimes: a copied dataset is the same images."""
+    contents of the ones its seeded order can choose (sha256, cached by size and mtime in `digests`,
+    which also keeps the order, so a no-op build needs no torch). Not the files' mtimes: a copied
+    dataset is the same images."""
     try:
         files = image_files(folder)
     except FileNotFoundError:
@@ -146,11 +151,12 @@ def selection_key(folder: Path, class_id: str, n: int, seed: int, sha256: Callab
             sizes.append([printable(path.name), path.stat().st_size])
         except OSError:
             sizes.append([printable(path.name), None])
-    reachable = seeded_order(len(files), class_id, seed)[: n + SELECTION_MARGIN]
+    order_key = hashlib.sha256(json.dumps([sizes, class_id, seed, n]).encode()).hexdigest()[:32]
+    reachable = digests.remembered(order_key, lambda: seeded_order(len(files), class_id, seed)[: n + SELECTION_MARGIN])
     contents = {}
     for i in sorted(reachable):
         try:
-            contents[printable(files[i].name)] = sha256(files[i])
+            contents[printable(files[i].name)] = digests.sha256(files[i])
         except OSError as exc:  # unreadable: the build will say so; its key says what it met
             contents[printable(files[i].name)] = f"unreadable: {exc.strerror}"
     return {"files": sizes, "contents": contents}

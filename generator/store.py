@@ -23,7 +23,7 @@ import stat
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -137,6 +137,16 @@ class FileDigests:
         self.entries[slot] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}
         self.dirty = True
         return value
+
+    def remembered(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A JSON value computed once per key and kept with the digests (a class's seeded choice of
+        files, which needs torch: a no-op build then imports none)."""
+        slot = f"memo:{key}"
+        entry = self.entries.get(slot)
+        if not isinstance(entry, dict) or "value" not in entry:
+            entry = self.entries[slot] = {"value": compute()}
+            self.dirty = True
+        return entry["value"]
 
     def save(self) -> None:
         """Write the cache back (best effort: a cache that cannot be written costs only time)."""

@@ -1,6 +1,7 @@
 """Image sources: layout, deterministic choice, odd formats converted, bad files skipped."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -127,28 +128,31 @@ def test_to_pil_round_trip():
     assert np.abs(full - image.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
 
 
-def test_the_selection_key_reads_the_files_the_seeded_order_can_choose(tmp_path):
-    import hashlib
-
+def test_the_selection_key_reads_the_files_the_seeded_order_can_choose(tmp_path, monkeypatch):
+    from generator import images
     from generator.images import SELECTION_MARGIN, seeded_order, selection_key
+    from generator.store import FileDigests
 
     folder = tmp_path / "n0"
     folder.mkdir()
     files = [folder / f"{i:02d}.jpg" for i in range(30)]
     for i, path in enumerate(files):
         path.write_bytes(bytes([i]) * 100)
+    digests = FileDigests(tmp_path / "digests.json")
     read: list[str] = []
+    sha256 = digests.sha256
+    monkeypatch.setattr(digests, "sha256", lambda path: read.append(path.name) or sha256(path))
 
-    def sha256(path):
-        read.append(path.name)
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-
-    key = selection_key(folder, "n0", 2, 0, sha256)
+    key = selection_key(folder, "n0", 2, 0, digests)
     reachable = {files[i].name for i in seeded_order(30, "n0", 0)[: 2 + SELECTION_MARGIN]}
     assert set(read) == reachable  # the first n of the order and the margin: no other file is read
+    monkeypatch.setattr(images, "seeded_order", None)  # the order is remembered: no torch on the next build
+    assert selection_key(folder, "n0", 2, 0, digests) == key
     unreachable = next(p for p in files if p.name not in reachable)
     unreachable.write_bytes(b"x" * 100)  # same size, another content, never chosen
-    assert selection_key(folder, "n0", 2, 0, sha256) == key
-    files[seeded_order(30, "n0", 0)[0]].write_bytes(b"y" * 100)  # the first choice's content
-    assert selection_key(folder, "n0", 2, 0, sha256) != key
-    assert selection_key(tmp_path / "missing", "n0", 2, 0, sha256) != selection_key(tmp_path / "other", "n0", 2, 0, sha256)
+    assert selection_key(folder, "n0", 2, 0, digests) == key
+    first = next(p for p in files if p.name in reachable)
+    first.write_bytes(b"y" * 100)  # a choosable file's content
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    assert selection_key(folder, "n0", 2, 0, digests) != key
+    assert selection_key(tmp_path / "missing", "n0", 2, 0, digests) != selection_key(tmp_path / "other", "n0", 2, 0, digests)

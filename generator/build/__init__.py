@@ -235,7 +235,7 @@ class KeyMaker:
         folder = _class_folder(spec, entry.id)
         # The files, not the folder's path: the same files under another mount are the same images.
         files = "no source" if folder is None else selection_key(folder, entry.id, spec.per_class, self.catalog.seed,
-                                                                 self.digests.sha256)
+                                                                 self.digests)
         return store.digest({"source": spec.source, "split": spec.split, "per_class": spec.per_class,
                              "size": self.catalog.model.input_size, "files": files})
 
