@@ -136,3 +136,25 @@ def test_coarse_steps_reach_the_methods_and_the_ensemble_takes_them_only_when_as
     finally:
         handle.remove()
     assert seen == {"topics": [64, SIZE], "ensemble": [SIZE], "ensemble coarse": [64, SIZE]}
+
+
+@pytest.mark.parametrize("module", [classviz, location, topics, ensemble])
+def test_a_methods_detail_steps_reach_its_solves(ctx, module, monkeypatch):
+    """The methods with a reference set take `detail_steps` (raw-pixel steps after the engine's):
+    set, every solve runs that many more; unset, the engine's (0)."""
+    real = module.solve
+    seen: list[tuple[int, int]] = []
+
+    def recording(pathway, problems, settings=None, **kwargs):
+        solutions = real(pathway, problems, settings, **kwargs)
+        seen.append((settings.detail_steps, len(solutions[0].energy)))
+        return solutions
+
+    monkeypatch.setattr(module, "solve", recording)
+    small = {"classviz": {}, "location": {}, "topics": {"k": 2, "images": 8, "retrieved": 2},
+             "ensemble": {"masks": 1, "inits": 1}}[module.__name__.rsplit(".", 1)[1]]
+    module.run(ctx, {**small, "detail_steps": 3})
+    assert seen and all(steps == 3 and energies == FAST_ENGINE["iterations"] + 3 for steps, energies in seen)
+    seen.clear()
+    module.run(ctx, small)
+    assert seen and all(steps == 0 and energies == FAST_ENGINE["iterations"] for steps, energies in seen)

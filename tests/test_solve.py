@@ -326,3 +326,30 @@ def test_the_optimizer_is_a_setting(pathway):
     with pytest.raises(SettingsError):
         Settings(optimizer="sgd")
 
+
+
+def test_detail_steps_move_the_raw_pixels_after_the_fourier_steps(pooled):
+    from generator.engine.meter import IterationCounter
+    from generator.methods.metrics import high_frequency_share
+
+    base = {"param": "fourier", "iterations": 12, "lr": 0.02, "coarse_size": 64, "coarse_until": 0.5}
+    problems = [Problem(class_terms(1, tv=0.0), seed=0), Problem(class_terms(2, tv=0.0), seed=1)]
+    start = torch.stack([solve_module.initial_image(p, SIZE, 0.1) for p in problems])
+    fourier = solve(pooled, problems, quick(**base), progress=False)
+    counter = IterationCounter(pooled)
+    sides = input_sides(pooled, problems, quick(**base, detail_steps=8, detail_lr=0.02))
+    counter.close()
+    assert sides == [64] * 6 + [SIZE] * 14  # the detail steps see the full size
+    assert counter.images == 2 * 20
+    detailed = solve(pooled, problems, quick(**base, detail_steps=8, detail_lr=0.02), progress=False)
+    for before, after in zip(fourier, detailed):
+        assert len(after.energy) == 20 and after.energy[:12] == pytest.approx(before.energy, rel=1e-5)
+        assert after.energy[-1] < before.energy[-1]  # the pixel steps go on lowering the energy
+    # what the Fourier steps changed is smooth; what the pixel steps changed has the fine detail
+    coarse_change = torch.stack([s.image for s in fourier]) - start
+    fine_change = torch.stack([a.image - b.image for a, b in zip(detailed, fourier)])
+    assert (high_frequency_share(fine_change) > 2 * high_frequency_share(coarse_change)).all()
+    with pytest.raises(SettingsError):
+        Settings(detail_steps=-1)
+    with pytest.raises(SettingsError):
+        Settings(detail_lr=0.0)

@@ -56,6 +56,10 @@ class Settings:
     # (docs/speed.md#coarse-steps)
     coarse_size: int = 0
     coarse_until: float = 0.0
+    # fine detail: after `iterations`, this many steps move the raw pixels (constant lr `detail_lr`, full
+    # size, the same terms), where a Fourier step barely moves the finest scales (docs/tuning.md#detail-steps)
+    detail_steps: int = 0
+    detail_lr: float = 0.005
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of squared total variation
@@ -83,14 +87,15 @@ class Settings:
                 raise SettingsError(f"engine.{f.name}: expected {f.type}, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"engine.{f.name}: must be finite, got {value!r}")
-        positive = ("iterations", "lr", "rematch_every", "octaves")
+        positive = ("iterations", "lr", "rematch_every", "octaves", "detail_lr")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
         if self.coarse_size < 0 or not 0 <= self.coarse_until <= 1:
             raise SettingsError(f"engine: coarse_size must be >= 0 and coarse_until in [0, 1], got "
                                 f"{self.coarse_size!r} and {self.coarse_until!r}")
-        for name in ("fourier_decay", "init_std", "l2", "tv", "alpha_norm", "feature_weight", "prior_weight", "prior_start", "prior_full"):
+        for name in ("detail_steps", "fourier_decay", "init_std", "l2", "tv", "alpha_norm", "feature_weight",
+                     "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"engine.{name}: must be >= 0, got {getattr(self, name)!r}")
         for knob in KNOBS:
@@ -99,8 +104,8 @@ class Settings:
                 raise SettingsError(f"engine.{knob.name}: must be in [0, {knob.below:g}), got {value!r}")
             if value < 0:
                 raise SettingsError(f"engine.{knob.name}: must be >= 0, got {value!r}")
-        if self.iterations > 100_000 or abs(self.jitter_seed) >= 2**63:
-            raise SettingsError("engine: iterations must be <= 100000 and jitter_seed a 64-bit integer")
+        if self.iterations + self.detail_steps > 100_000 or abs(self.jitter_seed) >= 2**63:
+            raise SettingsError("engine: iterations + detail_steps must be <= 100000 and jitter_seed a 64-bit integer")
         if self.prior_stride is not None and self.prior_stride <= 0:
             raise SettingsError(f"engine.prior_stride: must be > 0 or null, got {self.prior_stride!r}")
         if self.schedule not in SCHEDULES:
@@ -124,7 +129,7 @@ RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 # Settings added after atlases were built, at the value that draws what the engine drew without them:
 # left out of `identity`, so that adding one does not make every picture stale.
-NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0}
+NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005}
 
 
 def identity(settings: Settings) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from generator.engine.params import Parameterization
+from generator.engine.params import Parameterization, Pixels
 from generator.engine.settings import Settings, lr_at
 from generator.engine.terms import Group, Step, Term
 from generator.engine.transforms import Transform
@@ -154,7 +154,7 @@ def solve(
     if not problems:
         return []
     transforms = recipes.transforms(settings) if transforms is None else transforms
-    param = recipes.parameterization(settings) if param is None else param
+    drawn: Parameterization = recipes.parameterization(settings) if param is None else param
     schedule = schedule or (lambda step: lr_at(step, settings))
     optimizer = optimizer or OPTIMIZERS[settings.optimizer]
     device, size, batch = pathway.mean.device, pathway.input_size, len(problems)
@@ -169,17 +169,25 @@ def solve(
     rng = torch.Generator().manual_seed(settings.jitter_seed)
 
     def images_of(params: Tensor) -> Tensor:
-        images = param.image(params)
+        images = drawn.image(params)
         return images if free is None else free * images + (1 - free) * init
 
     coarse, coarse_gates = coarse_steps(settings, pathway, groups, gates)
-    params = param.init(init).requires_grad_(True)
+    params = drawn.init(init).requires_grad_(True)
     opt = optimizer([params], schedule(0))
     active = torch.ones(batch, dtype=torch.bool, device=device)
     last_finite = params.detach().clone()
     history: list[Tensor] = []
     try:
-        for index in tqdm(range(settings.iterations), disable=not progress, desc="solve", unit="step", leave=False):
+        steps = settings.iterations + settings.detail_steps
+        for index in tqdm(range(steps), disable=not progress, desc="solve", unit="step", leave=False):
+            if index == settings.iterations:  # the detail steps: raw pixels from the picture so far
+                with torch.no_grad():
+                    picture = images_of(params)
+                drawn = Pixels()
+                params = drawn.init(picture).requires_grad_(True)
+                opt = optimizer([params], settings.detail_lr)
+                last_finite = params.detach().clone()
             images = images_of(params)
             for group in groups:
                 group.before_step(index, settings.iterations, images.detach())
@@ -208,9 +216,9 @@ def solve(
                     params.grad.mul_(active.view(-1, *[1] * (params.dim() - 1)).float())
                 params.grad.nan_to_num_(0.0)
                 for param_group in opt.param_groups:
-                    param_group["lr"] = schedule(index)
+                    param_group["lr"] = schedule(index) if index < settings.iterations else settings.detail_lr
                 opt.step()
-                param.after_step(params)
+                drawn.after_step(params)
                 # a NaN anywhere makes the sum NaN: one reduction instead of a batch-sized mask
                 active &= torch.isfinite(params.flatten(1).sum(1))
                 if not bool(active.all()):

@@ -146,11 +146,14 @@ class DistributionParams:
     reference set: each picture's sorted per-channel features held to its reference images'
     (classviz: the class images, the prior picture only; location: the images scoring highest
     through the window; topics: the topic's retrieved images; ensemble: the member's favourites).
-    docs/tuning.md#feature-distribution"""
+    docs/tuning.md#feature-distribution. Also these methods' own raw-pixel detail steps."""
 
     distribution: float = param(0.0, at_least=0, help="weight of the feature-distribution term (0: off)")
     distribution_layers: str = param("pool5", help="comma list of its layers: pool5, fc6, fc7, conv1..conv5 (an "
                                      "fc net's), or module names such as features.7")
+    # raw-pixel steps after the engine's, where a Fourier step barely moves the finest scales
+    detail_steps: int | None = param(None, at_least=0, at_most=100_000, help="raw-pixel steps after the engine's "
+                                     "(fine detail; None: engine.detail_steps): docs/tuning.md#detail-steps")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ Tuning notes: docs/tuning.md#ensemble
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from itertools import combinations
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, EnsembleParams, MethodResult, Picture, spec
 from generator.methods.common import (
@@ -37,6 +37,7 @@ from generator.methods.common import (
     cosine_distances,
     distribution_layers,
     distribution_term,
+    engine_settings,
     fc7_of,
     mean_pairwise,
     nearest_exemplars,
@@ -146,7 +147,7 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
         for i in range(n_inits)
     ]
     # the engine's coarse steps cost the members their differences: docs/speed.md#coarse-steps
-    settings = settings_from(ctx.engine, **({} if params.coarse else {"coarse_size": 0}))
+    settings = engine_settings(ctx, asdict(params), **({} if params.coarse else {"coarse_size": 0}))
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
     if params.init == "member" or params.distribution > 0:

@@ -9,13 +9,12 @@ heterogeneity number, the mean pairwise fc7 cosine distance between the windows'
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, LocationParams, MethodResult, Picture, spec
 from generator.methods.common import (
@@ -25,6 +24,7 @@ from generator.methods.common import (
     cosine_distances,
     distribution_layers,
     distribution_term,
+    engine_settings,
     fc7_of,
     mean_pairwise,
     with_distribution,
@@ -118,7 +118,7 @@ def run(ctx: ClassContext, values: LocationParams | Mapping[str, Any] = Location
     windows = window_grid(pathway.pool5_shape, size, stride)
     value = open_value(pathway, size)
     prior = class_database(ctx, params.prior)
-    settings = settings_from(ctx.engine)
+    settings = engine_settings(ctx, asdict(params))
     masks = [window_mask(pathway.pool5_shape, w.top, w.left, w.size, value) for w in windows]
     found = window_exemplars(ctx, masks)
     layers = distribution_layers(pathway, params.distribution_layers)

@@ -12,7 +12,7 @@ A signed fc7 (ConvNeXt's pooled vector) is factorized as its split [relu(fc7), r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -20,7 +20,6 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.engine.terms import Direction, Diversity, styles
 from generator.methods import ClassContext, MethodResult, Picture, TopicsParams, spec
@@ -33,6 +32,7 @@ from generator.methods.common import (
     distribution_distances,
     distribution_layers,
     distribution_term,
+    engine_settings,
     fc7_of,
     fit_nmf,
     patch_database,
@@ -186,7 +186,7 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
         seed=ctx.seed,
     )
     prior = class_database(ctx, params.prior)
-    settings = settings_from(ctx.engine)
+    settings = engine_settings(ctx, asdict(params))
     shown = [torch.argsort(topics.loadings[k], descending=True)[: params.retrieved] for k in range(len(topics.masks))]
     forbid = topic_forbid(pathway, params.forbid)
     closed = closed_weights(forbid, ("m7",), ctx.features, ctx.class_index)
