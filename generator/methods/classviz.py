@@ -58,7 +58,8 @@ def run(ctx: ClassContext, values: ClassvizParams | Mapping[str, Any] = Classviz
                 key=solution.label,
                 image=solution.image,
                 caption=f"{ctx.class_name}: class score maximized with {what}; "
-                f"p = {solution.numbers['prob']:.2f}, {settings.iterations} iterations",
+                f"p = {solution.numbers['prob']:.2f}, {settings.iterations} iterations"
+                + (f" and {settings.detail_steps} in raw pixels" if settings.detail_steps else ""),
                 alt=f"Synthesized image that the network classifies as {ctx.class_name}, made with {what}",
                 numbers=picture_numbers,
                 meta=Meta(diverged=solution.diverged, exemplars=nearest, notes={"iterations": settings.iterations}),
