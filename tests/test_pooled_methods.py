@@ -153,8 +153,10 @@ def test_a_methods_detail_steps_reach_its_solves(ctx, module, monkeypatch):
     monkeypatch.setattr(module, "solve", recording)
     small = {"classviz": {}, "location": {}, "topics": {"k": 2, "images": 8, "retrieved": 2},
              "ensemble": {"masks": 1, "inits": 1}}[module.__name__.rsplit(".", 1)[1]]
-    module.run(ctx, {**small, "detail_steps": 3})
+    result = module.run(ctx, {**small, "detail_steps": 3})
     assert seen and all(steps == 3 and energies == FAST_ENGINE["iterations"] + 3 for steps, energies in seen)
+    if module in (classviz, topics):  # the captions say how the picture was made
+        assert all("3 steps in raw pixels" in p.caption or "3 in raw pixels" in p.caption for p in result.pictures)
     seen.clear()
     module.run(ctx, small)
     assert seen and all(steps == 0 and energies == FAST_ENGINE["iterations"] for steps, energies in seen)
