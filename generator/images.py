@@ -8,8 +8,6 @@ its reason, never fatal, so one bad file does not cost a class.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import urllib.error
@@ -25,6 +23,7 @@ from PIL import Image, ImageOps
 from generator import safefs
 from generator.catalog import ImageSpec
 from generator.errors import BadImage, ImageSourceError
+from generator.store import digest
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made: `atlas list` only counts files
     from torch import Tensor
@@ -151,7 +150,7 @@ def selection_key(folder: Path, class_id: str, n: int, seed: int, digests: FileD
             sizes.append([printable(path.name), path.stat().st_size])
         except OSError:
             sizes.append([printable(path.name), None])
-    order_key = hashlib.sha256(json.dumps([sizes, class_id, seed, n]).encode()).hexdigest()[:32]
+    order_key = digest([sizes, class_id, seed, n])[:32]
     reachable = digests.remembered(order_key, lambda: seeded_order(len(files), class_id, seed)[: n + SELECTION_MARGIN])
     contents = {}
     for i in sorted(reachable):
