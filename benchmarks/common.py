@@ -33,16 +33,22 @@ IMAGENETTE_NAMES = (
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
-    """"a.b=1,c=x" -> {"a.b": 1, "c": "x"}: settings given on a command line, values read as YAML scalars."""
+    """"a.b=1,c=x" -> {"a.b": 1, "c": "x"}: settings given on a command line, values read as YAML
+    scalars; a piece without "=" continues the value before it ("layers=pool5,fc7" -> "pool5,fc7")."""
     import yaml
 
-    overrides = {}
+    raw: dict[str, str] = {}
+    key = None
     for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
+        name, sep, value = item.partition("=")
+        if sep:
+            key = name.strip()
+            raw[key] = value
+        elif key is not None:
+            raw[key] += "," + item
+        else:
             raise SystemExit(f"error: {item!r} is not KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
+    return {k: yaml.safe_load(v) for k, v in raw.items()}
 
 
 def require_shared() -> Path:

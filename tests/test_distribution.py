@@ -5,7 +5,17 @@ import torch
 
 from generator.engine.settings import Settings
 from generator.engine.solve import Problem, solve
-from generator.engine.terms import FeatureDistribution, Step, quantiles, reference_distribution, sliced_distance
+import torch.nn.functional as F
+
+from generator.engine.terms import (
+    BANDS,
+    FeatureDistribution,
+    Step,
+    pixel_band,
+    quantiles,
+    reference_distribution,
+    sliced_distance,
+)
 from generator.methods import method_module
 from generator.methods.common import distribution_layers
 from generator.methods.layers import layer_features
@@ -112,5 +122,60 @@ def test_topic_pictures_record_their_distance_to_their_own_and_the_other_topics(
 def test_distribution_layers_by_name_or_module(tiny_alexnet):
     pathway = tiny_alexnet(size=64)
     assert distribution_layers(pathway, "conv1, conv9, pool5, fc6, features.4") == ["features.1", "pool5", "fc6", "features.4"]
+    assert distribution_layers(pathway, "pool5, bands, band1") == ["pool5", *BANDS]
+    assert distribution_layers(pathway, "band2") == ["band2"]
     with pytest.raises(ValueError, match="neither"):
         distribution_layers(pathway, "layer9")
+
+
+# ---------------------------------------------------------------------------------------------
+# The picture's own Laplacian bands: a distribution no network reads
+
+
+def blocks(seed: int, size: int = 64, side: int = 8) -> torch.Tensor:
+    """(1, 3, size, size) random colour squares: hard edges every `side` pixels."""
+    coarse = torch.rand(1, 3, size // side, size // side, generator=torch.Generator().manual_seed(seed))
+    return F.interpolate(coarse, size=size, mode="nearest")
+
+
+def blurred(images: torch.Tensor, passes: int = 3) -> torch.Tensor:
+    for _ in range(passes):
+        images = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return images
+
+
+def test_pixel_bands_rebuild_the_image_and_see_its_blur():
+    image = blocks(0)
+    levels = [pixel_band(image, name) for name in BANDS]
+    assert [tuple(b.shape[-2:]) for b in levels] == [(64, 64), (32, 32), (16, 16), (8, 8)]
+    low = F.avg_pool2d(image, 16)  # below band3
+    for band in reversed(levels):  # each band is the detail between its scale and the next
+        low = band + F.interpolate(low, size=band.shape[-2:], mode="bilinear", align_corners=False)
+    assert torch.allclose(low, image, atol=1e-5)
+    soft = blurred(image)
+    target = reference_distribution(pixel_band(image, "band0"))[None]
+    assert float(sliced_distance(pixel_band(soft, "band0"), target)) > 0.4  # a blur loses the edges' tails
+    assert float(sliced_distance(pixel_band(blocks(1), "band0"), target)) < 0.1  # other squares, same edges
+
+
+def test_solve_gives_a_soft_picture_its_references_edges_without_a_network_layer(tiny_alexnet):
+    pathway = tiny_alexnet(size=64)
+    photos = torch.cat([blocks(seed) for seed in range(1, 4)])
+    term = 10.0 * FeatureDistribution({name: pixel_band(photos, name) for name in BANDS})
+    group = term.group([term], None, pathway)
+    assert group.captures() == set()  # nothing of the net is hooked
+    settings = Settings(iterations=60, lr=0.01, param="pixels", l2=0.0, tv=0.0, jitter=0)
+    start = blurred(blocks(0))[0]
+    after = solve(pathway, [Problem([term], init=start)], settings, progress=False)[0]
+    before = float(group.report(Step(0, 1, start[None], None, {}))["distribution"])  # type: ignore[arg-type]
+    assert after.numbers["distribution"] < 0.5 * before
+    sharp, soft, found = (pixel_band(x[None] if x.dim() == 3 else x, "band0").std() for x in (photos, start, after.image))
+    assert float(found - soft) > 0.5 * float(sharp - soft)  # the fine band's contrast moved most of the way
+
+
+def test_a_method_holds_its_pictures_to_their_references_bands(tiny_context):
+    ctx = tiny_context(n=10)
+    params = {"k": 2, "images": 10, "distribution_layers": "pool5,bands"}
+    on = method_module("topics").run(ctx, {**params, "distribution": 50.0})
+    assert on.numbers["distribution_layers"] == ["pool5", *BANDS]
+    assert all("band0, band1, band2, band3 feature distribution" in p.caption for p in on.pictures)

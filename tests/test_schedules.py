@@ -19,6 +19,8 @@ def test_a_variant_is_a_name_and_dotted_overrides_read_as_yaml():
         parse_variant("bad/name")
     with pytest.raises(SystemExit):
         parse_variant("x:engine.lr")
+    _, listed = parse_variant("b:methods.topics.distribution_layers=pool5,bands,engine.lr=0.02")  # a comma list value
+    assert listed == {"methods.topics.distribution_layers": "pool5,bands", "engine.lr": 0.02}
 
 
 def test_the_variant_catalog_keeps_its_files_and_sets_the_overrides(tmp_path: Path):

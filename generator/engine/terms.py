@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from generator.nets.pathway import Activations, Pathway
 
 OUTPUTS = ("pool5", "fc6", "fc7", "fc8")  # activations every pathway returns; other layers are module names
+BANDS = ("band0", "band1", "band2", "band3")  # the image's own Laplacian levels (pixel_band): no network
+
+
+def pixel_band(images: Tensor, name: str) -> Tensor:
+    """Level k of the images' Laplacian pyramid, (B, 3, S / 2^k, S / 2^k): the detail between one
+    scale and the next. A band's sorted values are its marginal (Heeger and Bergen's texture
+    statistic), whose long tails of edges a soft picture lacks whatever network reads it."""
+    low = images
+    for _ in range(int(name.removeprefix("band"))):
+        low = F.avg_pool2d(low, 2)
+    coarser = F.interpolate(F.avg_pool2d(low, 2), size=low.shape[-2:], mode="bilinear", align_corners=False)
+    return low - coarser
 
 
 @dataclass
@@ -42,6 +54,8 @@ class Step:
     gates: dict[str, Tensor] = dataclasses.field(default_factory=dict)  # level -> (B, ...) gates, 1 where a problem has none
 
     def layer(self, name: str) -> Tensor:
+        if name in BANDS:
+            return pixel_band(self.images, name)
         value = getattr(self.acts, name) if name in OUTPUTS else self.layers[name]
         if value is None:
             raise ValueError(f"this pathway has no {name}")
@@ -265,7 +279,7 @@ class _FeatureDistributionGroup(Group):
                         for n in self.names}
 
     def captures(self) -> set[str]:
-        return {n for n in self.names if n not in OUTPUTS}
+        return {n for n in self.names if n not in OUTPUTS and n not in BANDS}
 
     def distances(self, step: Step) -> Tensor:
         """(rows, layers) sliced distances of the group's problems."""
@@ -288,8 +302,8 @@ class FeatureDistribution(Term):
     the reference images' same channel (sliced Wasserstein), optionally with their per-channel
     mean and std. A feature match asks for one image's map; this asks only for its statistics, so
     the picture may put the reference's parts, colours and textures anywhere. `reference` maps a
-    layer (pool5 / fc6 / fc7 / fc8 or a module name, as FeatureMatch) to the reference images'
-    activations (N, C, ...) there; `layers` weights them (None: 1 each). A gated level is read
+    layer (pool5 / fc6 / fc7 / fc8 or a module name, as FeatureMatch, or one of BANDS, the image's
+    own Laplacian levels) to the reference images' activations (N, C, ...) there; `layers` weights them (None: 1 each). A gated level is read
     under the problem's gates: trunk layers and pool5 are never gated."""
 
     reference: Mapping[str, Tensor]

@@ -13,6 +13,7 @@ from generator.engine import recipes
 from generator.engine.settings import Settings, settings_from
 from generator.engine.solve import Problem
 from generator.engine.terms import (
+    BANDS,
     ClassScore,
     ClosedActivity,
     FeatureDistribution,
@@ -128,13 +129,15 @@ def distribution_layers(pathway: Pathway, text: str) -> list[str]:
     """The layer keys of a comma list for the feature-distribution term: the names
     `layers.feature_layers` gives (conv1 ... conv5 of an fc net, pool5, [fc6,] fc7, fc8; a name
     this net lacks is skipped, as the caricatures skip theirs) or a module of the pathway
-    ("features.7")."""
+    ("features.7"), or the picture's own Laplacian levels (band0 ... band3; "bands": all four)."""
     from generator.methods.layers import feature_layers
 
     named = feature_layers(pathway)
-    keys = []
+    keys: list[str] = []
     for name in (n.strip() for n in text.split(",") if n.strip()):
-        if name in named:
+        if name == "bands" or name in BANDS:
+            keys.extend(BANDS if name == "bands" else [name])
+        elif name in named:
             keys.append(named[name])
         elif not (name.startswith("conv") or name in ("fc6", "fc7", "fc8", "pool5")):
             try:

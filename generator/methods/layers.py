@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from generator.engine.terms import OUTPUTS
+from generator.engine.terms import BANDS, OUTPUTS, pixel_band
 from generator.nets.pathway import Pathway
 
 
@@ -42,7 +42,7 @@ def layer_features(pathway: Pathway, images: Tensor, keys: list[str]) -> dict[st
             outputs[name] = output.detach().clone()  # clone: an in-place ReLU may change it later
         return keep
 
-    modules = sorted({key for key in keys if key not in OUTPUTS})
+    modules = sorted({key for key in keys if key not in OUTPUTS and key not in BANDS})
     handles = [pathway.get_submodule(key).register_forward_hook(keeper(key)) for key in modules]
     try:
         acts = pathway(images.to(pathway.mean.device))
@@ -50,7 +50,9 @@ def layer_features(pathway: Pathway, images: Tensor, keys: list[str]) -> dict[st
         for handle in handles:
             handle.remove()
     for key in keys:
-        if key in OUTPUTS:
+        if key in BANDS:
+            outputs[key] = pixel_band(images.float(), key)
+        elif key in OUTPUTS:
             value = getattr(acts, key)
             if value is None:
                 raise ValueError(f"this pathway has no {key}")
