@@ -28,18 +28,28 @@ if TYPE_CHECKING:
     from generator.nets.pathway import Activations, Pathway
 
 OUTPUTS = ("pool5", "fc6", "fc7", "fc8")  # activations every pathway returns; other layers are module names
-BANDS = ("band0", "band1", "band2", "band3")  # the image's own Laplacian levels (pixel_band): no network
+BANDS = ("band0", "band1", "band2", "band3")  # the image's own difference-of-Gaussian bands (pixel_band): no network
+
+
+def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """A separable Gaussian blur with mirrored edges, at the images' own size."""
+    radius = max(1, round(3 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device) / sigma) ** 2)
+    taps = (taps / taps.sum()).repeat(images.shape[1], 1, 1)
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, taps.unsqueeze(2), groups=images.shape[1])
+    return F.conv2d(rows, taps.unsqueeze(3), groups=images.shape[1])
 
 
 def pixel_band(images: Tensor, name: str) -> Tensor:
-    """Level k of the images' Laplacian pyramid, (B, 3, S / 2^k, S / 2^k): the detail between one
-    scale and the next. A band's sorted values are its marginal (Heeger and Bergen's texture
-    statistic), whose long tails of edges a soft picture lacks whatever network reads it."""
-    low = images
-    for _ in range(int(name.removeprefix("band"))):
-        low = F.avg_pool2d(low, 2)
-    coarser = F.interpolate(F.avg_pool2d(low, 2), size=low.shape[-2:], mode="bilinear", align_corners=False)
-    return low - coarser
+    """Band k of the images, (B, 3, S, S): the detail between a blur of 2^(k-1) px and one of
+    2^k px (band0: the image less its 1 px blur), the same at every position (no pyramid's
+    subsampling grid for the optimizer to draw on). A band's sorted values are its marginal
+    (Heeger and Bergen's texture statistic), whose long tails of edges a soft picture lacks,
+    whatever network reads it."""
+    level = int(name.removeprefix("band"))
+    finer = images if level == 0 else gaussian_blur(images, 2.0 ** (level - 1))
+    return finer - gaussian_blur(images, 2.0**level)
 
 
 @dataclass
