@@ -22,7 +22,7 @@ def regularizers(settings: Settings, centre: tuple[float, ...] | float = 0.5) ->
     if settings.alpha_norm:
         terms.append(settings.alpha_norm * AlphaNorm(centre=centre))
     if settings.tv:
-        terms.append(settings.tv * TV())
+        terms.append(settings.tv * TV(settings.tv_beta))
     return terms
 
 

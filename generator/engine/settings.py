@@ -62,7 +62,8 @@ class Settings:
     detail_lr: float = 0.005
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
-    tv: float = 300.0  # weight of squared total variation
+    tv: float = 300.0  # weight of total variation
+    tv_beta: float = 2.0  # its exponent: 2 squares the gradients (smooths all); 1 or less spares edges, not texture
     alpha_norm: float = 0.0  # weight of the alpha-norm (alpha = 6), off by default
     feature_weight: float = 1.0  # lambda_D: weight of a feature-match data term (class score: 1)
     prior_weight: float = 100.0  # weight of the patch prior (problems that have a database)
@@ -87,7 +88,7 @@ class Settings:
                 raise SettingsError(f"engine.{f.name}: expected {f.type}, got {value!r}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"engine.{f.name}: must be finite, got {value!r}")
-        positive = ("iterations", "lr", "rematch_every", "octaves", "detail_lr")
+        positive = ("iterations", "lr", "rematch_every", "octaves", "detail_lr", "tv_beta")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name}: must be > 0, got {getattr(self, name)!r}")
@@ -129,7 +130,7 @@ RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 # Settings added after atlases were built, at the value that draws what the engine drew without them:
 # left out of `identity`, so that adding one does not make every picture stale.
-NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005}
+NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005, "tv_beta": 2.0}
 
 
 def identity(settings: Settings) -> dict[str, Any]:

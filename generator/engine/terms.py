@@ -476,7 +476,7 @@ def total_variation(images: Tensor, beta: float = 2.0) -> Tensor:
         return value
     dx = images[..., :, 1:] - images[..., :, :-1]
     dy = images[..., 1:, :] - images[..., :-1, :]
-    grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)
+    grad_sq = dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2) + 1e-6  # smooth at a flat pixel, where beta < 2 has no gradient
     return grad_sq.pow(beta / 2).flatten(1).mean(1)
 
 
