@@ -202,7 +202,8 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
             database = patch_database(ctx, ctx.images[shown[k]])
         init = None
         if params.init == "facet":
-            init = coarse_mean(ctx.images[shown[k]], params.facet_side, settings.init_std, seed=ctx.seed + k)
+            init = coarse_mean(ctx.images[shown[k][: params.facet_images]], params.facet_side, settings.init_std,
+                               seed=ctx.seed + k)
         problem = class_problem(pathway, settings, ctx.class_index, database=database, gates={"fc7": mask}, init=init,
                                 closed=closed, seed=ctx.seed, label=f"topic {k}")
         if params.score_ceiling is not None:
