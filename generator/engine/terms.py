@@ -15,7 +15,6 @@ written out (tests/test_terms.py checks each against autograd).
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -142,10 +141,9 @@ class _ClassScoreGroup(Group):
     def __init__(self, terms: Sequence[ClassScore], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
         self.targets = torch.tensor([t.target for t in terms], dtype=torch.long, device=device).view(-1, 1)
-        self.ceilings = torch.tensor([t.ceiling for t in terms], dtype=torch.float32, device=device)
 
     def __call__(self, step: Step) -> Tensor:
-        return -self.weights * pick(step.acts.fc8, self.rows).gather(1, self.targets).squeeze(1).clamp(max=self.ceilings)
+        return -self.weights * pick(step.acts.fc8, self.rows).gather(1, self.targets).squeeze(1)
 
     def report(self, step: Step) -> dict[str, Tensor]:
         """fc8 of the target under the problem's gates, and its softmax probability."""
@@ -156,11 +154,9 @@ class _ClassScoreGroup(Group):
 @dataclass
 class ClassScore(Term):
     """-fc8[target]: E_class's data term [10]. Pre-softmax, because maximizing the softmax can
-    be done by pushing the *other* classes down instead of making a better target. Above
-    `ceiling` the score no longer pays: a picture may stop at a photo's level of evidence."""
+    be done by pushing the *other* classes down instead of making a better target."""
 
     target: int
-    ceiling: float = math.inf
     weight: float = 1.0
     group_class: ClassVar[type[Group]] = _ClassScoreGroup
 

@@ -187,8 +187,6 @@ class TopicsParams(DistributionParams):
     patches: Literal["class", "topic"] = param("topic", help="patch prior from all class images, or the topic's retrieved ones")
     # the topic's own fc7 direction (its retrieved images' mean minus the class's mean) added to the class score
     direction: float = param(0.0, at_least=0, help="weight of the push along the topic's centred fc7 direction (0: off)")
-    score_ceiling: float | None = param(None, above=0, help="the class score pays only up to this multiple of the "
-                                        "topic's retrieved images' own score under its mask (None: no ceiling)")
     # the topic's m7 as a code that also forbids: activity on the fc7 units the topic leaves closed costs (as hierarchy's);
     # measured per layout (docs/tuning.md#topic-codes-that-forbid): it sets an fc-head net's topics apart, and on a
     # globally pooled net (mobilenet-v2) it silences the picture

@@ -21,7 +21,7 @@ from scipy.optimize import nnls
 from torch import Tensor
 
 from generator.engine.solve import solve
-from generator.engine.terms import ClassScore, Direction, Diversity, styles
+from generator.engine.terms import Direction, Diversity, styles
 from generator.methods import ClassContext, MethodResult, Picture, TopicsParams, spec
 from generator.methods.common import (
     class_database,
@@ -206,13 +206,6 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                                seed=ctx.seed + k)
         problem = class_problem(pathway, settings, ctx.class_index, database=database, gates={"fc7": mask}, init=init,
                                 closed=closed, seed=ctx.seed, label=f"topic {k}")
-        if params.score_ceiling is not None:
-            photos = ctx.images[shown[k]].to(pathway.mean.device)
-            with torch.no_grad():
-                own = pathway(photos, {"fc7": mask.to(photos.device).expand(len(photos), *mask.shape)}).fc8[:, ctx.class_index]
-            for term in problem.terms:
-                if isinstance(term, ClassScore):
-                    term.ceiling = params.score_ceiling * float(own.mean())
         if params.direction > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
