@@ -169,6 +169,13 @@ def blurred(path: Path, radius: float) -> Image.Image:
     return open_rgb(path).filter(ImageFilter.GaussianBlur(radius))
 
 
+def facet_start(files: list[Path], side: int) -> Image.Image:
+    """A topic's facet start without its noise: the mean of `files` coarsened to side x side and back."""
+    starts = [np.asarray(open_rgb(f).resize((side, side), Image.Resampling.BOX).resize((224, 224), Image.Resampling.BILINEAR),
+                         dtype=np.float32) for f in files]
+    return Image.fromarray(np.mean(starts, 0).round().astype(np.uint8))
+
+
 def spread(features: np.ndarray) -> float:
     """Mean pairwise cosine distance between rows: how different a class's topic pictures are
     from each other (0: the same picture K times)."""
@@ -180,7 +187,7 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
     leave-one-out real-photo reference, in the judge's pooled space centred on the class mean;
     and how far apart a class's topic pictures are (their spread), beside the spread of each
     topic's top-loading photo."""
-    hits, reference_hits, chance, spreads, photo_spreads, mean_spreads = [], [], [], [], [], []
+    hits, reference_hits, chance, spreads, photo_spreads, mean_spreads, start_spreads = [], [], [], [], [], [], []
     blurred_spreads: dict[int, list[float]] = {radius: [] for radius in BLURS}
     for c in classes:
         topics = sorted(((p.picture.meta, p) for p in c.kinds.get("topic pictures", [])
@@ -201,6 +208,12 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         tops = [c.image_file(shown[0]) for shown in retrieved]
         for radius in BLURS:
             blurred_spreads[radius].append(spread(reader.judge.read([blurred(f, radius) for f in tops]).features - centre))
+        # what the starts alone give: each topic's facet start (its params), read as a picture
+        params = c.manifest.methods["topics"].params
+        if params.get("init", "facet") == "facet":
+            count = params.get("facet_images") or len(retrieved[0])
+            starts = [facet_start([c.image_file(i) for i in shown[:count]], int(params.get("facet_side", 8))) for shown in retrieved]
+            start_spreads.append(spread(reader.judge.read(starts).features - centre))
         for k, features in enumerate(topic_features):
             for j in range(len(features)):
                 others = np.delete(features, j, axis=0)
@@ -223,6 +236,8 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         "topic_means_spread": float(np.mean(mean_spreads)),
         # the top photos' spread after a Gaussian blur of this radius (px): the measure reads softness
         "blurred_top_photos_spread": {str(radius): float(np.mean(v)) for radius, v in blurred_spreads.items()},
+        # the spread of the pictures' own starts (None: they start from noise): what the net added is the rest
+        "facet_starts_spread": float(np.mean(start_spreads)) if start_spreads else None,
     }
 
 
@@ -367,6 +382,8 @@ def report(result: dict[str, Any]) -> None:
         print(f"  a class's topic pictures differ by {t['pictures_spread']:.2f} (mean pairwise cosine distance, same "
               f"space); each topic's top photo by {t['top_photos_spread']:.2f}, the means of the topics' retrieved "
               f"photos by {t.get('topic_means_spread', float('nan')):.2f}")
+        if t.get("facet_starts_spread") is not None:
+            print(f"  their facet starts alone (no noise) by {t['facet_starts_spread']:.2f}")
         for radius, value in t.get("blurred_top_photos_spread", {}).items():
             print(f"  the top photos blurred (Gaussian, radius {radius} px): {value:.2f}")
     if result.get("kid"):
@@ -430,6 +447,7 @@ SIDE_BY_SIDE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("topics' top photos' spread", _topics("top_photos_spread")),
     ("topics' mean photos' spread", _topics("topic_means_spread")),
     *((f"top photos' spread, blurred {radius} px", _topics("blurred_top_photos_spread", str(radius))) for radius in BLURS),
+    ("the pictures' facet starts' spread", _topics("facet_starts_spread")),
     ("topic pictures nearest own topic", _topics("pictures_nearest_own_topic")),
     ("real photos nearest own topic", _topics("real_photos_reference")),
     ("KID floor: photos vs other photos", lambda r: _number((r.get("kid") or {}).get("photos_floor"))),

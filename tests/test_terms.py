@@ -44,14 +44,6 @@ def test_class_score_is_minus_the_target_logit_per_sample():
     assert torch.equal(evaluate([2.0 * ClassScore(1), ClassScore(2)], step_with(fc8=fc8)), torch.tensor([-10.0, -3.0]))
 
 
-def test_a_class_score_above_its_ceiling_no_longer_pays():
-    fc8 = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]], requires_grad=True)
-    energy = evaluate([ClassScore(1, ceiling=4.0), ClassScore(2, ceiling=10.0)], step_with(fc8=fc8))
-    assert torch.equal(energy.detach(), torch.tensor([-4.0, -3.0]))
-    energy.sum().backward()
-    assert fc8.grad[0].abs().sum() == 0 and fc8.grad[1, 2] == -1  # above: no push; below: the plain score's
-
-
 def test_class_score_reports_the_target_logit_and_its_probability():
     fc8 = torch.tensor([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
     numbers = report([2.0 * ClassScore(1), ClassScore(2)], step_with(fc8=fc8))

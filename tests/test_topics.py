@@ -9,7 +9,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from generator.engine.terms import Direction
 from generator.methods import topics
-from generator.methods.common import fc7_of
+from generator.methods.common import coarse_mean, engine_settings, fc7_of
 
 
 def two_style_fc7(n_per_style: int = 10, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
@@ -141,6 +141,22 @@ def test_the_direction_weight_adds_each_topics_own_centred_fc7_direction(tiny_co
         assert term.layer == "fc7" and term.weight == 2.0
         assert torch.allclose(term.vector, fc7[shown].mean(0) - fc7.mean(0))
     assert [p.meta.retrieved for p in plain.pictures] == [p.meta.retrieved for p in pushed.pictures]
+
+
+def test_a_facet_start_is_the_coarse_mean_of_the_top_facet_images(tiny_context, monkeypatch):
+    """`facet_images`: the start is the coarse mean of that many of the topic's top retrieved
+    images (None: all `retrieved`), and the caption says which."""
+    ctx = tiny_context(n=10)
+    seen: list[list] = []
+    real_solve = topics.solve
+    monkeypatch.setattr(topics, "solve", lambda pathway, problems, *a, **k: seen.append(problems) or real_solve(pathway, problems, *a, **k))
+    params = {"k": 2, "images": 10, "retrieved": 3, "facet_side": 4}
+    for run, count in ((topics.run(ctx, params), 3), (topics.run(ctx, {**params, "facet_images": 1}), 1)):
+        for k, (problem, picture) in enumerate(zip(seen.pop(0), run.pictures)):
+            shown = [r.image for r in picture.meta.retrieved][:count]
+            expected = coarse_mean(ctx.images[shown], 4, engine_settings(ctx, {}).init_std, seed=ctx.seed + k)
+            assert torch.equal(problem.init, expected)
+            assert ("its top retrieved image blurred to 4 px" in picture.caption) == (count == 1)
 
 
 def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):

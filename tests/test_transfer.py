@@ -63,7 +63,8 @@ def save(image: Image.Image, path: Path) -> str:
     return path.name
 
 
-def write_class(root: Path, wnid: str, photos: list[Image.Image], pictures: dict[str, list[dict]]) -> None:
+def write_class(root: Path, wnid: str, photos: list[Image.Image], pictures: dict[str, list[dict]],
+                params: dict[str, dict] | None = None) -> None:
     """A class folder as the build writes it: manifest, image thumbnails, method pictures."""
     folder = root / "classes" / wnid
     images = []
@@ -76,7 +77,7 @@ def write_class(root: Path, wnid: str, photos: list[Image.Image], pictures: dict
         for entry in entries:
             name = save(entry.pop("image"), folder / method / f"{entry['key']}.png")
             listed.append({"file": f"{method}/{name}", "thumb": f"{method}/{name}", "meta": {}, **entry})
-        methods[method] = {"pictures": listed, "numbers": {}}
+        methods[method] = {"pictures": listed, "numbers": {}, "params": (params or {}).get(method, {})}
     manifest = {"schema": 1, "class": {"id": wnid, "name": wnid, "index": 0, "slug": wnid}, "images": images, "methods": methods}
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
@@ -133,6 +134,25 @@ def test_topic_metric_finds_pictures_near_their_own_topic(tmp_path: Path) -> Non
                                                                  "4": right["top_photos_spread"]}, rel=1e-3)
     write_class(tmp_path / "alike", TENCH, photos, {"topics": topics([0, 0, 0])})
     assert transfer.measure(tmp_path / "alike", ColourJudge())["topics"]["pictures_spread"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_facet_starts_spread_reads_each_topics_own_start(tmp_path: Path) -> None:
+    # topic k's retrieved photos: hue k, then the first hue; its picture is hue k
+    hues = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]
+    photos = [flat(hues[k if j == 0 else 0]) for k in range(3) for j in range(2)]
+    topics = [{"key": f"topic-{k}", "image": flat(hues[k]), "meta": {"topic": k, "retrieved": [{"image": 2 * k}, {"image": 2 * k + 1}]}}
+              for k in range(3)]
+    found = {}
+    for name, params in (("mean", {}), ("top", {"facet_images": 1, "facet_side": 4}), ("noise", {"init": "noise"})):
+        write_class(tmp_path / name, TENCH, photos, {"topics": [dict(t) for t in topics]}, {"topics": params})
+        found[name] = transfer.measure(tmp_path / name, ColourJudge())["topics"]  # type: ignore[arg-type]
+    top = found["top"]
+    assert top["facet_starts_spread"] == pytest.approx(top["top_photos_spread"], rel=1e-3)  # a flat photo coarsened is itself
+    colours = np.array([np.asarray(p, dtype=np.float32).mean((0, 1)) for p in photos])
+    blends = np.stack([(colours[2 * k] + colours[2 * k + 1]) / 2 for k in range(3)]) - colours.mean(0)
+    assert found["mean"]["facet_starts_spread"] == pytest.approx(transfer.spread(blends), abs=0.01)  # each start a blend
+    assert abs(transfer.spread(blends) - top["top_photos_spread"]) > 0.03
+    assert found["noise"]["facet_starts_spread"] is None
 
 
 def test_ensemble_metric_says_whether_masks_or_inits_make_the_variety(tmp_path: Path) -> None:

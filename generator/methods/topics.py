@@ -72,6 +72,12 @@ class TopicModel:
         return self.loadings.argmax(0).tolist()
 
 
+def facet_start(params: TopicsParams) -> str:
+    """What a facet start is the coarse mean of, in a caption's words."""
+    count = min(params.facet_images or params.retrieved, params.retrieved)
+    return "its top retrieved image" if count == 1 else f"the mean of its top {count} retrieved images"
+
+
 def topic_mask(
     basis_row: Tensor, threshold: float, min_units: int, keep_fraction: float
 ) -> tuple[Tensor, str, float]:
@@ -235,7 +241,7 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                     f"open (m7, {topics.rule[k]} cutoff {topics.cutoff[k]:.3g})"
                     + ("" if prior is None else ", patch prior from " + (
                         "its retrieved images" if params.patches == "topic" else "the class's images"))
-                    + (", started from its retrieved images' blurred mean" if params.init == "facet" else "")
+                    + (f", started from {facet_start(params)} blurred to {params.facet_side} px" if params.init == "facet" else "")
                     + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
                     + (f", pushed along its images' fc7 direction (weight {params.direction:g})"
                        if params.direction > 0 else "")
