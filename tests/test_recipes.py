@@ -20,6 +20,24 @@ def test_regularizers_follow_the_settings_weights():
     assert [(type(t), t.weight) for t in terms] == [(L2, 2.0), (AlphaNorm, 4.0), (TV, 3.0)]
     assert terms[0].centre == (0.4, 0.5, 0.6)
     assert recipes.regularizers(Settings(l2=0.0, tv=0.0)) == []
+    assert terms[2].beta == 2.0 and recipes.regularizers(Settings(l2=0.0, tv_beta=1.0))[0].beta == 1.0
+    with pytest.raises(SettingsError, match="tv_beta"):
+        Settings(tv_beta=0.0)
+
+
+def test_a_sparse_tv_spares_an_edge_and_has_a_gradient_on_a_flat_image():
+    import torch
+
+    from generator.engine.terms import total_variation
+
+    edge = torch.zeros(1, 3, 16, 16)
+    edge[..., 8:] = 1.0  # one step of height 1
+    ramp = torch.linspace(0, 1, 16).expand(1, 3, 16, 16).contiguous()  # the same rise spread over the width
+    assert float(total_variation(edge, 2.0)) > 5 * float(total_variation(ramp, 2.0))  # the square punishes the edge
+    assert float(total_variation(edge, 1.0)) < 1.1 * float(total_variation(ramp, 1.0))  # beta 1: the same rise, the same cost
+    flat = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
+    total_variation(flat, 0.8).sum().backward()
+    assert flat.grad is not None and bool(torch.isfinite(flat.grad).all())
 
 
 def test_transforms_follow_the_settings():
