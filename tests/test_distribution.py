@@ -2,11 +2,10 @@
 larger for noise, lowered by solve, and per problem in a batch."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from generator.engine.settings import Settings
 from generator.engine.solve import Problem, solve
-import torch.nn.functional as F
-
 from generator.engine.terms import (
     BANDS,
     FeatureDistribution,

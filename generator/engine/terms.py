@@ -312,9 +312,10 @@ class FeatureDistribution(Term):
     the reference images' same channel (sliced Wasserstein), optionally with their per-channel
     mean and std. A feature match asks for one image's map; this asks only for its statistics, so
     the picture may put the reference's parts, colours and textures anywhere. `reference` maps a
-    layer (pool5 / fc6 / fc7 / fc8 or a module name, as FeatureMatch, or one of BANDS, the image's
-    own Laplacian levels) to the reference images' activations (N, C, ...) there; `layers` weights them (None: 1 each). A gated level is read
-    under the problem's gates: trunk layers and pool5 are never gated."""
+    layer (pool5 / fc6 / fc7 / fc8 or a module name, as FeatureMatch, or one of BANDS, the
+    image's own bands) to the reference images' activations (N, C, ...) there; `layers` weights
+    them (None: 1 each). A gated level is read under the problem's gates: trunk layers and pool5
+    are never gated."""
 
     reference: Mapping[str, Tensor]
     layers: Mapping[str, float] | None = None

@@ -129,7 +129,7 @@ def distribution_layers(pathway: Pathway, text: str) -> list[str]:
     """The layer keys of a comma list for the feature-distribution term: the names
     `layers.feature_layers` gives (conv1 ... conv5 of an fc net, pool5, [fc6,] fc7, fc8; a name
     this net lacks is skipped, as the caricatures skip theirs) or a module of the pathway
-    ("features.7"), or the picture's own Laplacian levels (band0 ... band3; "bands": all four)."""
+    ("features.7"), or the picture's own difference-of-Gaussian bands (band0 ... band3; "bands": all four)."""
     from generator.methods.layers import feature_layers
 
     named = feature_layers(pathway)
