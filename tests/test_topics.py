@@ -159,6 +159,21 @@ def test_a_facet_start_is_the_coarse_mean_of_the_top_facet_images(tiny_context, 
             assert ("its top retrieved image blurred to 4 px" in picture.caption) == (count == 1)
 
 
+def test_the_distribution_holds_a_topic_picture_to_its_top_distribution_images(tiny_context, monkeypatch):
+    """`distribution_images`: the feature-distribution term's reference is that many of the topic's
+    top retrieved images (None: all `retrieved`)."""
+    ctx = tiny_context(n=10)
+    held: list = []
+    real_term = topics.distribution_term
+    monkeypatch.setattr(topics, "distribution_term", lambda pathway, images, *a: held.append(images) or real_term(pathway, images, *a))
+    params = {"k": 2, "images": 10, "retrieved": 3, "distribution": 5.0, "distribution_layers": "pool5"}
+    for count, extra in ((3, {}), (1, {"distribution_images": 1})):
+        run = topics.run(ctx, {**params, **extra})
+        for images, picture in zip(held, run.pictures):
+            assert torch.equal(images, ctx.images[[r.image for r in picture.meta.retrieved][:count]])
+        held.clear()
+
+
 def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):
     """`forbid` > 0 makes a topic's m7 a code, as the hierarchy's: its picture pays for fc7 activity
     on the units the topic leaves closed, so each picture keeps to its own units (with only the gate,

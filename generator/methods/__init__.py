@@ -184,6 +184,8 @@ class TopicsParams(DistributionParams):
     facet_side: int = param(8, at_least=1, at_most=224, help="side (px) of the coarse mean a facet start is blurred to")
     facet_images: int | None = param(None, at_least=1, at_most=1000, help="the top retrieved images a facet start is "
                                      "the coarse mean of (None: all `retrieved`)")
+    distribution_images: int | None = param(None, at_least=1, at_most=1000, help="the top retrieved images the "
+                                            "feature-distribution term holds the picture to (None: all `retrieved`)")
     patches: Literal["class", "topic"] = param("topic", help="patch prior from all class images, or the topic's retrieved ones")
     # the topic's own fc7 direction (its retrieved images' mean minus the class's mean) added to the class score
     direction: float = param(0.0, at_least=0, help="weight of the push along the topic's centred fc7 direction (0: off)")

@@ -216,7 +216,8 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
         if params.distribution > 0:
-            with_distribution(problem, distribution_term(pathway, ctx.images[shown[k]], params.distribution, layers))
+            with_distribution(problem, distribution_term(pathway, ctx.images[shown[k][: params.distribution_images]],
+                                                         params.distribution, layers))
         if params.diversity > 0:
             problem.terms = [*problem.terms, Diversity(apart_layer, among=ctx.class_id, centre=class_style,
                                                        weight=params.diversity)]
