@@ -171,6 +171,8 @@ def test_the_distribution_holds_a_topic_picture_to_its_top_distribution_images(t
         run = topics.run(ctx, {**params, **extra})
         for images, picture in zip(held, run.pictures):
             assert torch.equal(images, ctx.images[[r.image for r in picture.meta.retrieved][:count]])
+            held_to = "its top retrieved image'" if count == 1 else "its retrieved images'"
+            assert f"feature distribution held to {held_to} (weight 5)" in picture.caption
         held.clear()
 
 

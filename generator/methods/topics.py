@@ -72,6 +72,14 @@ class TopicModel:
         return self.loadings.argmax(0).tolist()
 
 
+def top_images(count: int | None, params: TopicsParams) -> str:
+    """The top `count` (None: all) of a topic's retrieved images, in a caption's words."""
+    count = min(count or params.retrieved, params.retrieved)
+    if count == params.retrieved:
+        return "its retrieved images"
+    return "its top retrieved image" if count == 1 else f"its top {count} retrieved images"
+
+
 def facet_start(params: TopicsParams) -> str:
     """What a facet start is the coarse mean of, in a caption's words."""
     count = min(params.facet_images or params.retrieved, params.retrieved)
@@ -246,7 +254,7 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                     + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
                     + (f", pushed along its images' fc7 direction (weight {params.direction:g})"
                        if params.direction > 0 else "")
-                    + (f", its {', '.join(layers)} feature distribution held to its retrieved images' (weight "
+                    + (f", its {', '.join(layers)} feature distribution held to {top_images(params.distribution_images, params)}' (weight "
                        f"{params.distribution:g})" if params.distribution > 0 else "")
                     + (f", set apart from the class's other topic pictures in its {apart_layer} style (weight "
                        f"{params.diversity:g})" if params.diversity > 0 else "")
