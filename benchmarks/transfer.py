@@ -42,7 +42,7 @@ from PIL import Image, ImageFilter
 from benchmarks import judge as judge_module
 from benchmarks.common import load_image
 from generator.manifest import Manifest, ManifestError, PictureRecord
-from generator.methods.common import cosine_distances, mean_pairwise
+from generator.methods.common import coarse_mean, cosine_distances, mean_pairwise
 from generator.methods.metrics import colour_distance, colour_distance_per_photo
 from generator.records import Cell, Step, Topic
 
@@ -170,10 +170,9 @@ def blurred(path: Path, radius: float) -> Image.Image:
 
 
 def facet_start(files: list[Path], side: int) -> Image.Image:
-    """A topic's facet start without its noise: the mean of `files` coarsened to side x side and back."""
-    starts = [np.asarray(open_rgb(f).resize((side, side), Image.Resampling.BOX).resize((224, 224), Image.Resampling.BILINEAR),
-                         dtype=np.float32) for f in files]
-    return Image.fromarray(np.mean(starts, 0).round().astype(np.uint8))
+    """A topic's facet start as the method makes it (methods.common.coarse_mean), without its noise."""
+    start = coarse_mean(torch.stack([load_image(f) for f in files]), side, 0.0, seed=0)
+    return Image.fromarray((start.permute(1, 2, 0) * 255).round().byte().numpy())
 
 
 def spread(features: np.ndarray) -> float:

@@ -44,8 +44,8 @@ def layer_features(pathway: Pathway, images: Tensor, keys: list[str]) -> dict[st
 
     modules = sorted({key for key in keys if key not in OUTPUTS and key not in BANDS})
     handles = [pathway.get_submodule(key).register_forward_hook(keeper(key)) for key in modules]
-    try:
-        acts = pathway(images.to(pathway.mean.device))
+    try:  # the picture's own bands need no pass through the net
+        acts = pathway(images.to(pathway.mean.device)) if any(key not in BANDS for key in keys) else None
     finally:
         for handle in handles:
             handle.remove()
@@ -53,7 +53,7 @@ def layer_features(pathway: Pathway, images: Tensor, keys: list[str]) -> dict[st
         if key in BANDS:
             outputs[key] = pixel_band(images.float(), key)
         elif key in OUTPUTS:
-            value = getattr(acts, key)
+            value = getattr(acts, key, None)
             if value is None:
                 raise ValueError(f"this pathway has no {key}")
             outputs[key] = value

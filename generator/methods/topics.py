@@ -82,8 +82,8 @@ def top_images(count: int | None, params: TopicsParams) -> str:
 
 def facet_start(params: TopicsParams) -> str:
     """What a facet start is the coarse mean of, in a caption's words."""
-    count = min(params.facet_images or params.retrieved, params.retrieved)
-    return "its top retrieved image" if count == 1 else f"the mean of its top {count} retrieved images"
+    images = top_images(params.facet_images, params)
+    return images if images == "its top retrieved image" else f"the mean of {images}"
 
 
 def topic_mask(
