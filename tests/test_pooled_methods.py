@@ -160,3 +160,21 @@ def test_a_methods_detail_steps_reach_its_solves(ctx, module, monkeypatch):
     seen.clear()
     module.run(ctx, small)
     assert seen and all(steps == 0 and energies == FAST_ENGINE["iterations"] for steps, energies in seen)
+
+
+@pytest.mark.parametrize("module", [classviz, location, topics, ensemble, hierarchy], ids=lambda m: m.__name__.split(".")[-1])
+def test_a_fourier_methods_own_iterations_and_lr_reach_its_solve(ctx, module, monkeypatch):
+    """Each method's `iterations` / `lr` override the engine's for its own solves only."""
+    seen = []
+    real = module.solve
+
+    def recording(pathway, problems, settings, **kwargs):
+        seen.append((settings.iterations, settings.lr))
+        return real(pathway, problems, settings, **kwargs)
+
+    monkeypatch.setattr(module, "solve", recording)
+    module.run(ctx, {"iterations": 2, "lr": 0.123})
+    assert seen and set(seen) == {(2, 0.123)}
+    seen.clear()
+    module.run(ctx, {})
+    assert set(seen) == {(FAST_ENGINE["iterations"], FAST_ENGINE["lr"])}

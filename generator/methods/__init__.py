@@ -154,11 +154,13 @@ class DistributionParams:
     # raw-pixel steps after the engine's, where a Fourier step barely moves the finest scales
     detail_steps: int | None = param(None, at_least=0, at_most=100_000, help="raw-pixel steps after the engine's "
                                      "(fine detail; None: engine.detail_steps): docs/tuning.md#detail-steps")
+    # the method's own schedule, so a cheap method need not run the steps an expensive one needs (docs/speed.md)
+    iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
+    lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
 
 
 @dataclass(frozen=True)
 class ClassvizParams(DistributionParams):
-    iterations: int | None = param(None, at_least=1, at_most=100_000, help="None: the engine default")
     prior_weight: float | None = param(None, at_least=0, help="None: the engine default")
 
 
@@ -222,6 +224,8 @@ class HierarchyParams:
     prior: bool = param(True)
     init: Literal["class_layout", "noise"] = param("class_layout", help="coarse mean of the other images, or noise")
     forbid: float = param(2.5, at_least=0, help="cost of activity on the units the code has off (0: only gate)")
+    iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
+    lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
 
 
 @dataclass(frozen=True)

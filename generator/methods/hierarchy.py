@@ -13,16 +13,23 @@ Tuning notes: docs/tuning.md#hierarchy
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from generator.engine.settings import settings_from
 from generator.engine.solve import solve
 from generator.methods import ClassContext, HierarchyParams, MethodResult, Picture, spec
-from generator.methods.common import class_database, class_problem, closed_weights, cosine_distances, fc7_of
+from generator.methods.common import (
+    class_database,
+    class_problem,
+    closed_weights,
+    cosine_distances,
+    engine_settings,
+    fc7_of,
+)
 from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway, as_gates
 from generator.records import Step
@@ -134,7 +141,7 @@ def run(ctx: ClassContext, values: HierarchyParams | Mapping[str, Any] = Hierarc
         class_layout_init(ctx.images, index, pathway.pool5_shape[1:]) if params.init == "class_layout" else None
         for index in chosen
     ]
-    settings = settings_from(ctx.engine)
+    settings = engine_settings(ctx, asdict(params))
     problems = [
         class_problem(
             pathway, settings, ctx.class_index,
