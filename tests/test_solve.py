@@ -353,3 +353,29 @@ def test_detail_steps_move_the_raw_pixels_after_the_fourier_steps(pooled):
         Settings(detail_steps=-1)
     with pytest.raises(SettingsError):
         Settings(detail_lr=0.0)
+
+
+def test_bf16_autocast_runs_the_net_in_bfloat16_and_the_terms_in_float32(pathway, monkeypatch):
+    """`autocast: bf16`: the net's forward during the steps in bfloat16, what the terms read (its
+    outputs and hooked layers) in float32, the final numbers from a float32 pass."""
+    seen: list[tuple] = []
+    real = terms_module._FeatureMatchGroup.__call__
+    monkeypatch.setattr(terms_module._FeatureMatchGroup, "__call__",
+                        lambda self, step: seen.append((step.layer(self.name).dtype, torch.is_autocast_enabled("cpu")))
+                        or real(self, step))
+    with torch.no_grad():
+        target = pathway.features[:4](pathway.normalize(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))))[0]
+    problems = [Problem(class_terms(1), seed=0), Problem([FeatureMatch(target, "features.3"), 5.0 * TV()], seed=1)]
+    plain = solve(pathway, problems, quick(iterations=20), progress=False)
+    assert {dtype for dtype, _ in seen} == {torch.float32}
+    seen.clear()
+    halved = solve(pathway, problems, quick(iterations=20, autocast="bf16"), progress=False)
+    assert seen and {dtype for dtype, _ in seen} == {torch.float32} and not any(inside for _, inside in seen)
+    for a, b in zip(plain, halved):
+        assert b.image.dtype == torch.float32 and b.energy[-1] < b.energy[0]
+        assert not torch.equal(a.image, b.image)  # the net did run in bfloat16
+        assert a.energy[0] - b.energy[-1] > 0.5 * (a.energy[0] - a.energy[-1])  # and got as far, near enough
+    with torch.no_grad():
+        assert halved[0].numbers["score"] == pytest.approx(float(pathway(halved[0].image[None]).fc8[0, 1]), rel=1e-5)
+    with pytest.raises(SettingsError, match="autocast"):
+        Settings(autocast="fp16")

@@ -16,6 +16,7 @@ SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("adam", "nadam")
 PARAMETERIZATIONS = ("pixels", "colour", "fourier")
 PRIOR_NORMALIZATIONS = ("image", "photos")
+AUTOCASTS = ("off", "bf16")
 
 
 class SettingsError(AtlasError, ValueError):
@@ -60,6 +61,9 @@ class Settings:
     # size, the same terms), where a Fourier step barely moves the finest scales (docs/tuning.md#detail-steps)
     detail_steps: int = 0
     detail_lr: float = 0.005
+    # the net's forward (and so its backward) in bfloat16 during the steps, the terms and the final
+    # numbers in float32: faster where dense convolutions dominate and the hardware has bf16 (docs/speed.md)
+    autocast: str = "off"
     jitter_seed: int = 0  # seed of the transforms' and the prior grid's generators (one per solve)
     l2: float = 30.0  # weight of L2 around the model's mean colour
     tv: float = 300.0  # weight of total variation
@@ -116,6 +120,8 @@ class Settings:
         if self.prior_normalize not in PRIOR_NORMALIZATIONS:
             raise SettingsError(f"engine.prior_normalize: must be one of {', '.join(PRIOR_NORMALIZATIONS)}, "
                                 f"got {self.prior_normalize!r}")
+        if self.autocast not in AUTOCASTS:
+            raise SettingsError(f"engine.autocast: must be one of {', '.join(AUTOCASTS)}, got {self.autocast!r}")
         if self.param not in PARAMETERIZATIONS:
             raise SettingsError(f"engine.param: must be one of {', '.join(PARAMETERIZATIONS)}, got {self.param!r}")
 
@@ -130,7 +136,7 @@ RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 # Settings added after atlases were built, at the value that draws what the engine drew without them:
 # left out of `identity`, so that adding one does not make every picture stale.
-NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005, "tv_beta": 2.0}
+NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005, "tv_beta": 2.0, "autocast": "off"}
 
 
 def identity(settings: Settings) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from generator.engine.params import Parameterization, Pixels
 from generator.engine.settings import Settings, lr_at
 from generator.engine.terms import Group, Step, Term
 from generator.engine.transforms import Transform
-from generator.nets.pathway import Pathway
+from generator.nets.pathway import Activations, Pathway
 
 OptimizerFactory = Callable[[list[Tensor], float], torch.optim.Optimizer]
 
@@ -198,8 +198,12 @@ def solve(
             if index < coarse:
                 seen = F.interpolate(seen, size=settings.coarse_size, mode="bilinear", antialias=True, align_corners=False)
                 seen_gates = coarse_gates
-            acts = pathway(seen, seen_gates)
-            step = Step(index, settings.iterations, images, acts, capture.outputs, seen_gates)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.autocast == "bf16"):
+                acts = pathway(seen, seen_gates)
+            layers = capture.outputs
+            if settings.autocast != "off":  # the terms and their gradients in float32
+                acts, layers = in_float32(acts), {name: value.float() for name, value in layers.items()}
+            step = Step(index, settings.iterations, images, acts, layers, seen_gates)
             per_sample = images.new_zeros(batch)
             for group in groups:
                 value = group(step)
@@ -230,6 +234,14 @@ def solve(
             return _solutions(problems, step, history, ~active, groups, places)
     finally:
         capture.close()
+
+
+def in_float32(acts: Activations) -> Activations:
+    """The activations of an autocast forward pass as float32 (differentiably)."""
+    def up(value: Tensor | None) -> Tensor | None:
+        return None if value is None else value.float()
+    return Activations(pool5=acts.pool5.float(), fc6=up(acts.fc6), fc7=acts.fc7.float(), fc8=acts.fc8.float(),
+                       ungated={level: value.float() for level, value in acts.ungated.items()}, context=up(acts.context))
 
 
 def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group],
