@@ -284,7 +284,8 @@ real_replace = os.replace
 def replace_then_hang(src, dst):
     # The kill point: a temp file fully written, the build stopped before renaming it.
     if os.environ.get("HANG_ON") and os.environ["HANG_ON"] in str(dst):
-        open(os.environ["MARKER"], "w").close()
+        with open(os.environ["MARKER"], "w") as marker:
+            marker.write(str(os.getpid()))
         time.sleep(600)
     real_replace(src, dst)
 
@@ -332,6 +333,41 @@ def test_a_build_killed_mid_class_resumes_to_the_same_bytes(wnids, world, tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([(w, m) for w in wnids[1:] for m in ("classviz", "topics")])
     assert built_files(output) == expected  # same seed, same bytes; no temp files, every JSON parses
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie left for a container's init to reap does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_killed_builds_workers_stop_instead_of_writing_on(wnids, world, tmp_path):
+    """Killing the build (SIGKILL: no cleanup runs) ends its class workers too: left running, a
+    worker would finish its class and write it after the build is gone."""
+    script, output, marker = _script(tmp_path), tmp_path / "killed", tmp_path / "marker"
+    env = {**os.environ, "HANG_ON": f"{wnids[1]}/topics/", "MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "world"), str(output), "2"], env=env)
+    try:
+        deadline = time.time() + 120
+        while not (marker.exists() and marker.read_text()) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        worker = int(marker.read_text())
+        assert worker != proc.pid and _alive(worker)  # a worker process reached the kill point
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 10
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if marker.exists() and marker.read_text() and _alive(int(marker.read_text())):
+            os.kill(int(marker.read_text()), signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import dataclasses
 import multiprocessing
 import os
 import re
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -495,6 +496,21 @@ def _worker_init(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    _exit_with_parent()
+
+
+def _exit_with_parent(every: float = 0.5) -> None:
+    """A class worker ends when the build that started it is gone (killed, or its terminal
+    closed): it would otherwise finish its class and write it, possibly with settings the next
+    build has changed. Its writes are atomic, so what it leaves is whole or nothing."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_run(catalog: Catalog, plan: ClassPlan, model_digest: str) -> ClassOutcome:
