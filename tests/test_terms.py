@@ -78,27 +78,6 @@ def test_feature_match_on_a_named_module_reads_the_captured_layer():
     assert FeatureMatch(target[0], "features.3").key() != FeatureMatch(target[0]).key()
 
 
-def test_a_grid_feature_match_holds_where_things_are_not_the_map_itself():
-    """`grid`: only the map's region means count, so detail inside a region is free, a move to
-    another region is not, and a coarser map (the engine's coarse steps) compares as well."""
-    target = torch.zeros(4, 6, 6)
-    target[:, :3, :3] = 1.0  # something in the top-left region of a 2 x 2 grid
-    shuffled = target.clone()
-    shuffled[:, :3, :3] = 0.0
-    shuffled[:, 1, :3] = 3.0  # the same region mean, other detail
-    moved = target.flip(-1)  # the same thing in the top-right region
-    coarse = torch.zeros(4, 2, 2)
-    coarse[:, 0, 0] = 1.0  # the target at a coarser size
-    terms = [FeatureMatch(target, grid=2)] * 3
-    value = evaluate(terms, step_with(pool5=torch.stack([shuffled, moved, torch.zeros(4, 6, 6)]), fc8=torch.zeros(3, 3)))
-    assert value[0].item() < 1e-6 < 1.0 < value[1].item() and value[2].item() == pytest.approx(1.0)
-    assert evaluate([FeatureMatch(target, grid=2)], step_with(pool5=coarse[None], fc8=torch.zeros(1, 3))).item() < 1e-6
-    assert evaluate([FeatureMatch(target)], step_with(pool5=shuffled[None], fc8=torch.zeros(1, 3))).item() > 0.1
-    group = FeatureMatch(target, grid=2).group([FeatureMatch(target, grid=2)], None, FakePathway())
-    assert not group.full_size and FeatureMatch(target).group([FeatureMatch(target)], None, FakePathway()).full_size
-    assert FeatureMatch(target, grid=2).key() != FeatureMatch(target).key()
-
-
 def test_regularizers_prefer_smooth_mid_grey_images():
     noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     grey = torch.full((1, 3, 16, 16), 0.5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from generator.engine.terms import Direction, FeatureMatch
+from generator.engine.terms import Direction
 from generator.methods import topics
 from generator.methods.common import coarse_mean, engine_settings, fc7_of
 
@@ -174,27 +174,6 @@ def test_the_distribution_holds_a_topic_picture_to_its_top_distribution_images(t
             held_to = "its top retrieved image'" if count == 1 else "its retrieved images'"
             assert f"feature distribution held to {held_to} (weight 5)" in picture.caption
         held.clear()
-
-
-def test_the_layout_holds_a_topic_picture_to_its_retrieved_images_mean_pool5_grid(tiny_context, monkeypatch):
-    """`layout`: each problem also matches the grid means of its own topic's retrieved images'
-    mean pool5 map (off at 0)."""
-    ctx = tiny_context(n=10)
-    problems: list = []
-    real_solve = topics.solve
-    monkeypatch.setattr(topics, "solve", lambda pathway, given, *a, **k: problems.extend(given) or real_solve(pathway, given, *a, **k))
-    params = {"k": 2, "images": 10, "retrieved": 3}
-    topics.run(ctx, params)
-    assert not any(isinstance(t, FeatureMatch) for p in problems for t in p.terms)
-    problems.clear()
-    run = topics.run(ctx, {**params, "layout": 7.0, "layout_grid": 2})
-    for problem, picture in zip(problems, run.pictures):
-        (match,) = [t for t in problem.terms if isinstance(t, FeatureMatch)]
-        shown = [r.image for r in picture.meta.retrieved]
-        assert match.layer == "pool5" and match.grid == 2 and match.weight == 7.0
-        assert torch.allclose(match.target, ctx.features.pool5[shown].mean(0))
-        assert "pool5 layout (2 x 2 region means) held to its retrieved images' (weight 7)" in picture.caption
-    assert not torch.equal(*[t.target for p in problems for t in p.terms if isinstance(t, FeatureMatch)])
 
 
 def test_forbid_quiets_the_units_each_topic_closes(demo_context, demo_world):

@@ -179,44 +179,34 @@ def feature_error(pred: Tensor, target: Tensor) -> Tensor:
     return feature_inversion(pred, target).sqrt()
 
 
-def grid_means(features: Tensor, grid: int) -> Tensor:
-    """A map (..., C, H, W) averaged over a grid x grid of regions (0: as it is): its layout at any input size."""
-    return F.adaptive_avg_pool2d(features, grid) if grid else features
-
-
 class _FeatureMatchGroup(Group):
+    full_size = True  # a target map of the full input's size
+
     def __init__(self, terms: Sequence[FeatureMatch], rows: Tensor | None, device: torch.device) -> None:
         super().__init__(terms, rows, device)
-        self.name, self.grid = terms[0].layer, terms[0].grid
+        self.name = terms[0].layer
         self.layer = None if self.name in OUTPUTS else self.name
-        self.full_size = not self.grid  # a whole target map has the full input's size; its grid means do not
-        self.targets = grid_means(torch.stack([t.target.detach().float() for t in terms]).to(device), self.grid)
-
-    def predicted(self, step: Step) -> Tensor:
-        return grid_means(pick(step.layer(self.name), self.rows), self.grid)
+        self.targets = torch.stack([t.target.detach().float() for t in terms]).to(device)
 
     def __call__(self, step: Step) -> Tensor:
-        return self.weights * feature_inversion(self.predicted(step), self.targets)
+        return self.weights * feature_inversion(pick(step.layer(self.name), self.rows), self.targets)
 
     def report(self, step: Step) -> dict[str, Tensor]:
-        return {"feature_error": feature_error(self.predicted(step), self.targets)}
+        return {"feature_error": feature_error(pick(step.layer(self.name), self.rows), self.targets)}
 
 
 @dataclass
 class FeatureMatch(Term):
     """Match a feature map: `layer` is pool5 / fc6 / fc7 / fc8 or the name of a pathway module
-    (e.g. "features.3"), whose output the engine captures with a forward hook. With `grid` > 0
-    only the map's means over a grid x grid of regions are matched: where things are, roughly,
-    not the map itself (a topic's layout; it holds at the engine's coarse steps too)."""
+    (e.g. "features.3"), whose output the engine captures with a forward hook."""
 
     target: Tensor
     layer: str = "pool5"
-    grid: int = 0
     weight: float = 1.0
     group_class: ClassVar[type[Group]] = _FeatureMatchGroup
 
     def key(self) -> Hashable:
-        return (type(self), self.layer, self.grid)
+        return (type(self), self.layer)
 
 
 VECTORS = ("fc6", "fc7", "fc8")  # the outputs that are vectors whatever the input's size

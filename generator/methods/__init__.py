@@ -196,10 +196,6 @@ class TopicsParams(DistributionParams):
     # globally pooled net (mobilenet-v2) it silences the picture
     forbid: float | None = param(None, at_least=0, help="cost of activity on the fc7 units the topic closes "
                                  "(0: only gate; None: 2.5 on a net with fc6 and fc7, 0 on a globally pooled net)")
-    # the topic's rough layout in features: its retrieved images' mean pool5 map over a grid (terms.FeatureMatch)
-    layout: float = param(0.0, at_least=0, help="weight of the hold on the topic's retrieved images' mean pool5 map, "
-                          "averaged over a layout_grid x layout_grid of regions (0: off): docs/tuning.md#layout")
-    layout_grid: int = param(3, at_least=1, at_most=64, help="regions per side of that layout")
     # the class's topic pictures pushed apart (terms.Diversity): docs/tuning.md#diversity
     diversity: float = param(0.0, at_least=0, help="weight of the push that sets the class's topic pictures apart "
                              "(mean cosine similarity of their diversity_layer styles; 0: off)")

@@ -21,7 +21,7 @@ from scipy.optimize import nnls
 from torch import Tensor
 
 from generator.engine.solve import solve
-from generator.engine.terms import Direction, Diversity, FeatureMatch, styles
+from generator.engine.terms import Direction, Diversity, styles
 from generator.methods import ClassContext, MethodResult, Picture, TopicsParams, spec
 from generator.methods.common import (
     class_database,
@@ -223,9 +223,6 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
         if params.direction > 0:
             style = ctx.features.fc7[shown[k]].mean(0) - ctx.features.fc7[:used].mean(0)
             problem.terms = [*problem.terms, Direction(style, "fc7", weight=params.direction)]
-        if params.layout > 0:
-            layout = ctx.features.pool5[shown[k]].mean(0)
-            problem.terms = [*problem.terms, FeatureMatch(layout, "pool5", grid=params.layout_grid, weight=params.layout)]
         if params.distribution > 0:
             with_distribution(problem, distribution_term(pathway, ctx.images[shown[k][: params.distribution_images]],
                                                          params.distribution, layers))
@@ -257,8 +254,6 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                     + (f", the fc7 units it closes forbidden (weight {forbid:g})" if forbid > 0 else "")
                     + (f", pushed along its images' fc7 direction (weight {params.direction:g})"
                        if params.direction > 0 else "")
-                    + (f", its pool5 layout ({params.layout_grid} x {params.layout_grid} region means) held to its "
-                       f"retrieved images' (weight {params.layout:g})" if params.layout > 0 else "")
                     + (f", its {', '.join(layers)} feature distribution held to {top_images(params.distribution_images, params)}' (weight "
                        f"{params.distribution:g})" if params.distribution > 0 else "")
                     + (f", set apart from the class's other topic pictures in its {apart_layer} style (weight "
