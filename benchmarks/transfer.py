@@ -42,6 +42,7 @@ from PIL import Image, ImageFilter
 from benchmarks import judge as judge_module
 from benchmarks.common import load_image
 from generator.manifest import Manifest, ManifestError, PictureRecord
+from generator.methods import method_defaults
 from generator.methods.common import coarse_mean, cosine_distances, mean_pairwise
 from generator.methods.metrics import colour_distance, colour_distance_per_photo
 from generator.records import Cell, Step, Topic
@@ -208,10 +209,10 @@ def topic_metric(classes: list[ClassAtlas], reader: Reader) -> dict[str, Any] | 
         for radius in BLURS:
             blurred_spreads[radius].append(spread(reader.judge.read([blurred(f, radius) for f in tops]).features - centre))
         # what the starts alone give: each topic's facet start (its params), read as a picture
-        params = c.manifest.methods["topics"].params
-        if params.get("init", "facet") == "facet":
-            count = params.get("facet_images") or len(retrieved[0])
-            starts = [facet_start([c.image_file(i) for i in shown[:count]], int(params.get("facet_side", 8))) for shown in retrieved]
+        params = {**method_defaults("topics"), **c.manifest.methods["topics"].params}  # an older manifest: the defaults
+        if params["init"] == "facet":
+            count = params["facet_images"] or len(retrieved[0])
+            starts = [facet_start([c.image_file(i) for i in shown[:count]], int(params["facet_side"])) for shown in retrieved]
             start_spreads.append(spread(reader.judge.read(starts).features - centre))
         for k, features in enumerate(topic_features):
             for j in range(len(features)):

@@ -10,6 +10,7 @@ the pathway's levels: gates are named by the levels the pathway takes them at
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,11 +238,12 @@ def solve(
 
 
 def in_float32(acts: Activations) -> Activations:
-    """The activations of an autocast forward pass as float32 (differentiably)."""
-    def up(value: Tensor | None) -> Tensor | None:
-        return None if value is None else value.float()
-    return Activations(pool5=acts.pool5.float(), fc6=up(acts.fc6), fc7=acts.fc7.float(), fc8=acts.fc8.float(),
-                       ungated={level: value.float() for level, value in acts.ungated.items()}, context=up(acts.context))
+    """The activations of an autocast forward pass as float32 (differentiably), field by field."""
+    def up(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: up(item) for key, item in value.items()}
+        return value.float() if isinstance(value, Tensor) else value
+    return dataclasses.replace(acts, **{f.name: up(getattr(acts, f.name)) for f in dataclasses.fields(acts)})
 
 
 def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group],

@@ -141,7 +141,16 @@ class PriorParams:
 
 
 @dataclass(frozen=True)
-class DistributionParams:
+class ScheduleParams:
+    """A Fourier method's own schedule, so a cheap method need not run the steps an expensive one
+    needs (docs/speed.md#steps-per-method)."""
+
+    iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
+    lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
+
+
+@dataclass(frozen=True)
+class DistributionParams(ScheduleParams):
     """VITAL's feature-distribution prior (terms.FeatureDistribution), for the methods with a
     reference set: each picture's sorted per-channel features held to its reference images'
     (classviz: the class images, the prior picture only; location: the images scoring highest
@@ -154,9 +163,6 @@ class DistributionParams:
     # raw-pixel steps after the engine's, where a Fourier step barely moves the finest scales
     detail_steps: int | None = param(None, at_least=0, at_most=100_000, help="raw-pixel steps after the engine's "
                                      "(fine detail; None: engine.detail_steps): docs/tuning.md#detail-steps")
-    # the method's own schedule, so a cheap method need not run the steps an expensive one needs (docs/speed.md)
-    iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
-    lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
 
 
 @dataclass(frozen=True)
@@ -219,13 +225,11 @@ class EnsembleParams(DistributionParams):
 
 
 @dataclass(frozen=True)
-class HierarchyParams:
+class HierarchyParams(ScheduleParams):
     images: int = param(3, at_least=1, at_most=1000, help="images inverted: 3 problems each")
     prior: bool = param(True)
     init: Literal["class_layout", "noise"] = param("class_layout", help="coarse mean of the other images, or noise")
     forbid: float = param(2.5, at_least=0, help="cost of activity on the units the code has off (0: only gate)")
-    iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
-    lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
 
 
 @dataclass(frozen=True)
