@@ -10,7 +10,9 @@ import torch
 
 import helpers
 from generator.catalog import ModelSpec
-from generator.engine.settings import settings_from
+from generator.engine import recipes
+from generator.engine.settings import Settings, settings_from
+from generator.engine.transforms import Jitter, RandomScale
 from generator.methods import ClassContext, PriorParams, classviz, completion, ensemble, hierarchy, inversion, location, topics
 from generator.nets.models import load_pathway
 from generator.nets.pathway import as_gates
@@ -163,18 +165,22 @@ def test_a_methods_detail_steps_reach_its_solves(ctx, module, monkeypatch):
 
 
 @pytest.mark.parametrize("module", [classviz, location, topics, ensemble, hierarchy], ids=lambda m: m.__name__.split(".")[-1])
-def test_a_fourier_methods_own_iterations_and_lr_reach_its_solve(ctx, module, monkeypatch):
-    """Each method's `iterations` / `lr` override the engine's for its own solves only."""
+def test_a_fourier_methods_own_schedule_and_transforms_reach_its_solve(ctx, module, monkeypatch):
+    """Each method's `iterations` / `lr` / `scale` / `jitter` override the engine's for its own solves
+    only, and its solve runs the transforms they make."""
     seen = []
     real = module.solve
 
     def recording(pathway, problems, settings, **kwargs):
-        seen.append((settings.iterations, settings.lr))
+        seen.append((settings.iterations, settings.lr, settings.scale, settings.jitter,
+                     tuple(recipes.transforms(settings))))
         return real(pathway, problems, settings, **kwargs)
 
     monkeypatch.setattr(module, "solve", recording)
-    module.run(ctx, {"iterations": 2, "lr": 0.123})
-    assert seen and set(seen) == {(2, 0.123)}
+    module.run(ctx, {"iterations": 2, "lr": 0.123, "scale": 0.4, "jitter": 16})
+    assert seen and {s[:4] for s in seen} == {(2, 0.123, 0.4, 16)}
+    assert all(RandomScale(0.6, 1.4) in s[4] and Jitter(16) in s[4] for s in seen)
     seen.clear()
     module.run(ctx, {})
-    assert set(seen) == {(FAST_ENGINE["iterations"], FAST_ENGINE["lr"])}
+    engine = Settings()
+    assert {s[:4] for s in seen} == {(FAST_ENGINE["iterations"], FAST_ENGINE["lr"], engine.scale, engine.jitter)}

@@ -143,10 +143,15 @@ class PriorParams:
 @dataclass(frozen=True)
 class ScheduleParams:
     """A Fourier method's own schedule, so a cheap method need not run the steps an expensive one
-    needs (docs/speed.md#steps-per-method)."""
+    needs (docs/speed.md#steps-per-method), and its own zoom and shift, so a picture without a
+    spatial gate can be seen under stronger ones than a pool5 window allows (docs/tuning.md#zoom)."""
 
     iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
     lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
+    scale: float | None = param(None, at_least=0, at_most=0.9, help="random zoom by a factor in [1 - scale, 1 + scale] "
+                                "each step (None: engine.scale)")
+    jitter: int | None = param(None, at_least=0, at_most=64, help="random roll of up to this many pixels each step "
+                               "(None: engine.jitter)")
 
 
 @dataclass(frozen=True)
