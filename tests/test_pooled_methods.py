@@ -177,10 +177,13 @@ def test_a_fourier_methods_own_schedule_and_transforms_reach_its_solve(ctx, modu
         return real(pathway, problems, settings, **kwargs)
 
     monkeypatch.setattr(module, "solve", recording)
-    module.run(ctx, {"iterations": 2, "lr": 0.123, "scale": 0.4, "jitter": 16})
+    result = module.run(ctx, {"iterations": 2, "lr": 0.123, "scale": 0.4, "jitter": 16})
     assert seen and {s[:4] for s in seen} == {(2, 0.123, 0.4, 16)}
     assert all(RandomScale(0.6, 1.4) in s[4] and Jitter(16) in s[4] for s in seen)
+    made = [p for p in result.pictures if "code of" in p.caption or module is not hierarchy]  # not the hierarchy's inputs
+    assert made and all("seen under a 0.6-1.4x zoom and shifts of up to 16 px" in p.caption for p in made)
     seen.clear()
-    module.run(ctx, {})
+    plain = module.run(ctx, {})
+    assert not any("seen under" in p.caption for p in plain.pictures)
     engine = Settings()
     assert {s[:4] for s in seen} == {(FAST_ENGINE["iterations"], FAST_ENGINE["lr"], engine.scale, engine.jitter)}

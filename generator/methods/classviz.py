@@ -18,6 +18,7 @@ from generator.methods.common import (
     distribution_term,
     engine_settings,
     nearest_exemplars,
+    seen_under,
     with_distribution,
 )
 from generator.methods.metrics import colour_distance, colour_distance_per_photo
@@ -59,7 +60,8 @@ def run(ctx: ClassContext, values: ClassvizParams | Mapping[str, Any] = Classviz
                 image=solution.image,
                 caption=f"{ctx.class_name}: class score maximized with {what}; "
                 f"p = {solution.numbers['prob']:.2f}, {settings.iterations} iterations"
-                + (f" and {settings.detail_steps} in raw pixels" if settings.detail_steps else ""),
+                + (f" and {settings.detail_steps} in raw pixels" if settings.detail_steps else "")
+                + seen_under(asdict(params), settings),
                 alt=f"Synthesized image that the network classifies as {ctx.class_name}, made with {what}",
                 numbers=picture_numbers,
                 meta=Meta(diverged=solution.diverged, exemplars=nearest, notes={"iterations": settings.iterations}),

@@ -38,6 +38,18 @@ def engine_settings(ctx: ClassContext, params: dict[str, Any], **overrides: Any)
     return settings_from(ctx.engine, **{**from_params, **overrides})
 
 
+def seen_under(params: dict[str, Any], settings: Settings) -> str:
+    """The caption's words for a method's own zoom and shift (its `scale` / `jitter`), "" when it
+    keeps the engine's: a reader should know the net saw the picture under stronger transforms."""
+    scale, jitter = getattr(settings, "scale"), getattr(settings, "jitter")  # transform knobs: fields made at import
+    parts = []
+    if params.get("scale") is not None and scale:
+        parts.append(f"a {1 - scale:g}-{1 + scale:g}x zoom")
+    if params.get("jitter") is not None and jitter:
+        parts.append(f"shifts of up to {jitter} px")
+    return ", seen under " + " and ".join(parts) if parts else ""
+
+
 def class_prior(ctx: ClassContext) -> Any:
     """The class's PatchDatabase (normalized patches of its first `ctx.prior.images` images), as
     the catalog's `prior:` section declares it; built once per class and database parameters

@@ -41,6 +41,7 @@ from generator.methods.common import (
     fc7_of,
     mean_pairwise,
     nearest_exemplars,
+    seen_under,
     with_distribution,
 )
 from generator.nets.families import pathway_words
@@ -184,6 +185,7 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
                    "favours most over the full net (under init 1)" if seeded else "")
                 + (f"; its feature distribution held to those images' (weight {params.distribution:g})"
                    if params.distribution > 0 else "")
+                + seen_under(asdict(params), settings)
             ),
             alt=f"Visualization of {ctx.class_name} by one dropout sub-network, init {c['init'] + 1}",
             numbers={"score": s.numbers["score"], "prob": s.numbers["prob"]},

@@ -29,6 +29,7 @@ from generator.methods.common import (
     cosine_distances,
     engine_settings,
     fc7_of,
+    seen_under,
 )
 from generator.nets.families import pathway_words
 from generator.nets.pathway import Pathway, as_gates
@@ -194,7 +195,7 @@ def run(ctx: ClassContext, values: HierarchyParams | Mapping[str, Any] = Hierarc
                     key=f"image{row}-{level}",
                     image=solution.image,
                     caption=f"{ctx.class_name} under the {level} code of {name} ({', '.join(masks)} fixed)"
-                    + (", patch prior" if prior is not None else ""),
+                    + (", patch prior" if prior is not None else "") + seen_under(asdict(params), settings),
                     alt=f"Visualization of {ctx.class_name} constrained by the {level} ReLU code of one image",
                     numbers={
                         "score": score, "prob": prob, "pixel_error": pixel, "fc7_error": feature,

@@ -27,6 +27,7 @@ from generator.methods.common import (
     engine_settings,
     fc7_of,
     mean_pairwise,
+    seen_under,
     with_distribution,
 )
 from generator.nets.pathway import Pathway
@@ -145,7 +146,8 @@ def run(ctx: ClassContext, values: LocationParams | Mapping[str, Any] = Location
             Picture(
                 key=f"window-r{w.row}-c{w.col}",
                 image=solution.image,
-                caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})",
+                caption=f"{ctx.class_name} seen only through {span} (m5 window{prior_note})"
+                + seen_under(asdict(params), settings),
                 alt=f"Visualization of {ctx.class_name} using only {span} of the {grid} pool5 grid",
                 numbers={"score": solution.numbers["score"], "prob": solution.numbers["prob"]},
                 meta=replace(w, diverged=solution.diverged, exemplars=exemplars),

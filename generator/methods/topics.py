@@ -36,6 +36,7 @@ from generator.methods.common import (
     fc7_of,
     fit_nmf,
     patch_database,
+    seen_under,
     split_signs,
     with_distribution,
 )
@@ -258,6 +259,7 @@ def run(ctx: ClassContext, values: TopicsParams | Mapping[str, Any] = TopicsPara
                        f"{params.distribution:g})" if params.distribution > 0 else "")
                     + (f", set apart from the class's other topic pictures in its {apart_layer} style (weight "
                        f"{params.diversity:g})" if params.diversity > 0 else "")
+                    + seen_under(asdict(params), settings)
                     + (f", then {settings.detail_steps} steps in raw pixels" if settings.detail_steps else "")
                     + ("; fc7 is signed, so NMF factorized [relu(fc7), relu(-fc7)] and m7 keeps a unit when "
                        "either half passes the cutoff" if topics.signed else "")
