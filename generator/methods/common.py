@@ -39,8 +39,8 @@ def engine_settings(ctx: ClassContext, params: dict[str, Any], **overrides: Any)
 
 
 def seen_under(params: dict[str, Any], settings: Settings) -> str:
-    """The caption's words for a method's own zoom and shift (its `scale` / `jitter`), "" when it
-    keeps the engine's: a reader should know the net saw the picture under stronger transforms."""
+    """The caption's words for a method's own zoom and shift (its `scale` / `jitter`), "" when both
+    are unset: a reader should know the net saw the picture under other transforms than the engine's."""
     scale, jitter = getattr(settings, "scale"), getattr(settings, "jitter")  # transform knobs: fields made at import
     parts = []
     if params.get("scale") is not None and scale:
