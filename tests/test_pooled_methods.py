@@ -122,7 +122,7 @@ def test_hierarchy_claim_compares_the_levels_a_net_has():
     assert claims["hierarchy-pixel"]["value"] == pytest.approx(0.075)
 
 
-def test_coarse_steps_reach_the_methods_and_the_ensemble_takes_them_only_when_asked(ctx):
+def test_coarse_and_mid_steps_reach_the_methods_and_the_ensemble_takes_them_only_when_asked(ctx):
     sides: list[int] = []
     handle = ctx.pathway.register_forward_pre_hook(
         lambda module, inputs: sides.append(inputs[0].shape[-1]) if torch.is_grad_enabled() else None)
@@ -131,13 +131,18 @@ def test_coarse_steps_reach_the_methods_and_the_ensemble_takes_them_only_when_as
         seen = {}
         for name, run in (("topics", lambda: topics.run(coarse_ctx, {"k": 2})),
                           ("ensemble", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1})),
-                          ("ensemble coarse", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1, "coarse": True}))):
+                          ("ensemble coarse", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1, "coarse": True})),
+                          # a method's own mid steps follow the engine's coarse ones; the ensemble takes its own
+                          ("location mid", lambda: location.run(coarse_ctx, {"mid_size": 80, "mid_until": 0.75})),
+                          ("ensemble mid", lambda: ensemble.run(coarse_ctx, {"masks": 1, "inits": 1, "mid_size": 80,
+                                                                              "mid_until": 0.75}))):
             sides.clear()
             run()
             seen[name] = sorted(set(sides))
     finally:
         handle.remove()
-    assert seen == {"topics": [64, SIZE], "ensemble": [SIZE], "ensemble coarse": [64, SIZE]}
+    assert seen == {"topics": [64, SIZE], "ensemble": [SIZE], "ensemble coarse": [64, SIZE],
+                    "location mid": [64, 80, SIZE], "ensemble mid": [80, SIZE]}
 
 
 @pytest.mark.parametrize("module", [classviz, location, topics, ensemble])

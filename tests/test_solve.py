@@ -308,6 +308,45 @@ def test_a_gated_map_is_gated_at_the_coarse_size_too(pooled):
     assert all(torch.equal(g, gate) for g in seen[6:])  # the full-size steps and the final images: the gate itself
 
 
+def test_mid_steps_follow_the_coarse_ones_at_their_own_size(pooled):
+    from generator.engine.meter import IterationCounter
+    from generator.engine.settings import identity
+
+    settings = quick(iterations=10, coarse_size=48, coarse_until=0.4, mid_size=64, mid_until=0.7)
+    counter = IterationCounter(pooled)
+    assert input_sides(pooled, [Problem(class_terms(1), seed=0)], settings) == [48] * 4 + [64] * 3 + [SIZE] * 3
+    counter.close()
+    assert counter.full_size == pytest.approx(4 * (48 / SIZE) ** 2 + 3 * (64 / SIZE) ** 2 + 3)
+    # a mid stage alone starts at the first step; a size not below the input's is no stage
+    assert input_sides(pooled, [Problem(class_terms(1), seed=0)], quick(iterations=4, mid_size=64, mid_until=0.5)) \
+        == [64] * 2 + [SIZE] * 2
+    assert input_sides(pooled, [Problem(class_terms(1), seed=0)], quick(iterations=4, mid_size=SIZE, mid_until=0.5)) \
+        == [SIZE] * 4
+    # a gated map's gate is averaged down to the mid size's map (a 3x3 window map at 96 px is 2x2 at 64)
+    gate = window(pooled, 0, 0, 2)
+    seen: list[torch.Tensor] = []
+    original = pooled.head
+
+    def head(pool5, gates=None, context=None):
+        if gates:
+            seen.append(gates["pool5"][0].clone())
+        return original(pool5, gates, context)
+
+    pooled.head = head
+    try:
+        solve(pooled, [Problem(class_terms(1), gates={"pool5": gate}, seed=0)], quick(iterations=4, mid_size=64,
+              mid_until=0.5), progress=False)
+    finally:
+        del pooled.head
+    assert seen[0].shape[1:] == (2, 2) and torch.equal(seen[2], gate)
+    with pytest.raises(SettingsError):
+        Settings(coarse_size=48, coarse_until=0.6, mid_size=64, mid_until=0.5)
+    with pytest.raises(SettingsError):
+        Settings(mid_until=1.5)
+    # unset, the stage is not in a picture's key: nothing built before it goes stale
+    assert "mid_size" not in identity(Settings()) and identity(Settings(mid_size=160, mid_until=0.8))["mid_size"] == 160
+
+
 def test_coarse_steps_still_reach_the_class(pooled):
     full, coarse = (solve(pooled, [Problem(class_terms(1), seed=0)], quick(iterations=30, **extra), progress=False)[0]
                     for extra in ({}, {"coarse_size": 64, "coarse_until": 0.5}))

@@ -57,6 +57,10 @@ class Settings:
     # (docs/speed.md#coarse-steps)
     coarse_size: int = 0
     coarse_until: float = 0.0
+    # a second stage between the coarse steps and the full size: up to `mid_until` of the steps the net
+    # sees the image at `mid_size` px (0: none), about half the cost at 160 of 224 px
+    mid_size: int = 0
+    mid_until: float = 0.0
     # fine detail: after `iterations`, this many steps move the raw pixels (constant lr `detail_lr`, full
     # size, the same terms), where a Fourier step barely moves the finest scales (docs/tuning.md#detail-steps)
     detail_steps: int = 0
@@ -99,6 +103,12 @@ class Settings:
         if self.coarse_size < 0 or not 0 <= self.coarse_until <= 1:
             raise SettingsError(f"engine: coarse_size must be >= 0 and coarse_until in [0, 1], got "
                                 f"{self.coarse_size!r} and {self.coarse_until!r}")
+        if self.mid_size < 0 or not 0 <= self.mid_until <= 1:
+            raise SettingsError(f"engine: mid_size must be >= 0 and mid_until in [0, 1], got "
+                                f"{self.mid_size!r} and {self.mid_until!r}")
+        if self.mid_size and self.coarse_size and self.mid_until < self.coarse_until:
+            raise SettingsError(f"engine: mid_until ({self.mid_until!r}) must not come before coarse_until "
+                                f"({self.coarse_until!r}): the mid steps follow the coarse ones")
         for name in ("detail_steps", "fourier_decay", "init_std", "l2", "tv", "alpha_norm", "feature_weight",
                      "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:
@@ -136,7 +146,8 @@ RAW_PIXELS: dict[str, Any] = {"param": "pixels", **JITTER_ONLY}
 
 # Settings added after atlases were built, at the value that draws what the engine drew without them:
 # left out of `identity`, so that adding one does not make every picture stale.
-NEUTRAL: dict[str, Any] = {"fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005, "tv_beta": 2.0, "autocast": "off"}
+NEUTRAL: dict[str, Any] = {"mid_size": 0, "mid_until": 0.0,
+                           "fourier_decay": 1.0, "detail_steps": 0, "detail_lr": 0.005, "tv_beta": 2.0, "autocast": "off"}
 
 
 def identity(settings: Settings) -> dict[str, Any]:

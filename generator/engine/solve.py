@@ -173,7 +173,7 @@ def solve(
         images = drawn.image(params)
         return images if free is None else free * images + (1 - free) * init
 
-    coarse, coarse_gates = coarse_steps(settings, pathway, groups, gates)
+    stages = small_stages(settings, pathway, groups, gates)
     params = drawn.init(init).requires_grad_(True)
     opt = optimizer([params], schedule(0))
     active = torch.ones(batch, dtype=torch.bool, device=device)
@@ -196,9 +196,10 @@ def solve(
             for transform in transforms:
                 seen = transform(seen, rng)
             seen_gates = gates
-            if index < coarse:
-                seen = F.interpolate(seen, size=settings.coarse_size, mode="bilinear", antialias=True, align_corners=False)
-                seen_gates = coarse_gates
+            stage = next((stage for stage in stages if index < stage.until), None)
+            if stage is not None:
+                seen = F.interpolate(seen, size=stage.size, mode="bilinear", antialias=True, align_corners=False)
+                seen_gates = stage.gates
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.autocast == "bf16"):
                 acts = pathway(seen, seen_gates)
             layers = capture.outputs
@@ -246,25 +247,38 @@ def in_float32(acts: Activations) -> Activations:
     return dataclasses.replace(acts, **{f.name: up(getattr(acts, f.name)) for f in dataclasses.fields(acts)})
 
 
-def coarse_steps(settings: Settings, pathway: Pathway, groups: Sequence[Group],
-                 gates: Mapping[str, Tensor]) -> tuple[int, dict[str, Tensor]]:
-    """How many first steps the net sees the image at `coarse_size`, and the gates it sees them
-    under: a gated map's gate (a pool5 window) averaged down to that map's coarse size. None where
-    `coarse_size` is not smaller than the input, where a problem matches a map of the full size, or
-    where the net takes only its own input size (an fc head on a flattened map, a ViT's grid)."""
-    if not 0 < settings.coarse_size < pathway.input_size or not settings.coarse_until:
-        return 0, dict(gates)
-    if any(group.full_size for group in groups):
-        return 0, dict(gates)
-    probe = torch.zeros(1, 3, settings.coarse_size, settings.coarse_size, device=pathway.mean.device)
-    try:
-        with torch.no_grad():
-            acts = pathway(probe)
-    except (RuntimeError, AssertionError, ValueError):
-        return 0, dict(gates)
-    coarse_gates = {level: F.adaptive_avg_pool2d(gate, getattr(acts, level).shape[2:]) if gate.dim() == 4 else gate
-                    for level, gate in gates.items()}
-    return int(settings.coarse_until * settings.iterations), coarse_gates
+@dataclass(frozen=True)
+class Stage:
+    """The first steps up to `until` show the net the image resized to `size` px, under `gates`."""
+
+    until: int
+    size: int
+    gates: dict[str, Tensor]
+
+
+def small_stages(settings: Settings, pathway: Pathway, groups: Sequence[Group],
+                 gates: Mapping[str, Tensor]) -> list[Stage]:
+    """The coarse steps (`coarse_size` up to `coarse_until`) and the mid ones (`mid_size` up to
+    `mid_until`), in order, each with the gates the net sees them under: a gated map's gate (a
+    pool5 window) averaged down to that map's size there. None where a size is not smaller than
+    the input, where a problem matches a map of the full size, or where the net takes only its own
+    input size (an fc head on a flattened map, a ViT's grid)."""
+    wanted = [(settings.coarse_until, settings.coarse_size), (settings.mid_until, settings.mid_size)]
+    wanted = [(until, size) for until, size in wanted if until and 0 < size < pathway.input_size]
+    if not wanted or any(group.full_size for group in groups):
+        return []
+    stages = []
+    for until, size in wanted:
+        probe = torch.zeros(1, 3, size, size, device=pathway.mean.device)
+        try:
+            with torch.no_grad():
+                acts = pathway(probe)
+        except (RuntimeError, AssertionError, ValueError):
+            return []
+        small = {level: F.adaptive_avg_pool2d(gate, getattr(acts, level).shape[2:]) if gate.dim() == 4 else gate
+                 for level, gate in gates.items()}
+        stages.append(Stage(int(until * settings.iterations), size, small))
+    return sorted(stages, key=lambda stage: stage.until)
 
 
 def _solutions(problems: Sequence[Problem], step: Step, history: list[Tensor], diverged: Tensor,

@@ -144,7 +144,8 @@ class PriorParams:
 class ScheduleParams:
     """A Fourier method's own schedule, so a cheap method need not run the steps an expensive one
     needs (docs/speed.md#steps-per-method), and its own zoom and shift, so a picture without a
-    spatial gate can be seen under stronger ones than a pool5 window allows (docs/tuning.md#zoom)."""
+    spatial gate can be seen under stronger ones than a pool5 window allows (docs/tuning.md#zoom),
+    and its own mid steps, where a method reads as well from a smaller image (docs/speed.md#mid-steps)."""
 
     iterations: int | None = param(None, at_least=1, at_most=100_000, help="Fourier steps (None: engine.iterations)")
     lr: float | None = param(None, above=0, help="learning rate of those steps (None: engine.lr)")
@@ -152,6 +153,11 @@ class ScheduleParams:
                                 "each step (None: engine.scale)")
     jitter: int | None = param(None, at_least=0, at_most=64, help="random roll of up to this many pixels each step "
                                "(None: engine.jitter)")
+    # between the engine's coarse steps and the full size (docs/speed.md#mid-steps)
+    mid_size: int | None = param(None, at_least=0, at_most=4096, help="the net sees the image at this many px "
+                                 "after the coarse steps, up to mid_until (None: engine.mid_size; 0: no mid steps)")
+    mid_until: float | None = param(None, at_least=0, at_most=1, help="the fraction of the Fourier steps the mid "
+                                    "size lasts up to (None: engine.mid_until)")
 
 
 @dataclass(frozen=True)
@@ -225,8 +231,8 @@ class EnsembleParams(DistributionParams):
     init: Literal["noise", "member"] = param("member", help="noise, or the blurred mean of the images the member favours")
     member_images: int = param(5, at_least=1, at_most=1000, help="images a member's start is the blurred mean of")
     prior: bool = param(True)
-    coarse: bool = param(False, help="take the engine's coarse steps (engine.coarse_size); off: on the shared "
-                         "mobilenet-v2 they halved how much more the masks than the inits set the members apart")
+    coarse: bool = param(False, help="take the engine's coarse and mid steps (engine.coarse_size, mid_size); off: on "
+                         "the shared mobilenet-v2 they cut how much more the masks than the inits set the members apart")
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ _PRIOR_CACHE: dict[int, tuple[weakref.ref[Tensor], dict[tuple[Any, ...], Any]]] 
 
 def engine_settings(ctx: ClassContext, params: dict[str, Any], **overrides: Any) -> Settings:
     """Settings from the catalog's engine section, then the method's non-None `iterations` / `lr` /
-    `scale` / `jitter` / `prior_weight` / `detail_steps` params, then explicit overrides."""
-    names = ("iterations", "lr", "scale", "jitter", "prior_weight", "detail_steps")
+    `scale` / `jitter` / `mid_size` / `mid_until` / `prior_weight` / `detail_steps` params, then
+    explicit overrides."""
+    names = ("iterations", "lr", "scale", "jitter", "mid_size", "mid_until", "prior_weight", "detail_steps")
     from_params = {k: params[k] for k in names if params.get(k) is not None}
     return settings_from(ctx.engine, **{**from_params, **overrides})
 
