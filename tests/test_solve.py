@@ -287,14 +287,13 @@ def test_coarse_steps_show_the_net_a_smaller_image_first(pooled, pathway):
         Settings(coarse_until=1.5)
 
 
-def test_a_gated_map_is_gated_at_the_coarse_size_too(pooled):
-    gate = window(pooled, 0, 0, 2)  # the top-left 2x2 of a 3x3 map: at 64 px the map is 2x2
-    settings = quick(iterations=10, coarse_size=64, coarse_until=0.6)
+def pool5_gates_seen(pooled, gate: torch.Tensor, settings: Settings) -> list[torch.Tensor]:
+    """The pool5 gate the head gets at each step of one gated problem's solve (and its final evaluation)."""
     seen: list[torch.Tensor] = []
     original = pooled.head
 
     def head(pool5, gates=None, context=None):
-        if gates:  # not the engine's own probe of the coarse size
+        if gates:  # not the engine's own probe of a smaller size
             seen.append(gates["pool5"][0].clone())
         return original(pool5, gates, context)
 
@@ -303,6 +302,12 @@ def test_a_gated_map_is_gated_at_the_coarse_size_too(pooled):
         solve(pooled, [Problem(class_terms(1), gates={"pool5": gate}, seed=0)], settings, progress=False)
     finally:
         del pooled.head
+    return seen
+
+
+def test_a_gated_map_is_gated_at_the_coarse_size_too(pooled):
+    gate = window(pooled, 0, 0, 2)  # the top-left 2x2 of a 3x3 map: at 64 px the map is 2x2
+    seen = pool5_gates_seen(pooled, gate, quick(iterations=10, coarse_size=64, coarse_until=0.6))
     assert len(seen) == 11  # 10 steps and the final evaluation
     assert seen[0].shape[1:] == (2, 2) and torch.allclose(seen[0][0], torch.tensor([[1.0, 0.5], [0.5, 0.25]]))
     assert all(torch.equal(g, gate) for g in seen[6:])  # the full-size steps and the final images: the gate itself
@@ -324,20 +329,7 @@ def test_mid_steps_follow_the_coarse_ones_at_their_own_size(pooled):
         == [SIZE] * 4
     # a gated map's gate is averaged down to the mid size's map (a 3x3 window map at 96 px is 2x2 at 64)
     gate = window(pooled, 0, 0, 2)
-    seen: list[torch.Tensor] = []
-    original = pooled.head
-
-    def head(pool5, gates=None, context=None):
-        if gates:
-            seen.append(gates["pool5"][0].clone())
-        return original(pool5, gates, context)
-
-    pooled.head = head
-    try:
-        solve(pooled, [Problem(class_terms(1), gates={"pool5": gate}, seed=0)], quick(iterations=4, mid_size=64,
-              mid_until=0.5), progress=False)
-    finally:
-        del pooled.head
+    seen = pool5_gates_seen(pooled, gate, quick(iterations=4, mid_size=64, mid_until=0.5))
     assert seen[0].shape[1:] == (2, 2) and torch.equal(seen[2], gate)
     with pytest.raises(SettingsError):
         Settings(coarse_size=48, coarse_until=0.6, mid_size=64, mid_until=0.5)
