@@ -331,8 +331,9 @@ def test_mid_steps_follow_the_coarse_ones_at_their_own_size(pooled):
     gate = window(pooled, 0, 0, 2)
     seen = pool5_gates_seen(pooled, gate, quick(iterations=4, mid_size=64, mid_until=0.5))
     assert seen[0].shape[1:] == (2, 2) and torch.equal(seen[2], gate)
-    with pytest.raises(SettingsError):
-        Settings(coarse_size=48, coarse_until=0.6, mid_size=64, mid_until=0.5)
+    # mid steps that would end before the coarse ones do are none
+    early = quick(iterations=10, coarse_size=48, coarse_until=0.6, mid_size=64, mid_until=0.5)
+    assert input_sides(pooled, [Problem(class_terms(1), seed=0)], early) == [48] * 6 + [SIZE] * 4
     with pytest.raises(SettingsError):
         Settings(mid_until=1.5)
     # unset, the stage is not in a picture's key: nothing built before it goes stale

@@ -57,8 +57,9 @@ class Settings:
     # (docs/speed.md#coarse-steps)
     coarse_size: int = 0
     coarse_until: float = 0.0
-    # a second stage between the coarse steps and the full size: up to `mid_until` of the steps the net
-    # sees the image at `mid_size` px (0: none), about half the cost at 160 of 224 px
+    # a second stage between the coarse steps and the full size: from the coarse steps' end up to `mid_until`
+    # of the steps the net sees the image at `mid_size` px (0: none; none if it ends before the coarse steps
+    # do), about half the cost at 160 of 224 px (docs/speed.md#mid-steps)
     mid_size: int = 0
     mid_until: float = 0.0
     # fine detail: after `iterations`, this many steps move the raw pixels (constant lr `detail_lr`, full
@@ -106,9 +107,6 @@ class Settings:
         if self.mid_size < 0 or not 0 <= self.mid_until <= 1:
             raise SettingsError(f"engine: mid_size must be >= 0 and mid_until in [0, 1], got "
                                 f"{self.mid_size!r} and {self.mid_until!r}")
-        if self.mid_size and self.coarse_size and self.mid_until < self.coarse_until:
-            raise SettingsError(f"engine: mid_until ({self.mid_until!r}) must not come before coarse_until "
-                                f"({self.coarse_until!r}): the mid steps follow the coarse ones")
         for name in ("detail_steps", "fourier_decay", "init_std", "l2", "tv", "alpha_norm", "feature_weight",
                      "prior_weight", "prior_start", "prior_full"):
             if getattr(self, name) < 0:

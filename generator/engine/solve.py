@@ -258,13 +258,16 @@ class Stage:
 
 def small_stages(settings: Settings, pathway: Pathway, groups: Sequence[Group],
                  gates: Mapping[str, Tensor]) -> list[Stage]:
-    """The coarse steps (`coarse_size` up to `coarse_until`) and the mid ones (`mid_size` up to
-    `mid_until`), in order, each with the gates the net sees them under: a gated map's gate (a
+    """The coarse steps (`coarse_size` up to `coarse_until`), then the mid ones (`mid_size` from
+    there up to `mid_until`), each with the gates the net sees them under: a gated map's gate (a
     pool5 window) averaged down to that map's size there. None where a size is not smaller than
     the input, where a problem matches a map of the full size, or where the net takes only its own
     input size (an fc head on a flattened map, a ViT's grid)."""
-    wanted = [(settings.coarse_until, settings.coarse_size), (settings.mid_until, settings.mid_size)]
-    wanted = [(until, size) for until, size in wanted if until and 0 < size < pathway.input_size]
+    wanted = [(until, size) for until, size in ((settings.coarse_until, settings.coarse_size),
+                                                (settings.mid_until, settings.mid_size))
+              if until and 0 < size < pathway.input_size]
+    if len(wanted) == 2 and wanted[1][0] <= wanted[0][0]:  # the mid steps would end before the coarse ones do
+        wanted = wanted[:1]
     if not wanted or any(group.full_size for group in groups):
         return []
     stages = []
@@ -278,7 +281,7 @@ def small_stages(settings: Settings, pathway: Pathway, groups: Sequence[Group],
         small = {level: F.adaptive_avg_pool2d(gate, getattr(acts, level).shape[2:]) if gate.dim() == 4 else gate
                  for level, gate in gates.items()}
         stages.append(Stage(int(until * settings.iterations), size, small))
-    return sorted(stages, key=lambda stage: stage.until)
+    return stages
 
 
 def _solutions(problems: Sequence[Problem], step: Step, history: list[Tensor], diverged: Tensor,
