@@ -147,8 +147,13 @@ def run(ctx: ClassContext, values: EnsembleParams | Mapping[str, Any] = Ensemble
         for m in range(n_masks)
         for i in range(n_inits)
     ]
-    # the engine's coarse and mid steps cost the members their differences: docs/speed.md#coarse-steps
-    small = {} if params.coarse else {"coarse_size": 0, **({} if params.mid_size is not None else {"mid_size": 0})}
+    # the engine's coarse and mid steps cost the members their differences (docs/speed.md#coarse-steps):
+    # without `coarse`, none of the engine's, only the ensemble's own mid steps where it sets them
+    small: dict[str, int] = {}
+    if not params.coarse:
+        small["coarse_size"] = 0
+        if params.mid_size is None:
+            small["mid_size"] = 0
     settings = engine_settings(ctx, asdict(params), **small)
     members = [member_masks(pathway, params.at, keep, ctx.seed + MASK_SEED_OFFSET + 2 * m) for m in range(n_masks)]
     favourites: list[list[int]] = []  # per member: the class images its start is the blurred mean of
